@@ -1,0 +1,129 @@
+"""Pure, TorchScript-compatible functions that apply kernels to audio.
+
+Only operators that every runtime has: ``F.pad`` (reflect / constant), ``conv1d``,
+matmul and elementwise math. No ``torch.stft``, ``torch.fft`` or complex tensors, so the
+graphs export to ONNX (both exporters), TorchScript and AOTInductor unchanged.
+"""
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def as_batch(x: Tensor) -> Tensor:
+    """(L,) -> (1, 1, L); (B, L) -> (B, 1, L); (B, 1, L) unchanged. Other ranks: ValueError."""
+    if x.dim() == 1:
+        return x.reshape(1, 1, -1)
+    if x.dim() == 2:
+        return x.unsqueeze(1)
+    if x.dim() == 3 and x.size(1) == 1:
+        return x
+    raise ValueError("audio must have shape (L,), (B, L) or (B, 1, L); got {}".format(list(x.shape)))
+
+
+def check_num_samples(x: Tensor, num_samples: int, min_samples: int) -> None:
+    """Raise ``ValueError`` when the last axis is not ``num_samples`` (when >= 0), or is
+    shorter than ``min_samples``. Cheap shape checks; they fold away in a static export."""
+    n = x.size(-1)
+    if num_samples >= 0 and n != num_samples:
+        raise ValueError("audio length: expected {} samples, got {}".format(num_samples, n))
+    if n < min_samples:
+        raise ValueError("audio length: need at least {} samples for this padding/kernel, got {}".format(
+            min_samples, n))
+
+
+def pad_both(x: Tensor, pad: int, mode: str) -> Tensor:
+    """Pad the last axis by ``pad`` on both sides; ``mode`` 'reflect' (no edge repeat,
+    like numpy/librosa 'reflect') or 'constant' (zeros)."""
+    if pad == 0:
+        return x
+    if mode == "reflect":
+        return F.pad(x, [pad, pad], mode="reflect")
+    return F.pad(x, [pad, pad], mode="constant", value=0.0)
+
+
+def frame_count(num_samples: int, kernel: int, hop: int, center: bool) -> int:
+    """Frames of a strided correlation of ``kernel`` taps, after optional centre padding
+    of ``kernel // 2`` on each side."""
+    padded = num_samples + 2 * (kernel // 2) if center else num_samples
+    if padded < kernel:
+        return 0
+    return (padded - kernel) // hop + 1
+
+
+def conv_spectrum(x: Tensor, kernel: Tensor, hop: int, n_bins: int) -> Tuple[Tensor, Tensor]:
+    """Correlate (B, 1, L) audio with a stacked ``(2 n_bins, 1, K)`` kernel
+    (``[cos; sin]`` rows) in ONE conv1d (one GEMM) and return (real, imag) each
+    ``(B, n_bins, T)`` with ``X = sum x (cos - i sin)`` (the usual DFT sign)."""
+    y = F.conv1d(x, kernel, stride=hop)
+    return y[:, :n_bins], -y[:, n_bins:]
+
+
+def magnitude(real: Tensor, imag: Tensor, eps: float) -> Tensor:
+    """``sqrt(re^2 + im^2 + eps)``; eps > 0 keeps the gradient finite at 0 (trainable)."""
+    p = real * real + imag * imag
+    if eps > 0.0:
+        p = p + eps
+    return torch.sqrt(p)
+
+
+def power_spectrum(real: Tensor, imag: Tensor, power: float, eps: float) -> Tensor:
+    """``|X| ** power``; power 2 is computed as ``re^2 + im^2`` (no sqrt: exact and with a
+    finite gradient at 0), power 1 as the magnitude."""
+    p = real * real + imag * imag
+    if eps > 0.0:
+        p = p + eps
+    if power == 2.0:
+        return p
+    if power == 1.0:
+        return torch.sqrt(p)
+    return torch.pow(p, power / 2.0)
+
+
+# Phase values this close above -pi are moved to just above +pi (see `phase`).
+PHASE_BRANCH_TOLERANCE: float = 1e-4
+
+
+def phase(real: Tensor, imag: Tensor) -> Tensor:
+    """Angle of ``real + i imag`` in radians, in ``(-pi + 1e-4, pi + 1e-4]``.
+
+    ``atan2`` jumps by 2 pi where ``imag`` changes sign on the negative real axis; float32
+    rounding puts tiny ``imag`` on either side in different runtimes, so one runtime would
+    return ~+pi and another ~-pi for the same bin (nnAudio does). We fold the first
+    ``PHASE_BRANCH_TOLERANCE`` radians above -pi onto +pi, so values at the cut agree to
+    float32 rounding everywhere; compare phases modulo 2 pi all the same. (0 + 0i -> 0.)
+    """
+    ang = torch.atan2(imag, real)
+    # 1e-4 == PHASE_BRANCH_TOLERANCE, spelled out because TorchScript cannot read globals.
+    return torch.where(ang < -math.pi + 1e-4, ang + 2.0 * math.pi, ang)
+
+
+def unit_phasor(real: Tensor, imag: Tensor) -> Tensor:
+    """``(cos angle, sin angle)`` stacked on a last axis of 2, as nnAudio's CQT 'Phase'
+    output; computed as ``z / |z|`` (``(1, 0)`` where ``z == 0``, as ``atan2(0, 0) = 0``)."""
+    mag = torch.sqrt(real * real + imag * imag)
+    nonzero = mag > 0.0
+    safe = torch.where(nonzero, mag, torch.ones_like(mag))
+    c = torch.where(nonzero, real / safe, torch.ones_like(mag))
+    s = torch.where(nonzero, imag / safe, torch.zeros_like(mag))
+    return torch.stack([c, s], dim=-1)
+
+
+def power_to_db(s: Tensor, ref: float, amin: float, top_db: float) -> Tensor:
+    """``10 log10(max(s, amin)) - 10 log10(max(amin, |ref|))``, then, when ``top_db >= 0``,
+    clamped below at ``(per-item max) - top_db``.
+
+    Differs from ``librosa.power_to_db`` on batches on purpose: librosa clamps against the
+    whole array's max, we (like nnAudio) against each batch item's own max, so an item's
+    features never depend on what it was batched with. For one item they are equal.
+    """
+    log_spec = 10.0 * torch.log10(torch.clamp(s, min=amin))
+    log_spec = log_spec - 10.0 * math.log10(max(amin, abs(ref)))
+    if top_db >= 0.0:
+        peak = torch.amax(log_spec.reshape(log_spec.size(0), -1), dim=1)
+        shape: List[int] = [log_spec.size(0)] + [1] * (log_spec.dim() - 1)
+        log_spec = torch.maximum(log_spec, peak.reshape(shape) - top_db)
+    return log_spec

@@ -1,0 +1,16 @@
+"""Filterbank math: small pure numpy/scipy functions in float64, no torch.
+
+Each function returns the *kernels* (what a transform is); the torch layers in
+:mod:`nnaudio_export.layers` decide how they are applied (conv1d / matmul).
+"""
+from .windows import get_window, pad_center, povey_window
+from .fourier import fourier_kernels, fourier_bin_frequencies
+from .mel import hz_to_mel, mel_to_hz, mel_frequencies, fft_frequencies, mel_filterbank
+from .dct import dct_matrix
+
+__all__ = [
+    "get_window", "pad_center", "povey_window",
+    "fourier_kernels", "fourier_bin_frequencies",
+    "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank",
+    "dct_matrix",
+]

@@ -1,0 +1,135 @@
+"""Mel spectrogram and MFCC layers with nnAudio 0.3.x's arguments."""
+
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import functional as FN
+from ..kernels.dct import dct_matrix
+from ..kernels.mel import mel_filterbank
+from ..kernels.windows import WindowSpec
+from ._base import FrontendLayer, as_kernel, require, require_positive_int
+from .stft import STFT
+
+
+def nnaudio_mel_norm(norm) -> Union[None, str, float]:
+    """Translate nnAudio's ``norm`` to :func:`mel_filterbank`'s (librosa >= 0.8) meaning.
+
+    nnAudio (a copy of librosa 0.7) reads ``norm=1`` as Slaney area normalisation; we keep
+    that. ``'slaney'`` is accepted too (nnAudio raises NameError), and ``np.inf`` really
+    normalises each filter's peak to 1 (nnAudio accepts it and silently does nothing).
+    Any other number ``p`` is librosa's l_p row normalisation.
+    """
+    if norm is None:
+        return None
+    if isinstance(norm, str):
+        require(norm == "slaney", "norm", f"must be None, 1, 'slaney', np.inf or a number, got {norm!r}")
+        return "slaney"
+    if isinstance(norm, bool):
+        raise ValueError(f"norm must be None, 1, 'slaney', np.inf or a number, got {norm!r}")
+    if float(norm) == 1.0:
+        return "slaney"
+    return float(norm)
+
+
+class MelSpectrogram(FrontendLayer):
+    """Mel spectrogram: ``mel_basis @ |STFT| ** power``, as nnAudio 0.3.x.
+
+    Arguments, defaults and meanings are nnAudio's ``nnAudio.features.MelSpectrogram``
+    (``norm=1`` is Slaney area normalisation), plus ``num_samples``. The STFT is the
+    :class:`STFT` layer (``self.stft``), so its kernels train with ``trainable_STFT``.
+
+    Differences from nnAudio, on purpose:
+    - ``norm=np.inf`` normalises each filter to peak 1 and ``norm='slaney'`` works
+      (nnAudio ignores the first and raises on the second).
+    - ``power=2`` is computed as ``re^2 + im^2`` instead of ``sqrt(...) ** 2`` (same value
+      to float32 rounding, finite gradient at 0).
+    - ``fmax`` above Nyquist or ``fmin >= fmax`` raise ``ValueError`` (nnAudio warns of
+      empty filters).
+    """
+
+    def __init__(self, sr: float = 22050, n_fft: int = 2048, win_length: Optional[int] = None,
+                 n_mels: int = 128, hop_length: int = 512, window: WindowSpec = "hann",
+                 center: bool = True, pad_mode: str = "reflect", power: float = 2.0,
+                 htk: bool = False, fmin: float = 0.0, fmax: Optional[float] = None,
+                 norm=1, trainable_mel: bool = False, trainable_STFT: bool = False,
+                 num_samples: Optional[int] = None, verbose: bool = True):
+        super().__init__()
+        require(sr > 0, "sr", f"must be positive, got {sr}")
+        n_mels = require_positive_int(n_mels, "n_mels")
+        if fmax is None:
+            fmax = sr / 2.0
+        require(fmax <= sr / 2.0, "fmax", f"{fmax} Hz is above the Nyquist frequency {sr / 2.0} Hz")
+        require(0.0 <= fmin < fmax, "fmin", f"need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax}")
+        require(power > 0, "power", f"must be positive, got {power}")
+        self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
+                         freq_scale="no", center=center, pad_mode=pad_mode, sr=sr,
+                         trainable=trainable_STFT, output_format="Magnitude",
+                         num_samples=num_samples)
+        basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
+        if trainable_mel:
+            self.mel_basis = as_kernel(basis, True)
+        else:
+            self.register_buffer("mel_basis", as_kernel(basis, False))
+        self.n_mels = n_mels
+        self.n_fft = self.stft.n_fft
+        self.hop_length = self.stft.hop_length
+        self.power = float(power)
+        self.eps = self.stft.eps
+        self.sr = float(sr)
+        self.trainable_mel = bool(trainable_mel)
+        self.trainable_STFT = bool(trainable_STFT)
+        self._set_lengths(num_samples, self.stft._min_samples, "STFT padding")
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        return (self.n_mels, self.stft.output_shape_for(num_samples)[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        real, imag = self.stft.spectrum(x)
+        spec = FN.power_spectrum(real, imag, self.power, self.eps)
+        return torch.matmul(self.mel_basis, spec)
+
+    def extra_repr(self) -> str:
+        return f"n_mels={self.n_mels}, power={self.power}, trainable_mel={self.trainable_mel}"
+
+
+class MFCC(FrontendLayer):
+    """MFCCs: DCT-II of the dB-scaled mel spectrogram, as nnAudio 0.3.x / librosa.
+
+    ``MFCC(sr, n_mfcc=20, norm='ortho', ref=1.0, amin=1e-10, top_db=80.0, **mel_kwargs)``;
+    every other keyword goes to :class:`MelSpectrogram`. dB: ``10 log10(max(S, amin)) -
+    10 log10(max(amin, |ref|))``, clamped at ``max - top_db`` (``top_db=None``: no clamp).
+    The DCT-II is a matmul with a fixed ``(n_mfcc, n_mels)`` matrix (no ``torch.fft``).
+
+    Difference from librosa: ``top_db`` clamps against each batch item's own max (as
+    nnAudio), not the whole batch's; identical for a single item.
+    """
+
+    def __init__(self, sr: float = 22050, n_mfcc: int = 20, norm: Optional[str] = "ortho",
+                 verbose: bool = True, ref: float = 1.0, amin: float = 1e-10,
+                 top_db: Optional[float] = 80.0, num_samples: Optional[int] = None, **kwargs):
+        super().__init__()
+        require(amin > 0, "amin", f"must be strictly positive, got {amin}")
+        require(top_db is None or top_db >= 0, "top_db", f"must be non-negative or None, got {top_db}")
+        self.melspec_layer = MelSpectrogram(sr=sr, num_samples=num_samples, verbose=verbose, **kwargs)
+        n_mfcc = require_positive_int(n_mfcc, "n_mfcc")
+        require(n_mfcc <= self.melspec_layer.n_mels, "n_mfcc",
+                f"must be <= n_mels ({self.melspec_layer.n_mels}), got {n_mfcc}")
+        self.register_buffer("dct", as_kernel(dct_matrix(self.melspec_layer.n_mels, n_mfcc, norm), False))
+        self.n_mfcc = n_mfcc
+        self.ref = float(ref)
+        self.amin = float(amin)
+        self.top_db = -1.0 if top_db is None else float(top_db)
+        self._set_lengths(num_samples, self.melspec_layer._min_samples, "STFT padding")
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        return (self.n_mfcc, self.melspec_layer.output_shape_for(num_samples)[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        db = FN.power_to_db(self.melspec_layer(x), self.ref, self.amin, self.top_db)
+        return torch.matmul(self.dct, db)
+
+    def extra_repr(self) -> str:
+        return f"n_mfcc={self.n_mfcc}, ref={self.ref}, amin={self.amin}, top_db={self.top_db}"

@@ -1,0 +1,113 @@
+"""Convolutional STFT with nnAudio 0.3.x's arguments."""
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import functional as FN
+from ..kernels.fourier import FREQ_SCALES, fourier_bin_frequencies, fourier_kernels
+from ..kernels.windows import WindowSpec, get_window
+from ._base import FrontendLayer, as_kernel, require, require_choice, require_positive_int
+
+OUTPUT_FORMATS = ("Complex", "Magnitude", "Phase")
+PAD_MODES = ("reflect", "constant")
+
+
+class STFT(FrontendLayer):
+    """Short-time Fourier transform as one strided ``conv1d`` of windowed Fourier kernels.
+
+    Arguments, defaults and meanings are nnAudio 0.3.x's ``nnAudio.features.STFT``
+    (``hop_length=None`` -> ``win_length // 4``; ``freq_scale`` 'no' | 'linear' | 'log' |
+    'log2'; ``center`` pads ``n_fft // 2`` on both sides with ``pad_mode``), plus
+    ``num_samples`` to fix the input length. ``iSTFT`` and ``verbose`` are accepted for
+    compatibility; no inverse is built (``iSTFT=True`` raises).
+
+    Output: 'Complex' ``(B, F, T, 2)`` (real, imag), 'Magnitude' ``(B, F, T)``,
+    'Phase' ``(B, F, T)`` with ``T = 1 + L // hop`` when centred.
+
+    Differences from nnAudio, on purpose:
+    - 'Phase' is in ``(-pi + 1e-4, pi + 1e-4]``: angles within 1e-4 rad above -pi are folded
+      to +pi (:func:`nnaudio_export.functional.phase`), so every runtime agrees at the
+      branch cut where nnAudio's flips by 2 pi.
+    - Bad arguments raise ``ValueError`` naming the parameter; nnAudio prints or fails later.
+    - Trainable magnitude adds 1e-8 inside the sqrt as nnAudio does; otherwise none.
+    """
+
+    def __init__(self, n_fft: int = 2048, win_length: Optional[int] = None,
+                 freq_bins: Optional[int] = None, hop_length: Optional[int] = None,
+                 window: WindowSpec = "hann", freq_scale: str = "no", center: bool = True,
+                 pad_mode: str = "reflect", iSTFT: bool = False, fmin: float = 50,
+                 fmax: float = 6000, sr: float = 22050, trainable: bool = False,
+                 output_format: str = "Complex", num_samples: Optional[int] = None,
+                 verbose: bool = True):
+        super().__init__()
+        n_fft = require_positive_int(n_fft, "n_fft")
+        win_length = n_fft if win_length is None else require_positive_int(win_length, "win_length")
+        require(win_length <= n_fft, "win_length", f"must be <= n_fft ({n_fft}), got {win_length}")
+        if hop_length is None:
+            hop_length = max(1, win_length // 4)
+        hop_length = require_positive_int(hop_length, "hop_length")
+        freq_bins = n_fft // 2 + 1 if freq_bins is None else require_positive_int(freq_bins, "freq_bins")
+        require_choice(freq_scale, "freq_scale", FREQ_SCALES)
+        require_choice(output_format, "output_format", OUTPUT_FORMATS)
+        require_choice(pad_mode, "pad_mode", PAD_MODES)
+        require(not iSTFT, "iSTFT", "the inverse STFT is not provided by nnaudio_export")
+        require(sr > 0, "sr", f"must be positive, got {sr}")
+        if freq_scale != "no":
+            require(0 < fmin < fmax, "fmin", f"need 0 < fmin < fmax, got fmin={fmin}, fmax={fmax}")
+            require(fmax <= sr / 2, "fmax", f"{fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        get_window(window, win_length)  # validates `window` early, naming it
+
+        cos, sin, win = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr, freq_scale, window)
+        kernel = np.concatenate([cos, sin], axis=0)[:, None, :]
+        if trainable:
+            self.kernel = as_kernel(kernel, True)
+        else:
+            self.register_buffer("kernel", as_kernel(kernel, False))
+        self.register_buffer("window_mask", torch.from_numpy(win.astype(np.float32)))
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.stride = hop_length  # nnAudio's attribute name
+        self.freq_bins = freq_bins
+        self.center = bool(center)
+        self.pad_mode = pad_mode
+        self.pad_amount = n_fft // 2 if center else 0
+        self.output_format = output_format
+        self.trainable = bool(trainable)
+        self.eps = 1e-8 if trainable else 0.0
+        self.sr = float(sr)
+        self.freq_scale = freq_scale
+        self.bins2freq = fourier_bin_frequencies(n_fft, freq_bins, fmin, fmax, sr, freq_scale).tolist()
+        # torch's reflect pad needs pad < length; without centring the frame must fit.
+        min_len = self.pad_amount + 1 if (center and pad_mode == "reflect") else (1 if center else n_fft)
+        self._set_lengths(num_samples, min_len,
+                          f"reflect padding of n_fft // 2 = {self.pad_amount}" if center else f"n_fft = {n_fft}")
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        t = FN.frame_count(num_samples, self.n_fft, self.hop_length, self.center)
+        if self.output_format == "Complex":
+            return (self.freq_bins, t, 2)
+        return (self.freq_bins, t)
+
+    def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(real, imag), each (B, F, T), of any accepted input."""
+        x = FN.as_batch(x)
+        FN.check_num_samples(x, self._num_samples, self._min_samples)
+        x = FN.pad_both(x, self.pad_amount, self.pad_mode)
+        return FN.conv_spectrum(x, self.kernel, self.hop_length, self.freq_bins)
+
+    def forward(self, x: Tensor) -> Tensor:
+        real, imag = self.spectrum(x)
+        if self.output_format == "Magnitude":
+            return FN.magnitude(real, imag, self.eps)
+        if self.output_format == "Phase":
+            return FN.phase(real, imag)
+        return torch.stack([real, imag], dim=-1)
+
+    def extra_repr(self) -> str:
+        return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
+                f"freq_bins={self.freq_bins}, freq_scale={self.freq_scale!r}, center={self.center}, "
+                f"output_format={self.output_format!r}, num_samples={self.num_samples}")

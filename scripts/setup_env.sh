@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the project. Usage: scripts/setup_env.sh [test]
+# CPU machines get the pinned CPU torch wheel first so pip never pulls a CUDA build.
+# GPU users: install your CUDA torch and `pip install -e .[gpu]` instead (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.nnaudio_export_${1:-base}
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+    exit 0
+fi
+$VPY -m pip install -q --upgrade pip
+$VPY -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+if [ "${1:-}" = "test" ]; then
+    $VPY -m pip install -q -e ".[cpu,test]"
+    # References whose declared dependencies would pull old or CUDA builds.
+    $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625"
+else
+    $VPY -m pip install -q -e ".[cpu]"
+fi
+touch "$stamp"
