@@ -111,7 +111,31 @@ class FrontendBuilder:
         """CQT: ``kind`` '1992v2' or '2010v2' and the CQT layers' arguments."""
         return self._add("cqt", kind=kind, **params)
 
+    def kaldi_stft(self, **params: Any) -> "FrontendBuilder":
+        """Kaldi fbank's power spectrum (win_length, hop_length in samples, window 'povey' |
+        'hanning' | 'hamming' | ..., remove_dc_offset, preemphasis, round_to_power_of_two,
+        snip_edges); the per-frame linear steps are folded into the conv kernel."""
+        return self._add("kaldi_stft", **params)
+
+    # audio (before the transform)
+    def preemphasis(self, coefficient: float = 0.97) -> "FrontendBuilder":
+        """Whole-signal ``y[n] = x[n] - c x[n-1]``, ``y[0] = x[0]`` (NeMo)."""
+        return self._add("preemphasis", coefficient=coefficient)
+
+    def repeat_pad(self, length: int) -> "FrontendBuilder":
+        """Tile the clip ``int(length / num_samples)`` times, zero-pad to ``length`` (CLAP)."""
+        return self._add("repeat_pad", length=length)
+
     # spectral
+    def kaldi_mel(self, n_mels: int = 80, low_freq: float = 20.0, high_freq: float = 0.0) -> "FrontendBuilder":
+        """Kaldi mel banks (``1127 ln(1 + f/700)``, triangles in mel space; high_freq <= 0 is
+        Nyquist + high_freq)."""
+        return self._add("kaldi_mel", n_mels=n_mels, low_freq=low_freq, high_freq=high_freq)
+
+    def speechbrain_mel(self, n_mels: int = 40, fmin: float = 0.0, fmax: Optional[float] = None) -> "FrontendBuilder":
+        """SpeechBrain's triangular filterbank (HTK mel edges, triangles symmetric in Hz)."""
+        return self._add("speechbrain_mel", n_mels=n_mels, fmin=fmin, fmax=fmax)
+
     def power(self, exponent: float = 2.0) -> "FrontendBuilder":
         """``|X| ** exponent`` right after a transform (fused into it)."""
         return self._add("power", exponent=exponent)

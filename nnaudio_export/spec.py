@@ -10,6 +10,8 @@ import numpy as np
 from torch import nn
 
 from . import stages as S
+from . import stages_kaldi as SK
+from .kernels.kaldi import KALDI_WINDOWS, kaldi_mel_banks, speechbrain_mel_filterbank
 from .kernels.dct import dct_matrix
 from .kernels.mel import mel_filterbank
 from .layers.stft import STFT
@@ -41,10 +43,22 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "trim_frames": {"start": 0, "end": 0},
     "fix_frames": {"frames": None, "value": 0.0},
     "time_major": {},
+    # production frontends (stages_kaldi)
+    "preemphasis": {"coefficient": 0.97},
+    "repeat_pad": {"length": None},
+    "kaldi_stft": {"win_length": 400, "hop_length": 160, "window": "povey",
+                   "remove_dc_offset": True, "preemphasis": 0.97,
+                   "round_to_power_of_two": True, "snip_edges": True},
+    "kaldi_mel": {"n_mels": 80, "low_freq": 20.0, "high_freq": 0.0},
+    "speechbrain_mel": {"n_mels": 40, "fmin": 0.0, "fmax": None},
 }
+AUDIO_STAGES = ("preemphasis", "repeat_pad")
 TRANSFORMS = ("stft", "cqt")
 TOP_KEYS = ("format", "format_version", "name", "description", "reference", "sample_rate",
-            "num_samples", "stages", "notes")
+            "num_samples", "length_policy", "stages", "notes")
+# How deployments should treat audio of another length: 'exact' (refuse it) or
+# 'pad_or_trim' (zero-pad / cut to num_samples first, as Whisper does).
+LENGTH_POLICIES = ("exact", "pad_or_trim")
 
 
 @dataclass
@@ -52,7 +66,7 @@ class CompiledSpec:
     """What compiling a spec gives: the stage modules and facts about the output."""
     modules: List[nn.Module]
     output_shape: Tuple[int, ...]
-    output_kind: str                 # 'linear' or 'log'
+    output_kind: str                 # 'linear', 'log' or 'cepstral' (DCT of logs)
     db_per_unit: Optional[float]     # dB per output unit for log outputs, when known
     input_dtype: str
     input_channels: int
@@ -81,6 +95,9 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     n = spec.get("num_samples")
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"num_samples must be a positive integer, got {n!r}")
+    policy = spec.get("length_policy", "exact")
+    if policy not in LENGTH_POLICIES:
+        raise ValueError(f"length_policy must be one of {LENGTH_POLICIES}, got {policy!r}")
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ValueError("stages must be a non-empty list")
@@ -103,7 +120,7 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     for k in ("name", "description", "reference", "notes"):
         if k in spec:
             out[k] = spec[k]
-    out.update({"sample_rate": sr, "num_samples": n, "stages": filled})
+    out.update({"sample_rate": sr, "num_samples": n, "length_policy": policy, "stages": filled})
     json.dumps(out)  # must be JSON-serialisable
     return out
 
@@ -120,6 +137,7 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
     power_p = 0.0
     n_fft = 0
     log_domain = False
+    cepstral = False         # a DCT of log features: compared like a linear output
     db_unit: Optional[float] = None
     in_dtype, in_ch = "float32", 1
     i = 0
@@ -150,13 +168,45 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                     i += 1  # fused into the transform
                 if kind == "stft":
                     prm = {k: v for k, v in st.items() if k != "type"}
-                    layer = STFT(sr=sr, num_samples=n, output_format="Complex", **prm)
+                    layer = STFT(sr=sr, num_samples=shape[-1], output_format="Complex", **prm)
                     n_fft = layer.n_fft if layer.freq_scale == "no" and layer.freq_bins == layer.n_fft // 2 + 1 else 0
                     mod = S.STFTStage(layer, p)
                 else:
-                    mod = S.CQTStage(_cqt_layer(st, sr, n), p)
+                    mod = S.CQTStage(_cqt_layer(st, sr, shape[-1]), p)
                 state = "power" if p > 0 else "complex"
                 power_p = p
+            elif kind in AUDIO_STAGES:
+                if state != "audio":
+                    raise ValueError("works on audio: put it before the transform")
+                if kind == "preemphasis":
+                    mod = SK.PreEmphasisStage(float(st["coefficient"]))
+                else:
+                    if st["length"] is None or int(st["length"]) <= 0:
+                        raise ValueError(f"length must be a positive integer, got {st['length']!r}")
+                    mod = SK.RepeatPadStage(shape[-1], int(st["length"]))
+            elif kind == "kaldi_stft":
+                if state != "audio":
+                    raise ValueError("a transform must come right after the input")
+                if st["window"] not in KALDI_WINDOWS:
+                    raise ValueError(f"window must be one of {KALDI_WINDOWS}, got {st['window']!r}")
+                mod = SK.KaldiSTFTStage(shape[-1], int(st["win_length"]), int(st["hop_length"]),
+                                        st["window"], bool(st["remove_dc_offset"]),
+                                        float(st["preemphasis"]), bool(st["round_to_power_of_two"]),
+                                        bool(st["snip_edges"]))
+                if mod.frames <= 0:
+                    raise ValueError(f"num_samples={shape[-1]} gives no frames")
+                n_fft, state, power_p = mod.n_fft, "power", 2.0
+            elif kind in ("kaldi_mel", "speechbrain_mel"):
+                if state != "power" or n_fft == 0:
+                    raise ValueError(f"{kind} needs a power spectrum of a plain stft or kaldi_stft before it")
+                if kind == "kaldi_mel":
+                    fb = kaldi_mel_banks(int(st["n_mels"]), sr, n_fft, float(st["low_freq"]),
+                                         float(st["high_freq"]))
+                else:
+                    fb = speechbrain_mel_filterbank(sr, n_fft, int(st["n_mels"]), float(st["fmin"]),
+                                                    None if st["fmax"] is None else float(st["fmax"]))
+                mod = S.MatrixStage(fb)
+                state = "features"
             elif kind == "power":
                 raise ValueError("power must directly follow a transform (stft or cqt)")
             elif kind == "mel":
@@ -176,6 +226,7 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                     raise ValueError("mfcc (a DCT over features) needs log/db features before it")
                 mod = S.MatrixStage(dct_matrix(shape[0], int(st["n_mfcc"]), st["norm"]))
                 db_unit = None
+                cepstral = True
             elif kind in ("log", "log10", "db"):
                 if state in ("audio", "complex"):
                     raise ValueError(f"{kind} needs a power/magnitude spectrum or features before it")
@@ -237,7 +288,7 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                 mod = S.TimeMajorStage()
             else:  # pragma: no cover - normalize_spec refuses unknown types
                 raise ValueError("unknown stage")
-            if kind not in ("input",) + TRANSFORMS and state in ("audio",):
+            if kind not in ("input", "kaldi_stft") + TRANSFORMS + AUDIO_STAGES and state in ("audio",):
                 raise ValueError("needs a transform (stft or cqt) before it")
         except ValueError as exc:
             msg = str(exc)
@@ -250,8 +301,9 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
         modules.append(mod)
         i += 1
     if state == "audio":
-        raise ValueError("stages: a frontend needs a transform stage (stft or cqt)")
-    return CompiledSpec(modules, tuple(shape), "log" if log_domain else "linear", db_unit,
+        raise ValueError("stages: a frontend needs a transform stage (stft, cqt or kaldi_stft)")
+    kind_out = "cepstral" if cepstral else ("log" if log_domain else "linear")
+    return CompiledSpec(modules, tuple(shape), kind_out, db_unit,
                         in_dtype, in_ch)
 
 

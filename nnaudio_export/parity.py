@@ -1,0 +1,176 @@
+"""Numerical parity of a bundle's artifacts against eager PyTorch and a float64 reference."""
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .builder import Frontend
+from .runtime import BACKENDS, cuda_available, read_manifest, check_files, load
+from .signals import batch as signal_batch
+
+# float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
+# absolute for log outputs: 1e-4 in output units, but never tighter than 1e-3 dB (an output
+# in dB units has 1 dB per unit, so 1e-4 there would be 40x stricter than Whisper's scale).
+LINEAR_REL_TOL = 1e-5
+LOG_ABS_TOL = 1e-4
+LOG_MIN_DB_TOL = 1e-3
+LOG_DB_WINDOW = 80.0
+
+
+def log_threshold(db_per_unit: Optional[float]) -> float:
+    """Absolute threshold for a log output with ``db_per_unit`` dB per output unit."""
+    if not db_per_unit:
+        return LOG_ABS_TOL
+    return max(LOG_ABS_TOL, LOG_MIN_DB_TOL / db_per_unit)
+FORMAT_BACKENDS = {"model.pt": "torchscript", "model.onnx": "onnxruntime", "model.pt2": "pt2"}
+
+
+@dataclass
+class ParityRow:
+    backend: str
+    device: str
+    reference: str            # 'eager_float32' (same device) or 'float64_cpu'
+    max_abs: Optional[float] = None
+    max_rel: Optional[float] = None   # max abs / output peak
+    threshold: Optional[float] = None
+    metric: str = ""          # 'max_rel' (linear) or 'max_abs' (log)
+    ok: Optional[bool] = None
+    status: str = "passed"    # passed | failed | skipped | error
+    note: str = ""
+
+
+@dataclass
+class ParityReport:
+    bundle: str
+    output_kind: str
+    signals: List[str]
+    rows: List[ParityRow] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        ran = [r for r in self.rows if r.status != "skipped"]
+        return bool(ran) and all(r.status == "passed" for r in ran)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"bundle": self.bundle, "ok": self.ok, "output_kind": self.output_kind,
+                "signals": self.signals, "thresholds": {"linear_max_rel": LINEAR_REL_TOL,
+                "log_max_abs": LOG_ABS_TOL, "log_min_db": LOG_MIN_DB_TOL,
+                "log_db_window": LOG_DB_WINDOW},
+                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+
+    def table(self) -> str:
+        head = "| backend | device | reference | max abs | max rel (peak) | threshold | status |"
+        lines = [head, "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            fmt = lambda v: "-" if v is None else f"{v:.2e}"
+            thr = "-" if r.threshold is None else f"{r.metric} <= {r.threshold:.0e}"
+            status = r.status.upper() if r.status != "passed" else "ok"
+            if r.note:
+                status += f" ({r.note})"
+            lines.append(f"| {r.backend} | {r.device} | {r.reference} | {fmt(r.max_abs)} | "
+                         f"{fmt(r.max_rel)} | {thr} | {status} |")
+        for s in self.skipped:
+            lines.append(f"SKIPPED: {s}")
+        lines.append("PARITY OK" if self.ok else "PARITY FAILED")
+        return "\n".join(lines)
+
+
+def disable_tf32() -> None:
+    """fp32 parity on CUDA needs TF32 off in torch, cuDNN and (via env) cuBLAS/cuDNN frontends."""
+    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[float]) -> Dict[str, float]:
+    """max abs and max abs / peak; log outputs only where the reference is within 80 dB of
+    its per-item peak (when the dB scale of the output is known)."""
+    out = np.asarray(out, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if out.shape != ref.shape:
+        raise ValueError(f"shape mismatch: {out.shape} vs reference {ref.shape}")
+    err = np.abs(out - ref)
+    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
+    if kind == "log" and db_per_unit:
+        item_max = ref.reshape(ref.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (ref.ndim - 1))
+        mask = ref >= item_max - LOG_DB_WINDOW / db_per_unit
+        err = np.where(mask, err, 0.0)
+    if not np.all(np.isfinite(out)):
+        return {"max_abs": float("inf"), "max_rel": float("inf")}
+    max_abs = float(err.max()) if err.size else 0.0
+    return {"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs}
+
+
+def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"),
+           backends: Optional[Sequence[str]] = None,
+           signals: Sequence[str] = ("speech", "tones", "noise"),
+           progress: Optional[Callable[[str], None]] = None) -> ParityReport:
+    """Check every exported artifact x device against (a) the eager module rebuilt from the
+    spec (float32, same device) and (b) a float64 CPU reference. CUDA rows run only where
+    CUDA is available; otherwise they are listed as skipped (never as passed)."""
+    say = progress or (lambda msg: None)
+    d = Path(bundle_dir)
+    manifest = read_manifest(d)
+    check_files(d, manifest)
+    spec = manifest["spec"]
+    kind = manifest["output"]["kind"]
+    dbu = manifest["output"].get("db_per_unit")
+    report = ParityReport(str(d), kind, list(signals))
+    if backends is None:
+        backends = [FORMAT_BACKENDS[f] for f in manifest["files"] if f in FORMAT_BACKENDS]
+    fe = Frontend.from_spec(spec)
+    x = signal_batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels, names=tuple(signals))
+    if manifest.get("batch"):
+        reps = int(np.ceil(manifest["batch"] / x.shape[0]))
+        x = np.concatenate([x] * reps)[: manifest["batch"]]
+    xt = torch.from_numpy(x)
+    ref64 = Frontend.from_spec(spec, dtype=torch.float64).eval()
+    with torch.inference_mode():
+        y64 = ref64(xt).numpy()
+    thr = log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL
+    metric = "max_abs" if kind == "log" else "max_rel"
+    for dev in devices:
+        if dev == "cuda":
+            if not cuda_available():
+                report.skipped.append("cuda: torch.cuda.is_available() is False on this machine; "
+                                      "CUDA parity NOT checked")
+                for b in ["eager"] + list(backends):
+                    report.rows.append(ParityRow(b, "cuda", "-", status="skipped", note="no CUDA device"))
+                continue
+            disable_tf32()
+        with torch.inference_mode():
+            eager = fe.to(dev).eval()
+            y32 = eager(xt.to(dev)).cpu().numpy()
+        rows = [("eager", y32)]
+        for b in backends:
+            say(f"running {b} on {dev}")
+            try:
+                if b == "pt2" and manifest["files"].get("model.pt2", {}).get("device", "cpu") != dev:
+                    report.rows.append(ParityRow(b, dev, "-", status="skipped",
+                                                 note=f"model.pt2 compiled for {manifest['files']['model.pt2'].get('device')}"))
+                    continue
+                rt = load(d, backend=b, device=dev, verify_files=False)
+                out = rt(xt.to(dev))
+                rows.append((b, out.detach().cpu().numpy()))
+            except Exception as exc:
+                report.rows.append(ParityRow(b, dev, "-", status="error",
+                                             note=f"{type(exc).__name__}: {str(exc)[:200]}"))
+        for name, y in rows:
+            refs = [("float64_cpu", y64)] if name == "eager" else [("eager_float32", y32), ("float64_cpu", y64)]
+            for ref_name, ref in refs:
+                m = compare(y, ref, kind, dbu)
+                value = m["max_abs"] if kind == "log" else m["max_rel"]
+                ok = bool(value <= thr)
+                report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], thr, metric,
+                                             ok, "passed" if ok else "failed"))
+    fe.to("cpu")
+    return report
+
+
+def write_report(report: ParityReport, path: Union[str, Path]) -> None:
+    Path(path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -1,0 +1,175 @@
+"""Load a bundle and run it: ONNX Runtime, TorchScript, AOTInductor (.pt2) or eager."""
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from .bundle import BUNDLE_FORMAT, FILES, sha256_file
+
+BACKENDS = ("onnxruntime", "torchscript", "pt2", "eager")
+_DTYPES = {"float32": (np.float32, torch.float32), "int16": (np.int16, torch.int16)}
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, malformed or does not match its manifest."""
+
+
+def read_manifest(bundle_dir: Union[str, Path]) -> Dict[str, Any]:
+    d = Path(bundle_dir)
+    path = d / "manifest.json"
+    if not path.is_file():
+        raise BundleError(f"{d} is not a bundle: {path.name} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: invalid JSON ({exc})") from None
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: not an nnaudio_export bundle manifest")
+    return manifest
+
+
+def check_files(bundle_dir: Union[str, Path], manifest: Dict[str, Any], names: Optional[List[str]] = None) -> None:
+    """Refuse any listed file whose sha256 or size differs from the manifest."""
+    d = Path(bundle_dir)
+    for name, entry in manifest["files"].items():
+        if names is not None and name not in names:
+            continue
+        p = d / name
+        if not p.is_file():
+            raise BundleError(f"{p}: missing (listed in manifest.json)")
+        if p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
+            raise BundleError(f"{p}: sha256 does not match manifest.json; the file was modified "
+                              "or corrupted. Re-export the bundle.")
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def ort_providers(device: str) -> List[Any]:
+    """Providers for an ORT session; CUDA only when it is really usable, with TF32 off."""
+    import onnxruntime as ort
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError("device='cuda' asked for ONNX Runtime on CUDA, but this onnxruntime has no "
+                           "CUDAExecutionProvider (install onnxruntime-gpu, not onnxruntime)")
+    if not cuda_available():
+        raise RuntimeError("device='cuda' asked for, but no CUDA device is available")
+    dev = torch.cuda.current_device()
+    return [("CUDAExecutionProvider", {"device_id": dev, "use_tf32": 0,
+                                       "cudnn_conv_algo_search": "HEURISTIC"}),
+            "CPUExecutionProvider"]
+
+
+class Runtime:
+    """A loaded bundle. ``rt(audio)`` takes numpy or torch ``(batch, num_samples)`` (stereo:
+    ``(batch, 2, num_samples)``) of the manifest's dtype and returns features of the same
+    kind (numpy in, numpy out; torch in, torch out on ``device``)."""
+
+    def __init__(self, bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str = "cpu",
+                 verify_files: bool = True):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not cuda_available():
+            raise RuntimeError("device='cuda' asked for, but torch.cuda.is_available() is False")
+        self.dir = Path(bundle_dir)
+        self.manifest = read_manifest(self.dir)
+        self.backend, self.device = backend, device
+        self.num_samples = int(self.manifest["num_samples"])
+        self.sample_rate = float(self.manifest["sample_rate"])
+        self.input_dtype = self.manifest["input"]["dtype"]
+        self.input_shape: Tuple[Any, ...] = tuple(self.manifest["input"]["shape"])
+        self.output_shape: Tuple[Any, ...] = tuple(self.manifest["output"]["shape"])
+        self.batch: Optional[int] = self.manifest.get("batch")
+        fname = {"onnxruntime": FILES["onnx"], "torchscript": FILES["torchscript"],
+                 "pt2": FILES["pt2"], "eager": None}[backend]
+        if fname is not None and fname not in self.manifest["files"]:
+            raise BundleError(f"{self.dir} has no {fname} (exported formats: {sorted(self.manifest['files'])})")
+        if verify_files:
+            check_files(self.dir, self.manifest)
+        self._tdev = torch.device(device)
+        if backend == "eager":
+            from .builder import Frontend
+            self._model = Frontend.from_spec(self.manifest["spec"]).eval().to(self._tdev)
+        elif backend == "torchscript":
+            self._model = torch.jit.load(str(self.dir / fname), map_location=self._tdev).eval()
+        elif backend == "pt2":
+            pt2_dev = self.manifest["files"][fname].get("device", "cpu")
+            if pt2_dev != device:
+                raise BundleError(f"{fname} was compiled for {pt2_dev}, not {device}; re-export on a {device} machine")
+            # The .pt2 checks shapes itself only with this set (read once, at first call).
+            os.environ.setdefault("AOTI_RUNTIME_CHECK_INPUTS", "1")
+            self._model = torch._inductor.aoti_load_package(str(self.dir / fname))
+        else:
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            self.session = ort.InferenceSession(str(self.dir / fname), sess_options=opts,
+                                                providers=ort_providers(device))
+            used = self.session.get_providers()
+            if device == "cuda" and "CUDAExecutionProvider" not in used:
+                raise RuntimeError(f"ONNX Runtime fell back to {used} although CUDA was asked for")
+            self.providers = used
+
+    @property
+    def expected_shape(self) -> str:
+        dims = ["batch" if d == "batch" else str(d) for d in self.input_shape]
+        return "(" + ", ".join(dims) + ")"
+
+    def _check(self, shape: Tuple[int, ...], dtype_name: str) -> None:
+        ok = len(shape) == len(self.input_shape) and all(
+            d == "batch" and s >= 1 or d == s for d, s in zip(self.input_shape, shape))
+        if not ok:
+            raise ValueError(f"audio: expected shape {self.expected_shape} {self.input_dtype}, "
+                             f"got {tuple(shape)}")
+        if dtype_name != self.input_dtype:
+            raise ValueError(f"audio: expected dtype {self.input_dtype}, got {dtype_name}")
+
+    def __call__(self, audio: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+        is_torch = isinstance(audio, torch.Tensor)
+        if not is_torch and not isinstance(audio, np.ndarray):
+            raise TypeError(f"audio must be a numpy array or torch tensor, got {type(audio).__name__}")
+        dtype_name = str(audio.dtype).replace("torch.", "")
+        self._check(tuple(audio.shape), dtype_name)
+        if self.backend == "onnxruntime":
+            if is_torch and audio.is_cuda and self.device == "cuda":
+                return self._run_ort_iobinding(audio)
+            arr = audio.detach().cpu().numpy() if is_torch else audio
+            out = self.session.run(["features"], {"audio": np.ascontiguousarray(arr)})[0]
+            return torch.from_numpy(out).to(self._tdev) if is_torch else out
+        x = audio if is_torch else torch.from_numpy(np.ascontiguousarray(audio))
+        x = x.to(self._tdev).contiguous()
+        with torch.inference_mode():
+            y = self._model(x) if self.backend != "pt2" else self._model(x)
+        if isinstance(y, (list, tuple)):
+            y = y[0]
+        return y if is_torch else y.detach().cpu().numpy()
+
+    def _run_ort_iobinding(self, x: torch.Tensor) -> torch.Tensor:
+        """Bind CUDA torch tensors directly (no host round trip)."""
+        x = x.contiguous()
+        out_shape = [x.shape[0]] + [int(d) for d in self.output_shape[1:]]
+        y = torch.empty(out_shape, dtype=torch.float32, device=x.device)
+        binding = self.session.io_binding()
+        elem = np.float32 if self.input_dtype == "float32" else np.int16
+        binding.bind_input("audio", "cuda", x.device.index or 0, elem, list(x.shape), x.data_ptr())
+        binding.bind_output("features", "cuda", y.device.index or 0, np.float32, out_shape, y.data_ptr())
+        torch.cuda.current_stream(x.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        return y
+
+    def __repr__(self) -> str:
+        return (f"Runtime({str(self.dir)!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"input={self.expected_shape})")
+
+
+def load(bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str = "cpu",
+         verify_files: bool = True) -> Runtime:
+    """Load a bundle for inference; see :class:`Runtime`. Every file's sha256 is checked
+    against the manifest first (a mismatch raises :class:`BundleError`)."""
+    return Runtime(bundle_dir, backend, device, verify_files)
