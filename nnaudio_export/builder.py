@@ -182,12 +182,22 @@ class FrontendBuilder:
         """Per-item mean/std normalisation computed from the features (NeMo)."""
         return self._add("normalize", mode=mode, eps=eps, unbiased=unbiased, valid_frames=valid_frames)
 
+    def normalize_stable(self, mode: str = "per_feature", eps: float = 1e-5, unbiased: bool = True,
+                         valid_frames: Optional[int] = None) -> "FrontendBuilder":
+        """:meth:`normalize` with the mean taken relative to the first frame (constant rows,
+        e.g. digital silence, give exactly 0 in float32)."""
+        return self._add("normalize_stable", mode=mode, eps=eps, unbiased=unbiased, valid_frames=valid_frames)
+
     # layout
     def trim_frames(self, start: int = 0, end: int = 0) -> "FrontendBuilder":
         return self._add("trim_frames", start=start, end=end)
 
     def fix_frames(self, frames: int, value: float = 0.0) -> "FrontendBuilder":
         return self._add("fix_frames", frames=frames, value=value)
+
+    def pad_to_multiple(self, multiple: int = 16, value: float = 0.0) -> "FrontendBuilder":
+        """Pad the time axis with ``value`` to a multiple of ``multiple`` frames (NeMo pad_to)."""
+        return self._add("pad_to_multiple", multiple=multiple, value=value)
 
     def time_major(self) -> "FrontendBuilder":
         return self._add("time_major")

@@ -98,7 +98,9 @@ def phase(real: Tensor, imag: Tensor) -> Tensor:
     """
     ang = torch.atan2(imag, real)
     # 1e-4 == PHASE_BRANCH_TOLERANCE, spelled out because TorchScript cannot read globals.
-    return torch.where(ang < -math.pi + 1e-4, ang + 2.0 * math.pi, ang)
+    ang = torch.where(ang < -math.pi + 1e-4, ang + 2.0 * math.pi, ang)
+    # Exporters lower atan2 to atan(imag / real): 0/0 would give NaN, so pin 0 + 0i to 0.
+    return torch.where((real == 0.0) & (imag == 0.0), torch.zeros_like(ang), ang)
 
 
 def unit_phasor(real: Tensor, imag: Tensor) -> Tensor:

@@ -51,6 +51,8 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
                    "round_to_power_of_two": True, "snip_edges": True},
     "kaldi_mel": {"n_mels": 80, "low_freq": 20.0, "high_freq": 0.0},
     "speechbrain_mel": {"n_mels": 40, "fmin": 0.0, "fmax": None},
+    "pad_to_multiple": {"multiple": 16, "value": 0.0},
+    "normalize_stable": {"mode": "per_feature", "eps": 1e-5, "unbiased": True, "valid_frames": None},
 }
 AUDIO_STAGES = ("preemphasis", "repeat_pad")
 TRANSFORMS = ("stft", "cqt")
@@ -207,6 +209,10 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                                                     None if st["fmax"] is None else float(st["fmax"]))
                 mod = S.MatrixStage(fb)
                 state = "features"
+            elif kind == "pad_to_multiple":
+                if int(st["multiple"]) <= 0:
+                    raise ValueError(f"multiple must be a positive integer, got {st['multiple']!r}")
+                mod = SK.PadToMultipleStage(int(st["multiple"]), float(st["value"]), shape[-1])
             elif kind == "power":
                 raise ValueError("power must directly follow a transform (stft or cqt)")
             elif kind == "mel":
@@ -267,13 +273,14 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                     raise ValueError("std must be positive")
                 mod = S.StandardizeStage(mean, std)
                 db_unit = db_unit * float(std[0]) if (db_unit is not None and std.size == 1) else None
-            elif kind == "normalize":
+            elif kind in ("normalize", "normalize_stable"):
                 if st["mode"] not in ("per_feature", "global"):
                     raise ValueError(f"mode must be 'per_feature' or 'global', got {st['mode']!r}")
                 vf = 0 if st["valid_frames"] is None else int(st["valid_frames"])
                 if vf < 0 or vf > shape[-1] or vf == 1:
                     raise ValueError(f"valid_frames must be in 2..{shape[-1]}, got {vf}")
-                mod = S.NormalizeStage(st["mode"] == "per_feature", float(st["eps"]), bool(st["unbiased"]), vf)
+                cls = S.NormalizeStage if kind == "normalize" else SK.StableNormalizeStage
+                mod = cls(st["mode"] == "per_feature", float(st["eps"]), bool(st["unbiased"]), vf)
                 db_unit = None
             elif kind == "trim_frames":
                 start, end = int(st["start"]), int(st["end"])

@@ -19,7 +19,8 @@ $VPY -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 if [ "${1:-}" = "test" ]; then
     $VPY -m pip install -q -e ".[cpu,test]"
     # References whose declared dependencies would pull old or CUDA builds.
-    $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625"
+    $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625" \
+        "speechbrain==1.1.2" "torchlibrosa==0.1.0"
 else
     $VPY -m pip install -q -e ".[cpu]"
 fi

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Minimal batch "server" loop: every WAV file in a directory -> one features ``.npy`` each,
+through one ONNX Runtime session of an nnaudio_export bundle.
+
+    python examples/serve_ort.py BUNDLE_DIR WAV_DIR OUT_DIR [--batch 8] [--device cpu|cuda]
+
+For each ``*.wav`` (16-bit PCM or 32-bit float; sorted by name): check the sample rate and
+channel count against the manifest, pad / trim to ``num_samples`` when the manifest's
+``length_policy`` is 'pad_or_trim' (otherwise a wrong length is an error for that file),
+convert to the bundle's input dtype (float32: int16 / 32768; int16: round(float * 32768)),
+batch up to ``--batch`` clips, run the Runtime and write ``OUT_DIR/<stem>.npy``
+(float32, the features of one clip without the batch axis). A file that fails is reported
+and skipped; the exit status is 1 when any file failed, 2 for usage errors, else 0.
+Progress goes to stderr (tqdm when installed, otherwise a plain counter).
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+class ClipError(ValueError):
+    """A WAV file that cannot be fed to the bundle."""
+
+
+def read_wav(path: Path) -> Tuple[int, np.ndarray]:
+    """(sample_rate, samples (frames, channels)) of a 16-bit PCM (int16) or 32-bit float
+    (float32) RIFF/WAVE file, WAVE_FORMAT_EXTENSIBLE included."""
+    data = Path(path).read_bytes()
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ClipError(f"{path}: not a RIFF/WAVE file")
+    pos, fmt, body = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        start = pos + 8
+        if cid == b"fmt ":
+            fmt = data[start:start + size]
+        elif cid == b"data":
+            body = data[start:start + size] if size not in (0, 0xFFFFFFFF) else data[start:]
+        pos = start + size + (size & 1)
+    if fmt is None or len(fmt) < 16:
+        raise ClipError(f"{path}: no fmt chunk")
+    if body is None:
+        raise ClipError(f"{path}: no data chunk")
+    tag, channels = int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little")
+    sr, bits = int.from_bytes(fmt[4:8], "little"), int.from_bytes(fmt[14:16], "little")
+    if tag == 0xFFFE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], "little")
+    if (tag, bits) == (1, 16):
+        dtype = np.dtype("<i2")
+    elif (tag, bits) == (3, 32):
+        dtype = np.dtype("<f4")
+    else:
+        raise ClipError(f"{path}: unsupported WAV encoding (format tag {tag}, {bits} bits); "
+                        "expected 16-bit PCM or 32-bit float")
+    if channels < 1:
+        raise ClipError(f"{path}: invalid channel count {channels}")
+    frames = len(body) // (dtype.itemsize * channels)
+    x = np.frombuffer(body, dtype=dtype, count=frames * channels).reshape(frames, channels)
+    return sr, x.astype(dtype.newbyteorder("="))
+
+
+def prepare(path: Path, manifest: Dict[str, Any]) -> np.ndarray:
+    """One clip as the bundle's input item: (N,) or (C, N) of the manifest's dtype."""
+    sr, x = read_wav(path)
+    want_sr = int(round(float(manifest["sample_rate"])))
+    if sr != want_sr:
+        raise ClipError(f"{path.name}: sample rate {sr} Hz, the bundle expects {want_sr} Hz "
+                        f"(expected {want_sr}, got {sr}); resample first")
+    shape = manifest["input"]["shape"]
+    channels = int(shape[1]) if len(shape) == 3 else 1
+    if x.shape[1] != channels:
+        raise ClipError(f"{path.name}: expected {channels} channel(s), got {x.shape[1]}")
+    n = int(manifest["num_samples"])
+    policy = manifest.get("length_policy", "exact")
+    if len(x) != n:
+        if policy != "pad_or_trim":
+            raise ClipError(f"{path.name}: expected {n} samples ({n / want_sr:.3f} s), got {len(x)} "
+                            f"({len(x) / want_sr:.3f} s); the bundle's length_policy is '{policy}'")
+        x = x[:n] if len(x) > n else np.concatenate([x, np.zeros((n - len(x), channels), x.dtype)])
+    if manifest["input"]["dtype"] == "float32":
+        x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
+    elif x.dtype != np.int16:
+        x = np.clip(np.rint(x.astype(np.float32) * 32768.0), -32768, 32767).astype(np.int16)
+    x = np.ascontiguousarray(x.T)  # (C, N)
+    return x[0] if channels == 1 else x
+
+
+def _progress(total: int, enabled: bool):
+    """An object with update(n) / close(): tqdm if importable, else a stderr counter."""
+    if not enabled:
+        class Quiet:
+            def update(self, n: int = 1) -> None: ...
+            def close(self) -> None: ...
+        return Quiet()
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    except ImportError:
+        class Counter:
+            def __init__(self) -> None:
+                self.n, self.t0 = 0, time.time()
+
+            def update(self, n: int = 1) -> None:
+                self.n += n
+                rate = self.n / max(time.time() - self.t0, 1e-9)
+                print(f"\r{self.n}/{total} files ({rate:.1f}/s)", end="", file=sys.stderr, flush=True)
+
+            def close(self) -> None:
+                print(file=sys.stderr, flush=True)
+        return Counter()
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def _batches(items: Sequence[Path], size: int) -> Iterator[List[Path]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def serve(bundle_dir: Path, wav_dir: Path, out_dir: Path, batch: int = 8, device: str = "cpu",
+          progress: bool = True, runtime: Optional[Any] = None) -> Dict[str, Any]:
+    """Process every ``*.wav`` of ``wav_dir``; returns {'done': [...], 'failed': {name: why}, 'seconds'}."""
+    import nnaudio_export as nx
+    if batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {batch}")
+    rt = runtime if runtime is not None else nx.load(bundle_dir, backend="onnxruntime", device=device)
+    manifest = rt.manifest
+    fixed = manifest.get("batch")
+    if fixed is not None and batch > fixed:
+        batch = int(fixed)  # a fixed-batch bundle runs exactly `fixed` clips per call
+    files = sorted(p for p in Path(wav_dir).iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done: List[str] = []
+    failed: Dict[str, str] = {}
+    bar = _progress(len(files), progress)
+    t0 = time.time()
+    try:
+        for group in _batches(files, batch):
+            clips, names = [], []
+            for p in group:
+                try:
+                    clips.append(prepare(p, manifest))
+                    names.append(p)
+                except (ClipError, OSError) as exc:
+                    failed[p.name] = str(exc)
+                    bar.update(1)
+            if not clips:
+                continue
+            x = np.stack(clips)
+            if fixed is not None and len(x) < fixed:  # fill a fixed batch with silence
+                x = np.concatenate([x, np.zeros((fixed - len(x),) + x.shape[1:], x.dtype)])
+            try:
+                y = rt(x)
+            except Exception as exc:  # one bad batch must not stop the loop
+                for p in names:
+                    failed[p.name] = f"inference failed: {type(exc).__name__}: {exc}"
+                bar.update(len(names))
+                continue
+            for i, p in enumerate(names):
+                _save_npy(out / (p.stem + ".npy"), y[i])
+                done.append(p.name)
+            bar.update(len(names))
+    finally:
+        bar.close()
+    return {"done": done, "failed": failed, "seconds": time.time() - t0}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path, help="bundle directory with model.onnx")
+    ap.add_argument("wav_dir", type=Path, help="directory of .wav files")
+    ap.add_argument("out_dir", type=Path, help="where <stem>.npy files go")
+    ap.add_argument("--batch", type=int, default=8, help="clips per ONNX Runtime call (default 8)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--quiet", action="store_true", help="no progress output")
+    args = ap.parse_args(argv)
+    if not args.wav_dir.is_dir():
+        print(f"serve_ort: error: {args.wav_dir} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        stats = serve(args.bundle, args.wav_dir, args.out_dir, batch=args.batch, device=args.device,
+                      progress=not args.quiet)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"serve_ort: error: {exc}", file=sys.stderr)
+        return 2
+    for name, why in sorted(stats["failed"].items()):
+        print(f"serve_ort: failed: {name}: {why}", file=sys.stderr)
+    n = len(stats["done"])
+    print(f"serve_ort: {n} file(s) -> {args.out_dir} in {stats['seconds']:.2f} s"
+          + (f", {len(stats['failed'])} failed" if stats["failed"] else ""), file=sys.stderr)
+    return 1 if stats["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

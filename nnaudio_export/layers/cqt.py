@@ -1,0 +1,334 @@
+"""Constant-Q transforms with nnAudio 0.3.x's arguments: CQT1992v2 and CQT2010v2."""
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import functional as FN
+from ..kernels.cqt import cqt2010_plan, cqt_kernels, cqt_n_bins, cqt_quality, lowpass_filter
+from ..kernels.windows import WindowSpec, get_window
+from ._base import FrontendLayer, as_kernel, require, require_choice, require_positive_int
+
+OUTPUT_FORMATS = ("Magnitude", "Complex", "Phase")
+PAD_MODES = ("reflect", "constant")
+NORMALIZATION_TYPES = ("librosa", "convolutional", "wrap")
+DECIMATION_TAPS = 256  # nnAudio's anti-aliasing FIR length (both filters)
+
+
+def _check_common(sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
+                  pad_mode, output_format, normalization_type) -> Tuple[int, int, int]:
+    require(sr > 0, "sr", f"must be positive, got {sr}")
+    hop_length = require_positive_int(hop_length, "hop_length")
+    require(fmin > 0, "fmin", f"must be positive, got {fmin}")
+    bins_per_octave = require_positive_int(bins_per_octave, "bins_per_octave")
+    if fmax is not None:
+        require(fmax > fmin, "fmax", f"must be above fmin ({fmin}), got {fmax}")
+    if fmax is None:
+        n_bins = require_positive_int(n_bins, "n_bins")
+    else:
+        n_bins = require_positive_int(cqt_n_bins(fmin, fmax, 0, bins_per_octave), "fmax")
+    require(filter_scale > 0, "filter_scale", f"must be positive, got {filter_scale}")
+    require_choice(pad_mode, "pad_mode", PAD_MODES)
+    require_choice(output_format, "output_format", OUTPUT_FORMATS)
+    require_choice(normalization_type, "normalization_type", NORMALIZATION_TYPES)
+    get_window(window, 16)  # validates `window` early, naming it
+    return hop_length, n_bins, bins_per_octave
+
+
+def _format(real: Tensor, imag: Tensor, output_format: str, eps: float) -> Tensor:
+    if output_format == "Magnitude":
+        return FN.magnitude(real, imag, eps)
+    if output_format == "Phase":
+        return FN.unit_phasor(real, imag)
+    return torch.stack([real, imag], dim=-1)
+
+
+class CQT1992v2(FrontendLayer):
+    """Constant-Q transform as ONE strided ``conv1d`` of time-domain CQT kernels.
+
+    Arguments, defaults and numbers are nnAudio 0.3.x's ``nnAudio.features.CQT1992v2``
+    (kernels of :func:`nnaudio_export.kernels.cqt.cqt_kernels`, ``center`` pads
+    ``kernel_width // 2`` on both sides with ``pad_mode``), plus ``num_samples`` to fix the
+    input length. ``verbose`` is accepted and ignored.
+
+    Output: 'Magnitude' ``(B, F, T)``, 'Complex' ``(B, F, T, 2)`` (real, imag), 'Phase'
+    ``(B, F, T, 2)`` (cos, sin of the phase, as nnAudio), ``T = 1 + L // hop`` when centred.
+
+    Differences from nnAudio, on purpose:
+    - ``normalization_type`` ('librosa': times ``sqrt(N_k)``; 'convolutional': none; 'wrap':
+      times 2) is a constructor argument (nnAudio takes it at forward time); its scale is
+      folded into the kernel rows, so trainable kernels are the scaled ones.
+    - Bad arguments (top bin above Nyquist: ``n_bins``/``fmax``; ``fmin <= 0``; unknown
+      ``window``/``output_format``/``normalization_type``/``pad_mode``) raise ``ValueError``
+      naming the parameter; nnAudio prints, or fails at forward time.
+    - 'Phase' is ``z / |z|`` (``(1, 0)`` at ``z = 0``), equal to nnAudio's
+      ``cos/sin(atan2)`` without the trigonometry.
+    """
+
+    def __init__(self, sr: float = 22050, hop_length: int = 512, fmin: float = 32.70,
+                 fmax: Optional[float] = None, n_bins: int = 84, bins_per_octave: int = 12,
+                 filter_scale: float = 1, norm=1, window: WindowSpec = "hann",
+                 center: bool = True, pad_mode: str = "reflect", trainable: bool = False,
+                 output_format: str = "Magnitude", normalization_type: str = "librosa",
+                 num_samples: Optional[int] = None, verbose: bool = True):
+        super().__init__()
+        hop_length, n_bins, bins_per_octave = _check_common(
+            sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
+            pad_mode, output_format, normalization_type)
+        Q = cqt_quality(filter_scale, bins_per_octave)
+        real, imag, width, lengths, freqs = cqt_kernels(Q, sr, fmin, n_bins, bins_per_octave,
+                                                        norm, window, fmax)
+        scale = _norm_scale(normalization_type, lengths)[:, None]
+        kernel = np.concatenate([real * scale, imag * scale], axis=0)[:, None, :]
+        if trainable:
+            self.kernel = as_kernel(kernel, True)
+        else:
+            self.register_buffer("kernel", as_kernel(kernel, False))
+        self.register_buffer("lengths", torch.from_numpy(lengths.astype(np.float32)))
+        self.frequencies = freqs
+        self.sr = float(sr)
+        self.n_bins = n_bins
+        self.bins_per_octave = bins_per_octave
+        self.kernel_width = width
+        self.hop_length = hop_length
+        self.center = bool(center)
+        self.pad_mode = pad_mode
+        self.pad_amount = width // 2 if center else 0
+        self.output_format = output_format
+        self.normalization_type = normalization_type
+        self.trainable = bool(trainable)
+        self.eps = 1e-8 if trainable else 0.0
+        if center:
+            min_len = self.pad_amount + 1 if pad_mode == "reflect" else 1
+            why = f"{pad_mode} padding of kernel_width // 2 = {self.pad_amount}"
+        else:
+            min_len, why = width, f"kernel_width = {width}"
+        self._set_lengths(num_samples, min_len, why)
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        t = FN.frame_count(num_samples, self.kernel_width, self.hop_length, self.center)
+        return (self.n_bins, t) if self.output_format == "Magnitude" else (self.n_bins, t, 2)
+
+    def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(real, imag), each (B, F, T), of any accepted input."""
+        x = FN.as_batch(x)
+        FN.check_num_samples(x, self._num_samples, self._min_samples)
+        x = FN.pad_both(x, self.pad_amount, self.pad_mode)
+        return FN.conv_spectrum(x, self.kernel, self.hop_length, self.n_bins)
+
+    def forward(self, x: Tensor) -> Tensor:
+        real, imag = self.spectrum(x)
+        return _format(real, imag, self.output_format, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"sr={self.sr}, hop_length={self.hop_length}, n_bins={self.n_bins}, "
+                f"bins_per_octave={self.bins_per_octave}, kernel_width={self.kernel_width}, "
+                f"output_format={self.output_format!r}, "
+                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}")
+
+
+def _norm_scale(normalization_type: str, lengths: np.ndarray) -> np.ndarray:
+    if normalization_type == "librosa":
+        return np.sqrt(lengths)
+    if normalization_type == "wrap":
+        return np.full(lengths.shape, 2.0)
+    return np.ones(lengths.shape)
+
+
+class CQT2010v2(FrontendLayer):
+    """Multirate constant-Q transform: the top octave's kernels applied to the signal
+    halved once per octave (Schoerkhuber & Klapuri 2010), as nnAudio 0.3.x's
+    ``nnAudio.features.CQT2010v2``, with the octave loop unrolled at construction.
+
+    Arguments and defaults are nnAudio's, plus ``normalization_type`` (a constructor
+    argument here) and ``num_samples``. ``norm`` is accepted and unused, as in nnAudio;
+    ``basis_norm`` normalises the kernels; ``verbose`` is ignored. Frames are always
+    centred (``pad_mode`` padding of ``kernel_width // 2`` at every rate).
+
+    Frame-alignment rule (see :func:`nnaudio_export.kernels.cqt.cqt2010_plan`): after the
+    early downsampling by ``factor = 2 ** e`` the hop ``hop_e = hop / factor`` is halved only
+    ``v = min(n_octaves - 1, twos_in(hop_e))`` times, so every octave's hop is an exact
+    integer and frame ``t`` of every octave is centred on input sample ``t * hop``. Octaves
+    below the ``v``-th stay at that last rate, in one kernel bank designed at that rate (longer
+    kernels, as CQT1992 does). Octaves whose frame counts differ are all cut to the smallest
+    count (known from the input length). When ``hop`` is divisible by ``2 ** (e + n_octaves
+    - 1)`` the algorithm and numbers are nnAudio's.
+
+    Differences from nnAudio, on purpose (bugs there):
+    - Early downsampling (e.g. ``n_bins`` 24..72 at sr 22050, fmin 32.7): nnAudio multiplies
+      by ``downsample_factor`` and uses ``sqrt`` of filter lengths at the *downsampled* rate,
+      so its output is ``sqrt(factor)`` ('librosa') or ``factor`` ('convolutional', 'wrap')
+      times too large. Here 'librosa' multiplies by ``sqrt(ceil(Q sr / f_k))`` at the original
+      rate and no factor, matching CQT1992v2 and librosa.
+    - ``hop_length`` not divisible by ``2 ** (n_octaves - 1)``: nnAudio fails (or truncates
+      ``hop // factor`` and misaligns frames); here the rule above applies. The early
+      downsampling count uses the number of factors 2 in the hop instead of
+      ``ceil(log2(hop))`` (the same whenever nnAudio's arithmetic is exact).
+    - ``n_bins < bins_per_octave``: nnAudio builds the wrong bins (below ``fmin``); here the
+      top octave bank always has ``bins_per_octave`` rows and the needed ones are kept.
+    - ``fmax`` sets ``n_bins = ceil(bins_per_octave log2(fmax / fmin))`` as in CQT1992v2
+      (nnAudio's CQT2010v2 ignores it) and ``window`` is used (nnAudio always uses Hann).
+    - Frame counts that differ between octaves are trimmed (nnAudio fails on ``torch.cat``).
+    - Bad arguments raise ``ValueError`` naming the parameter; too-short inputs for reflect
+      padding at the lowest rate raise instead of silently switching to zero padding.
+    """
+
+    st_hop: List[int]
+    st_pad: List[int]
+    st_width: List[int]
+    st_deep: List[bool]
+    st_lo: List[int]
+    st_n: List[int]
+    st_rows: List[int]
+
+    def __init__(self, sr: float = 22050, hop_length: int = 512, fmin: float = 32.70,
+                 fmax: Optional[float] = None, n_bins: int = 84, bins_per_octave: int = 12,
+                 filter_scale: float = 1, norm: bool = True, basis_norm=1,
+                 window: WindowSpec = "hann", pad_mode: str = "reflect",
+                 earlydownsample: bool = True, trainable: bool = False,
+                 output_format: str = "Magnitude", normalization_type: str = "librosa",
+                 num_samples: Optional[int] = None, verbose: bool = True):
+        super().__init__()
+        hop_length, n_bins, bins_per_octave = _check_common(
+            sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
+            pad_mode, output_format, normalization_type)
+        plan = cqt2010_plan(sr, hop_length, fmin, n_bins, bins_per_octave, filter_scale,
+                            bool(earlydownsample))
+        param = "n_bins" if fmax is None else "fmax"
+        require(plan["fmax_t"] <= sr / 2, param,
+                f"the top bin {plan['fmax_t']:.2f} Hz is above the Nyquist frequency {sr / 2} Hz")
+        Q, sr_e, v = plan["Q"], plan["sr_e"], plan["v"]
+        top_r, top_i, top_w, _, _ = cqt_kernels(Q, sr_e, plan["fmin_t"], bins_per_octave,
+                                                bins_per_octave, basis_norm, window,
+                                                topbin_check=False)
+        self._register("kernel_top", np.concatenate([top_r, top_i])[:, None, :], trainable)
+        widths = {"top": top_w, "deep": 0}
+        rows = {"top": bins_per_octave, "deep": 0}
+        deep = [s for s in plan["stages"] if s["bank"] == "deep"]
+        if deep:
+            d_r, d_i, widths["deep"], _, _ = cqt_kernels(Q, sr_e / 2 ** v, fmin, deep[0]["n_bins"],
+                                                         bins_per_octave, basis_norm, window,
+                                                         topbin_check=False)
+            rows["deep"] = deep[0]["n_bins"]
+            self._register("kernel_deep", np.concatenate([d_r, d_i])[:, None, :], trainable)
+        else:
+            self.register_buffer("kernel_deep", torch.zeros(0, 1, 1))
+        self.factor = int(plan["factor"])
+        early = lowpass_filter(1.0 / self.factor, DECIMATION_TAPS, 0.03) if self.factor > 1 else np.ones(1)
+        self.register_buffer("early_downsample_filter", as_kernel(early.astype(np.float32)[None, None], False))
+        halve = lowpass_filter(0.5, DECIMATION_TAPS, 0.001).astype(np.float32)
+        self.register_buffer("lowpass_filter", as_kernel(halve[None, None], False))
+        # nnAudio's kernels were float32 filters: round them the same way (done above).
+        stages = list(reversed(plan["stages"]))  # top octave first, as they are computed
+        self.st_hop = [int(s["hop"]) for s in stages]
+        self.st_width = [widths[s["bank"]] for s in stages]
+        self.st_pad = [w // 2 for w in self.st_width]
+        self.st_deep = [s["bank"] == "deep" for s in stages]
+        self.st_lo = [int(s["bin_start"]) for s in stages]
+        self.st_n = [int(s["n_bins"]) for s in stages]
+        self.st_rows = [rows[s["bank"]] for s in stages]
+        self.n_stages = len(stages)
+        freqs = fmin * 2.0 ** (np.arange(n_bins) / float(bins_per_octave))
+        lengths = np.ceil(Q * sr / freqs)  # at the ORIGINAL rate (nnAudio: at sr_e)
+        self.register_buffer("scale", torch.from_numpy(
+            _norm_scale(normalization_type, lengths)[:, None].astype(np.float32)))
+        self.register_buffer("lengths", torch.from_numpy(lengths.astype(np.float32)))
+        self.frequencies = freqs
+        self.sr = float(sr)
+        self.hop_length = hop_length
+        self.n_bins = n_bins
+        self.bins_per_octave = bins_per_octave
+        self.n_octaves = int(plan["n_octaves"])
+        self.octave_halvings = int(v)
+        self.downsample_factor = self.factor
+        self.pad_mode = pad_mode
+        self.output_format = output_format
+        self.normalization_type = normalization_type
+        self.trainable = bool(trainable)
+        self.eps = 1e-8 if trainable else 0.0
+        self._set_lengths(num_samples, self._min_length(),
+                          f"{pad_mode} padding of up to {max(self.st_pad)} samples at the lowest "
+                          f"sample rate, after {int(np.log2(self.factor)) + self.n_stages - 1} halvings")
+
+    def _register(self, name: str, kernel: np.ndarray, trainable: bool) -> None:
+        if trainable:
+            setattr(self, name, as_kernel(kernel, True))
+        else:
+            self.register_buffer(name, as_kernel(kernel, False))
+
+    def _stage_lengths(self, n: int) -> Optional[List[int]]:
+        """Signal length at each stage's rate, or None where a decimation has no input."""
+        if self.factor > 1:
+            if n < 2:
+                return None
+            n = (n - 2) // self.factor + 1
+        out: List[int] = []
+        for i in range(self.n_stages):
+            if i > 0:
+                if n < 2:
+                    return None
+                n = (n - 2) // 2 + 1
+            out.append(n)
+        return out
+
+    def _min_length(self) -> int:
+        def ok(n: int) -> bool:
+            lens = self._stage_lengths(n)
+            if lens is None:
+                return False
+            need = [p + 1 if self.pad_mode == "reflect" else 1 for p in self.st_pad]
+            return all(l >= m for l, m in zip(lens, need))
+        hi = 1
+        while not ok(hi):
+            hi *= 2
+        lo = hi // 2  # not ok (or 0)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        return hi
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        lens = self._stage_lengths(num_samples)
+        t = 0 if lens is None else min(FN.frame_count(l, w, h, True)
+                                       for l, w, h in zip(lens, self.st_width, self.st_hop))
+        return (self.n_bins, t) if self.output_format == "Magnitude" else (self.n_bins, t, 2)
+
+    def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(real, imag), each (B, F, T), of any accepted input."""
+        x = FN.as_batch(x)
+        FN.check_num_samples(x, self._num_samples, self._min_samples)
+        pad = (DECIMATION_TAPS - 1) // 2
+        if self.factor > 1:
+            x = F.conv1d(x, self.early_downsample_filter, stride=self.factor, padding=pad)
+        reals: List[Tensor] = []
+        imags: List[Tensor] = []
+        for i in range(self.n_stages):  # static: unrolled by tracing/export
+            if i > 0:
+                x = F.conv1d(x, self.lowpass_filter, stride=2, padding=pad)
+            kernel = self.kernel_deep if self.st_deep[i] else self.kernel_top
+            y = F.conv1d(FN.pad_both(x, self.st_pad[i], self.pad_mode), kernel, stride=self.st_hop[i])
+            lo = self.st_lo[i]
+            hi = lo + self.st_n[i]
+            rows = self.st_rows[i]
+            reals.append(y[:, lo:hi])
+            imags.append(-y[:, rows + lo:rows + hi])
+        t = reals[0].size(-1)
+        for r in reals:
+            t = min(t, r.size(-1))
+        order = [self.n_stages - 1 - i for i in range(self.n_stages)]  # lowest octave first
+        real = torch.cat([reals[i][:, :, :t] for i in order], dim=1) * self.scale
+        imag = torch.cat([imags[i][:, :, :t] for i in order], dim=1) * self.scale
+        return real, imag
+
+    def forward(self, x: Tensor) -> Tensor:
+        real, imag = self.spectrum(x)
+        return _format(real, imag, self.output_format, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"sr={self.sr}, hop_length={self.hop_length}, n_bins={self.n_bins}, "
+                f"bins_per_octave={self.bins_per_octave}, downsample_factor={self.factor}, "
+                f"octave_halvings={self.octave_halvings}, output_format={self.output_format!r}, "
+                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}")

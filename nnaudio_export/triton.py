@@ -1,0 +1,191 @@
+"""Triton Inference Server model repository from a bundle.
+
+``write_triton_repo(bundle, repo)`` writes two models::
+
+    repo/<name>_onnx/config.pbtxt        platform onnxruntime_onnx, input 'audio', output 'features'
+    repo/<name>_onnx/1/model.onnx
+    repo/<name>_libtorch/config.pbtxt    platform pytorch_libtorch, INPUT__0 / OUTPUT__0
+    repo/<name>_libtorch/1/model.pt
+
+both with ``max_batch_size`` and ``dynamic_batching {}``. Triton batches along the first
+axis, so the bundle must have been exported with a dynamic batch axis (the default); a
+fixed-batch bundle is refused. Each model directory is assembled beside its final place,
+the copied model file is checked against the manifest's sha256, and the directory is then
+renamed into place. CLI: ``nnaudio-export triton BUNDLE --repo REPO [--name N]
+[--max-batch 64] [--force]``.
+"""
+import argparse
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .bundle import FILES, sha256_file
+from .runtime import BundleError, check_files, read_manifest
+
+BACKENDS = ("onnx", "libtorch")
+# torch.export / ONNX export give the batch axis this upper bound (bundle.py).
+MAX_EXPORTED_BATCH = 4096
+_TRITON_DTYPES = {"float32": "TYPE_FP32", "int16": "TYPE_INT16"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _dims(shape: Sequence[Any], what: str) -> List[int]:
+    """The non-batch dims of a manifest shape ``['batch', ...]``."""
+    if not shape or shape[0] != "batch":
+        raise BundleError(f"{what} shape {list(shape)} has no dynamic batch axis")
+    dims = list(shape[1:])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise BundleError(f"{what} shape {list(shape)}: Triton needs fixed positive dims after the batch axis")
+    return dims
+
+
+def _pbtxt(name: str, platform: str, backend: str, max_batch: int, inp: str, in_type: str,
+           in_dims: List[int], out: str, out_dims: List[int], comment: str) -> str:
+    def dims(d: List[int]) -> str:
+        return "[ " + ", ".join(str(int(v)) for v in d) + " ]"
+    return (
+        f"# {comment}\n"
+        f'name: "{name}"\n'
+        f'platform: "{platform}"\n'
+        f'backend: "{backend}"\n'
+        f"max_batch_size: {int(max_batch)}\n"
+        "input [\n"
+        "  {\n"
+        f'    name: "{inp}"\n'
+        f"    data_type: {in_type}\n"
+        f"    dims: {dims(in_dims)}\n"
+        "  }\n"
+        "]\n"
+        "output [\n"
+        "  {\n"
+        f'    name: "{out}"\n'
+        "    data_type: TYPE_FP32\n"
+        f"    dims: {dims(out_dims)}\n"
+        "  }\n"
+        "]\n"
+        "dynamic_batching { }\n"
+    )
+
+
+def _check_bundle_for_triton(manifest: Dict[str, Any], bundle: Path) -> None:
+    batch = manifest.get("batch")
+    if batch is not None or manifest["input"]["shape"][0] != "batch":
+        raise BundleError(
+            f"{bundle} was exported with a fixed batch of {batch}; Triton's max_batch_size / "
+            "dynamic_batching need a dynamic batch axis. Re-export without --batch (batch=None).")
+    if manifest["input"]["dtype"] not in _TRITON_DTYPES:
+        raise BundleError(f"{bundle}: input dtype {manifest['input']['dtype']!r} has no Triton type here")
+
+
+def _install_dir(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Rename the finished model directory ``tmp`` onto ``final``."""
+    if final.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final} already exists; pass overwrite=True (CLI: --force) to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, old / final.name)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old / final.name, final)  # put the previous model back
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], name: Optional[str] = None,
+                      max_batch: int = 64, overwrite: bool = False,
+                      backends: Sequence[str] = BACKENDS) -> Dict[str, Path]:
+    """Write ``<name>_onnx`` and ``<name>_libtorch`` (``backends``) into the Triton model
+    repository ``repo_dir`` (created if needed); returns ``{model_name: model_dir}``.
+
+    ``name`` defaults to the manifest's name; ``max_batch`` (1..4096) becomes
+    ``max_batch_size``. Existing model directories are refused unless ``overwrite``.
+    Raises :class:`BundleError` (a ValueError) for a fixed-batch bundle, a missing model
+    file or a sha256 mismatch.
+    """
+    bundle = Path(bundle_dir)
+    manifest = read_manifest(bundle)
+    _check_bundle_for_triton(manifest, bundle)
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_EXPORTED_BATCH:
+        raise ValueError(f"max_batch must be an integer in 1..{MAX_EXPORTED_BATCH}, got {max_batch!r}")
+    name = manifest["name"] if name is None else name
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-' (no path separators)")
+    backends = tuple(dict.fromkeys(backends))
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or not backends:
+        raise ValueError(f"backends: unknown {bad}; choose from {BACKENDS}")
+
+    in_dims = _dims(manifest["input"]["shape"], "input")
+    out_dims = _dims(manifest["output"]["shape"], "output")
+    in_type = _TRITON_DTYPES[manifest["input"]["dtype"]]
+    src = {"onnx": FILES["onnx"], "libtorch": FILES["torchscript"]}
+    missing = [src[b] for b in backends if src[b] not in manifest["files"]]
+    if missing:
+        raise BundleError(f"{bundle} has no {', '.join(missing)} (exported files: {sorted(manifest['files'])})")
+    check_files(bundle, manifest, [src[b] for b in backends])
+
+    repo = Path(repo_dir)
+    repo.mkdir(parents=True, exist_ok=True)
+    targets = {b: repo / f"{name}_{b}" for b in backends}
+    if not overwrite:
+        taken = [str(p) for p in targets.values() if p.exists()]
+        if taken:
+            raise FileExistsError(f"{', '.join(taken)} already exist(s); pass overwrite=True (CLI: --force)")
+
+    comment = (f"nnaudio_export bundle {manifest['name']!r}: {manifest['sample_rate']:g} Hz, "
+               f"{manifest['num_samples']} samples, length_policy {manifest.get('length_policy', 'exact')}, "
+               f"output {manifest['output'].get('kind', '')}")
+    configs = {
+        "onnx": dict(platform="onnxruntime_onnx", backend="onnxruntime",
+                     inp=manifest["input"].get("name", "audio"), out=manifest["output"].get("name", "features")),
+        "libtorch": dict(platform="pytorch_libtorch", backend="pytorch",
+                         inp=manifest["input"].get("torchscript_name", "INPUT__0"),
+                         out=manifest["output"].get("torchscript_name", "OUTPUT__0")),
+    }
+    written: Dict[str, Path] = {}
+    for b in backends:
+        final = targets[b]
+        fname = src[b]
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=repo))
+        try:
+            (tmp / "1").mkdir()
+            shutil.copyfile(bundle / fname, tmp / "1" / fname)
+            if sha256_file(tmp / "1" / fname) != manifest["files"][fname]["sha256"]:
+                raise BundleError(f"{bundle / fname}: the copy's sha256 does not match manifest.json "
+                                  "(file changed while copying?)")
+            c = configs[b]
+            (tmp / "config.pbtxt").write_text(_pbtxt(final.name, c["platform"], c["backend"], max_batch,
+                                                     c["inp"], in_type, in_dims, c["out"], out_dims, comment))
+            os.chmod(tmp, 0o755)
+            _install_dir(tmp, final, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        written[final.name] = final
+    return written
+
+
+def cmd_triton(args: argparse.Namespace) -> int:
+    written = write_triton_repo(args.bundle, args.repo, name=args.name, max_batch=args.max_batch,
+                                overwrite=args.force)
+    for model, path in written.items():
+        print(f"{model}: {path / 'config.pbtxt'}")
+    print(f"serve with: tritonserver --model-repository {Path(args.repo).resolve()}")
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    t = subparsers.add_parser("triton", help="write a Triton model repository (onnx + libtorch) from a bundle")
+    t.add_argument("bundle", help="bundle directory (exported with a dynamic batch axis)")
+    t.add_argument("--repo", required=True, help="Triton model repository directory (created if needed)")
+    t.add_argument("--name", default=None, help="model name prefix (default: the manifest's name)")
+    t.add_argument("--max-batch", type=int, default=64, help="max_batch_size (default 64)")
+    t.add_argument("--force", action="store_true", help="replace existing model directories")
+    t.set_defaults(func=cmd_triton)

@@ -1,0 +1,61 @@
+"""Shared fixtures: bundles are expensive (a .pt2 is an AOTInductor compile, ~10-20 s on
+CPU), so they are exported once per session into a temporary directory and shared.
+
+Tests that modify a bundle (tampering, manifest edits) must work on a copy
+(:func:`copy_bundle`), never on the shared one.
+"""
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import pytest
+
+warnings.filterwarnings("ignore")
+
+# Short clips keep the exports fast; the per-preset bundles hold every format.
+SHORT_SECONDS = 1.0
+ALL_FORMATS = ("torchscript", "onnx", "pt2")
+
+
+class BundleCache:
+    """Export-on-first-use cache of bundle directories, keyed by a name.
+
+    ``get(key, source, **export_kwargs)`` exports ``source`` into ``root / key`` the first
+    time and returns the path afterwards. A failed export is remembered, so every test that
+    needs that bundle fails quickly with the original error instead of exporting again.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._done: Dict[str, Union[Path, BaseException]] = {}
+
+    def get(self, key: str, source: Any, **kwargs: Any) -> Path:
+        if key not in self._done:
+            import nnaudio_export as nx
+            try:
+                self._done[key] = Path(nx.export(source, self.root / key, **kwargs))
+            except Exception as exc:  # remembered; raised below for this and later callers
+                self._done[key] = exc
+                raise
+        got = self._done[key]
+        if isinstance(got, BaseException):
+            pytest.fail(f"export of bundle {key!r} failed earlier: {type(got).__name__}: {got}")
+        return got
+
+    def preset(self, name: str) -> Path:
+        """The preset at SHORT_SECONDS, every format, no export-time verify (the tests run
+        ``nx.verify`` themselves)."""
+        return self.get(f"preset_{name}", name, formats=ALL_FORMATS, seconds=SHORT_SECONDS,
+                        verify=False)
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory) -> BundleCache:
+    return BundleCache(tmp_path_factory.mktemp("shared_bundles"))
+
+
+def copy_bundle(src: Path, dst_parent: Path, name: str = "copy") -> Path:
+    dst = Path(dst_parent) / name
+    shutil.copytree(src, dst)
+    return dst

@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark (quick mode): files written, rows and fields present.
+No speed assertions: timings depend on the machine."""
+import json
+
+import pytest
+
+from nnaudio_export import bench
+from nnaudio_export.cli import build_parser
+
+ROW_FIELDS = ("impl", "group", "status", "median_ms", "min_ms", "max_ms", "runs", "gflop", "gflops_per_s",
+              "pct_of_gemm_peak", "rel_to_fastest_peer", "mem_mb", "identical_settings", "note", "error")
+WHISPER_PEERS = ("librosa", "torch.stft", "nnAudio 0.3.4", "openai-whisper",
+                 "transformers WhisperFeatureExtractor", "kaldi-native-fbank (80-bin fbank)",
+                 "ONNX STFT op (ORT CPU)")
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    rc = bench.main(["--quick", "--presets", "whisper_80", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_files_written(quick_report):
+    for name in ("bench.md", "bench.json", "bench.png"):
+        assert (quick_report / name).is_file() and (quick_report / name).stat().st_size > 0
+    assert (quick_report / "bundles" / "whisper_80-n16000" / "manifest.json").is_file()
+    assert (quick_report / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_rows_and_fields(quick_report):
+    rep = json.loads((quick_report / "bench.json").read_text())
+    for key in ("cores", "cpu", "date", "torch", "onnxruntime"):
+        assert key in rep["machine"]
+    assert rep["gemm"]["gflops"] > 0 and rep["quick"] is True and rep["repeats"] == 2
+    (p,) = rep["presets"]
+    assert p["preset"] == "whisper_80" and p["batch"] == 2 and p["num_samples"] == 16000
+    impls = [r["impl"] for r in p["rows"]]
+    assert impls[:4] == [f"ours: {b}" for b in bench.OURS]
+    for peer in WHISPER_PEERS:
+        assert peer in impls
+    for r in p["rows"]:
+        for f in ROW_FIELDS:
+            assert f in r, (r["impl"], f)
+        assert r["status"] in ("ok", "error", "skipped")
+    ours = [r for r in p["rows"] if r["group"] == "ours"]
+    assert all(r["status"] == "ok" for r in ours), [r["error"] for r in ours]
+    for r in ours:
+        assert r["runs"] == 2 and r["median_ms"] > 0 and r["gflop"] > 0 and r["mem_mb"] is not None
+        assert r["rel_to_fastest_peer"] is not None and r["pct_of_gemm_peak"] is not None
+    assert p["fastest_peer"] in impls and p["fastest_peer_ms"] > 0
+    kaldi = next(r for r in p["rows"] if r["impl"].startswith("kaldi"))
+    assert kaldi["identical_settings"] is False
+
+
+def test_markdown_lists_every_row(quick_report):
+    md = (quick_report / "bench.md").read_text()
+    assert "GEMM ceiling" in md and "## whisper_80" in md
+    for name in ("ours: onnxruntime", "ours: pt2", "librosa", "ONNX STFT op"):
+        assert name in md
+
+
+def test_failed_bundle_is_reported_and_peers_still_run(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("layer not available")
+    monkeypatch.setattr(bench, "ensure_bundle", broken)
+    cfg = bench.Config(presets=("stft_2048",), out=tmp_path, quick=True, repeats=1, warmup=0, memory=False)
+    res = bench.run_preset("stft_2048", cfg, peak_gflops=100.0)
+    ours = [r for r in res["rows"] if r["group"] == "ours"]
+    assert len(ours) == 4 and all(r["status"] == "error" and "layer not available" in r["error"] for r in ours)
+    peers = {r["impl"]: r for r in res["rows"] if r["group"] == "peer"}
+    assert peers["librosa"]["status"] == "ok" and peers["torch.stft"]["status"] == "ok"
+    assert res["fastest_peer"] is not None
+
+
+def test_cli_registers_bench():
+    args = build_parser().parse_args(["bench", "--quick", "--presets", "whisper_80", "--repeats", "3"])
+    assert args.quick and args.presets == ["whisper_80"] and args.repeats == 3
+    assert args.func is bench.cmd_bench
+
+
+def test_unknown_preset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown"):
+        bench.main(["--quick", "--presets", "no_such_preset", "--out", str(tmp_path)])

@@ -1,0 +1,475 @@
+"""Bundles: export every preset to every format, load every backend, run, verify parity,
+check the manifest, the ONNX artifact, integrity (sha256), overwrite and temp-dir hygiene,
+and input validation in every backend.
+
+Per-preset bundles are exported once per session (tests/conftest.py ``bundles``) at 1 s
+with all three formats; presets come from ``nx.presets.names()`` so new ones are covered.
+"""
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nnaudio_export as nx
+from nnaudio_export import signals as sig
+from nnaudio_export.runtime import BundleError
+
+warnings.filterwarnings("ignore")
+
+PRESETS = nx.presets.names()
+FORMATS = ("torchscript", "onnx", "pt2")
+FILE_OF = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2"}
+BACKEND_OF = {"torchscript": "torchscript", "onnx": "onnxruntime", "pt2": "pt2"}
+ALL_BACKENDS = ("onnxruntime", "torchscript", "pt2", "eager")
+HAS_CUDA = torch.cuda.is_available()
+
+_EAGER = {}
+
+
+def eager_for(bundle: Path) -> nx.Frontend:
+    key = str(bundle)
+    if key not in _EAGER:
+        spec = json.loads((bundle / "manifest.json").read_text())["spec"]
+        _EAGER[key] = nx.Frontend.from_spec(spec).eval()
+    return _EAGER[key]
+
+
+def inputs_for(fe: nx.Frontend, batch: int) -> np.ndarray:
+    names = tuple(("speech", "tones", "noise", "chirp")[i % 4] for i in range(batch))
+    return sig.batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels, names=names)
+
+
+def run_eager(fe, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return fe(torch.from_numpy(x)).numpy()
+
+
+def assert_close_to_eager(out: np.ndarray, ref: np.ndarray, fe: nx.Frontend, what: str) -> None:
+    """Independent of nnaudio_export.parity: linear / cepstral outputs within 1e-4 x peak;
+    log outputs within 1e-3 output units on bins within 60 dB of each item's peak when the dB
+    scale is known (deeper bins are float32 noise), everywhere otherwise."""
+    out = np.asarray(out, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert out.shape == ref.shape, f"{what}: shape {out.shape} vs {ref.shape}"
+    assert np.all(np.isfinite(out)), f"{what}: non-finite output"
+    err = np.abs(out - ref)
+    if fe.output_kind == "log":
+        if fe.db_per_unit:
+            item_max = ref.reshape(ref.shape[0], -1).max(1).reshape((-1,) + (1,) * (ref.ndim - 1))
+            err = np.where(ref >= item_max - 60.0 / fe.db_per_unit, err, 0.0)
+        assert err.max() <= 1e-3, f"{what}: max abs {err.max():.3e} (log output)"
+    else:
+        peak = np.abs(ref).max()
+        assert err.max() <= 1e-4 * peak, f"{what}: max abs {err.max():.3e} = {err.max() / peak:.2e} x peak"
+
+
+def read_manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+# --------------------------------------------------------------------------- every preset x format
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_backend_runs_numpy_and_torch(bundles, preset, fmt):
+    d = bundles.preset(preset)
+    fe = eager_for(d)
+    rt = nx.load(d, backend=BACKEND_OF[fmt])
+    assert rt.backend == BACKEND_OF[fmt] and rt.device == "cpu"
+    assert rt.num_samples == fe.num_samples and rt.sample_rate == fe.sample_rate
+    x = inputs_for(fe, 2)
+    y_np = rt(x)
+    assert isinstance(y_np, np.ndarray) and y_np.dtype == np.float32
+    assert y_np.shape == (2,) + fe.output_shape
+    y_t = rt(torch.from_numpy(x))
+    assert isinstance(y_t, torch.Tensor) and y_t.dtype == torch.float32 and y_t.device.type == "cpu"
+    np.testing.assert_array_equal(y_t.numpy(), y_np)
+    assert_close_to_eager(y_np, run_eager(fe, x), fe, f"{preset}/{fmt}")
+    # the batch axis is dynamic: 1 and 5 items, each item as in the batch of 2
+    y1 = rt(x[:1])
+    y5 = rt(inputs_for(fe, 5))
+    assert y1.shape == (1,) + fe.output_shape and y5.shape == (5,) + fe.output_shape
+    assert_close_to_eager(y1, y_np[:1], fe, f"{preset}/{fmt} batch 1 vs 2")
+    assert_close_to_eager(y5[:2], y_np, fe, f"{preset}/{fmt} batch 5 vs 2")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_eager_backend(bundles, preset):
+    d = bundles.preset(preset)
+    fe = eager_for(d)
+    rt = nx.load(d, backend="eager")
+    x = inputs_for(fe, 3)
+    np.testing.assert_array_equal(rt(x), run_eager(fe, x))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_verify_cpu_and_cuda(bundles, preset):
+    d = bundles.preset(preset)
+    report = nx.verify(d, devices=("cpu", "cuda"))
+    assert report.ok, report.table()
+    cpu = [r for r in report.rows if r.device == "cpu"]
+    cuda = [r for r in report.rows if r.device == "cuda"]
+    # every backend on cpu, against eager float32 and float64 (eager only against float64)
+    seen = {(r.backend, r.reference) for r in cpu}
+    for b in ("torchscript", "onnxruntime", "pt2"):
+        assert (b, "eager_float32") in seen and (b, "float64_cpu") in seen, seen
+    assert ("eager", "float64_cpu") in seen
+    for r in cpu:
+        assert r.status == "passed" and r.ok is True
+        assert r.max_abs is not None and r.threshold is not None
+        value = r.max_abs if r.metric == "max_abs" else r.max_rel
+        assert value <= r.threshold
+    if HAS_CUDA:
+        assert cuda and all(r.status == "passed" for r in cuda)
+    else:
+        assert cuda, "CUDA rows must be listed (as skipped), not left out"
+        assert all(r.status == "skipped" for r in cuda)
+        assert not any(r.status == "passed" or r.ok for r in cuda)
+        assert any("cuda" in s.lower() for s in report.skipped)
+        assert "SKIPPED" in report.table()
+    d_ = report.to_dict()
+    assert json.loads(json.dumps(d_))["ok"] is True
+    assert "PARITY OK" in report.table()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_manifest(bundles, preset):
+    d = bundles.preset(preset)
+    m = read_manifest(d)
+    fe = nx.presets.load(preset, seconds=1.0)
+    assert m["format"] == "nnaudio_export.bundle" and m["format_version"] == 1
+    assert m["name"] == preset
+    assert m["spec"] == fe.spec
+    assert m["sample_rate"] == fe.sample_rate and m["num_samples"] == fe.num_samples
+    assert m["batch"] is None
+    assert m["input"]["name"] == "audio" and m["output"]["name"] == "features"
+    assert m["input"]["dtype"] == fe.input_dtype and m["output"]["dtype"] == "float32"
+    assert m["input"]["shape"] == ["batch", *fe.input_shape]
+    assert m["output"]["shape"] == ["batch", *fe.output_shape]
+    assert m["output"]["kind"] == fe.output_kind
+    assert m["length_policy"] in ("exact", "pad_or_trim")
+    # files: exactly the three models + the manifest; sha256 and size match the disk
+    assert set(m["files"]) == {"model.pt", "model.onnx", "model.pt2"}
+    on_disk = sorted(p.name for p in d.iterdir())
+    assert on_disk == sorted(list(m["files"]) + ["manifest.json"]), on_disk
+    for name, entry in m["files"].items():
+        data = (d / name).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry["size"] == len(data) > 0
+        assert entry["format"] == {v: k for k, v in FILE_OF.items()}[name]
+    assert m["files"]["model.pt"]["method"] in ("script", "trace")
+    assert m["files"]["model.onnx"]["opset"] >= 17
+    assert m["files"]["model.pt2"]["device"] == "cpu"
+    v = m["versions"]
+    for key in ("python", "torch", "numpy", "onnx", "onnxruntime", "nnaudio_export"):
+        assert v.get(key), key
+    assert v["torch"] == torch.__version__
+    created = datetime.datetime.fromisoformat(m["created"])
+    assert created.tzinfo is not None
+    age = datetime.datetime.now(datetime.timezone.utc) - created
+    assert datetime.timedelta(0) <= age < datetime.timedelta(hours=6)
+    # export-time verify was off for these shared bundles: no parity claimed
+    assert "parity" not in m
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_onnx_artifact(bundles, preset):
+    import onnx
+    import onnxruntime as ort
+    d = bundles.preset(preset)
+    path = d / "model.onnx"
+    assert not list(d.glob("*.data")) and not list(d.glob("*.onnx.*"))
+    model = onnx.load(str(path), load_external_data=False)
+    for init in model.graph.initializer:
+        assert init.data_location != onnx.TensorProto.EXTERNAL, init.name
+    onnx.checker.check_model(model)
+    onnx.checker.check_model(str(path))
+    assert model.ir_version <= 13
+    opsets = {o.domain: o.version for o in model.opset_import}
+    assert opsets.get("", opsets.get("ai.onnx", 0)) >= 17
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"STFT", "DFT"}, ops
+    assert [i.name for i in model.graph.input] == ["audio"]
+    assert [o.name for o in model.graph.output] == ["features"]
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param and not dim0.dim_value
+    # raw onnxruntime with batch 1 and 5
+    fe = eager_for(d)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b in (1, 5):
+        y = sess.run(["features"], {"audio": inputs_for(fe, b)})[0]
+        assert y.shape == (b,) + fe.output_shape
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_spec_round_trip(bundles, preset):
+    d = bundles.preset(preset)
+    spec = read_manifest(d)["spec"]
+    fe1 = nx.Frontend.from_spec(spec)
+    fe2 = nx.Frontend.from_spec(json.dumps(fe1.spec))
+    assert fe1.spec == fe2.spec == spec
+    x = torch.from_numpy(inputs_for(fe1, 2))
+    with torch.inference_mode():
+        assert torch.equal(fe1(x), fe2(x))
+
+
+# --------------------------------------------------------------------------- whisper at 30 s
+
+@pytest.fixture(scope="module")
+def whisper_30s(bundles):
+    return bundles.get("whisper_80_30s", "whisper_80", formats=("onnx", "torchscript"))
+
+
+def test_whisper_default_30s_bundle(whisper_30s):
+    import whisper.audio as wa
+    d = whisper_30s
+    m = read_manifest(d)
+    assert m["num_samples"] == 480_000 and m["sample_rate"] == 16000
+    assert m["input"]["shape"] == ["batch", 480_000]
+    assert m["output"]["shape"] == ["batch", 80, 3000]
+    assert set(m["files"]) == {"model.onnx", "model.pt"}
+    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx", "model.pt"]
+    # export-time parity (cpu) recorded, and the reference error against openai-whisper
+    assert m["parity"]["ok"] is True
+    assert any(r["backend"] == "onnxruntime" and r["status"] == "passed" for r in m["parity"]["rows"])
+    ref_err = m.get("reference_error")
+    assert ref_err is not None and "error" not in ref_err, ref_err
+    assert ref_err["max_abs_error"] <= 1e-4
+    x = sig.speech_like(480_000, 16000)
+    ref = wa.log_mel_spectrogram(wa.pad_or_trim(torch.from_numpy(x)), 80).double().numpy()
+    for backend in ("onnxruntime", "torchscript"):
+        y = nx.load(d, backend=backend)(x[None])[0].astype(np.float64)
+        assert y.shape == (80, 3000)
+        assert np.abs(y - ref).max() <= 1e-4, backend      # float32 vs float32 (see test_builder)
+    report = nx.verify(d, devices=("cpu", "cuda"))
+    assert report.ok, report.table()
+
+
+# --------------------------------------------------------------------------- fixed batch
+
+@pytest.fixture(scope="module")
+def fixed_batch(bundles):
+    return bundles.get("mel_128_batch2", "mel_128", formats=FORMATS, seconds=1.0, batch=2)
+
+
+def test_fixed_batch_bundle(fixed_batch):
+    import onnx
+    d = fixed_batch
+    m = read_manifest(d)
+    n = m["num_samples"]
+    assert m["batch"] == 2
+    assert m["input"]["shape"] == [2, n] and m["output"]["shape"][0] == 2
+    assert m["parity"]["ok"] is True
+    model = onnx.load(str(d / "model.onnx"))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+    fe = eager_for(d)
+    for backend in ALL_BACKENDS:
+        rt = nx.load(d, backend=backend)
+        assert rt(inputs_for(fe, 2)).shape == (2,) + fe.output_shape
+        for bad in (3, 1):
+            with pytest.raises(ValueError, match=rf"\(2, {n}\)"):
+                rt(inputs_for(fe, bad))
+    assert nx.verify(d, devices=("cpu",)).ok
+
+
+# --------------------------------------------------------------------------- input validation
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_wrong_input_refused_in_every_backend(bundles, backend):
+    d = bundles.preset("whisper_80")
+    rt = nx.load(d, backend=backend)
+    n = rt.num_samples
+    expected = rf"\(batch, {n}\)"
+    good = sig.batch(n, 16000, names=("speech",))
+    bad_inputs = {
+        "short": np.zeros((1, n - 1), np.float32),
+        "long": np.zeros((1, n + 160), np.float32),
+        "rank1": np.zeros((n,), np.float32),
+        "rank3": np.zeros((1, 1, n), np.float32),
+        "stereo": np.zeros((1, 2, n), np.float32),
+        "empty_batch": np.zeros((0, n), np.float32),
+    }
+    for what, x in bad_inputs.items():
+        for arr in (x, torch.from_numpy(x)):
+            with pytest.raises(ValueError, match=expected):
+                rt(arr)
+    for dtype in (np.float64, np.int16, np.float16):
+        with pytest.raises(ValueError, match="float32"):
+            rt(good.astype(dtype))
+        with pytest.raises(ValueError, match="float32"):
+            rt(torch.from_numpy(good.astype(dtype)))
+    with pytest.raises(TypeError):
+        rt(good.tolist())
+    # still works after the refusals
+    assert rt(good).shape == (1, 80, n // 160)
+
+
+@pytest.fixture(scope="module")
+def int16_stereo_bundle(bundles):
+    fe = (nx.FrontendBuilder(sample_rate=16000, num_samples=8000, name="int16_stereo")
+          .input(dtype="int16", channels=2).stft(n_fft=400, hop_length=160).power(2.0)
+          .mel(n_mels=40, fmax=8000.0).log10(floor=1e-10).build())
+    return bundles.get("int16_stereo", fe, formats=FORMATS)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_int16_stereo_bundle(int16_stereo_bundle, backend):
+    d = int16_stereo_bundle
+    m = read_manifest(d)
+    assert m["input"]["dtype"] == "int16" and m["input"]["shape"] == ["batch", 2, 8000]
+    assert m["parity"]["ok"] is True
+    fe = eager_for(d)
+    rt = nx.load(d, backend=backend)
+    x = sig.batch(8000, 16000, dtype="int16", channels=2, names=("speech", "noise"))
+    assert x.dtype == np.int16
+    assert_close_to_eager(rt(x), run_eager(fe, x), fe, f"int16 stereo {backend}")
+    with pytest.raises(ValueError, match="int16"):
+        rt(x.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(batch, 2, 8000\)"):
+        rt(x[:, 0])
+
+
+# --------------------------------------------------------------------------- integrity
+
+@pytest.mark.parametrize("fname", sorted(FILE_OF.values()))
+def test_tampered_file_refused(bundles, tmp_path, fname):
+    d = shutil.copytree(bundles.preset("whisper_80"), tmp_path / "b")
+    nx.load(d, backend="eager")                                 # intact copy loads
+    with open(d / fname, "ab") as f:
+        f.write(b"\0")
+    for backend in ALL_BACKENDS:
+        with pytest.raises(BundleError, match="sha256"):
+            nx.load(d, backend=backend)
+    with pytest.raises(BundleError, match="sha256"):
+        nx.verify(d, devices=("cpu",))
+    assert issubclass(BundleError, ValueError)
+
+
+def test_same_size_modification_refused(bundles, tmp_path):
+    d = shutil.copytree(bundles.preset("whisper_80"), tmp_path / "b")
+    p = d / "model.onnx"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        nx.load(d, backend="onnxruntime")
+
+
+def test_missing_file_and_not_a_bundle(bundles, tmp_path):
+    d = shutil.copytree(bundles.preset("whisper_80"), tmp_path / "b")
+    (d / "model.pt").unlink()
+    with pytest.raises(BundleError, match="model.pt"):
+        nx.load(d, backend="onnxruntime")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BundleError, match="manifest.json"):
+        nx.load(empty)
+    (empty / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError):
+        nx.load(empty)
+
+
+def test_unknown_backend_and_absent_format(tmp_path):
+    d = nx.export("whisper_80", tmp_path / "ts_only", formats=("torchscript",), seconds=0.5,
+                  verify=False)
+    with pytest.raises(BundleError, match="model.onnx"):
+        nx.load(d, backend="onnxruntime")
+    with pytest.raises(ValueError, match="backend"):
+        nx.load(d, backend="tensorrt")
+    assert nx.load(d, backend="torchscript")(np.zeros((1, 8000), np.float32)).shape == (1, 80, 50)
+
+
+# --------------------------------------------------------------------------- export behaviour
+
+def _entries(parent: Path):
+    return sorted(p.name for p in parent.iterdir())
+
+
+def test_existing_out_dir_refused_then_overwritten(tmp_path):
+    out = tmp_path / "bundle"
+    nx.export("whisper_80", out, formats=("torchscript",), seconds=0.5, verify=False)
+    first = read_manifest(out)
+    with pytest.raises(FileExistsError):
+        nx.export("whisper_80", out, formats=("torchscript",), seconds=0.5, verify=False)
+    assert read_manifest(out) == first                          # untouched
+    nx.export("whisper_80", out, formats=("onnx",), seconds=0.25, overwrite=True, verify=False)
+    second = read_manifest(out)
+    assert set(second["files"]) == {"model.onnx"} and second["num_samples"] == 4000
+    assert _entries(out) == ["manifest.json", "model.onnx"]    # old model.pt gone
+    assert _entries(tmp_path) == ["bundle"]                     # no temp / .old dirs left
+    # a non-bundle directory is refused too
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(FileExistsError):
+        nx.export("whisper_80", other, formats=("torchscript",), seconds=0.5, verify=False)
+
+
+def test_no_leftover_temp_dirs_after_success_and_failure(tmp_path):
+    parent = tmp_path / "p"
+    out = parent / "b"
+    nx.export("whisper_80", out, formats=("torchscript", "onnx"), seconds=0.5)
+    assert _entries(parent) == ["b"]
+
+    class Boom(RuntimeError):
+        pass
+
+    def progress(msg):
+        if "onnx" in msg:
+            raise Boom("interrupted mid-export")
+
+    fail = parent / "c"
+    with pytest.raises(Boom):
+        nx.export("whisper_80", fail, formats=("torchscript", "onnx"), seconds=0.5, progress=progress)
+    assert _entries(parent) == ["b"]                            # no .c.*.tmp, no c
+    # a failed overwrite leaves the previous bundle intact
+    before = read_manifest(out)
+    with pytest.raises(Boom):
+        nx.export("whisper_80", out, formats=("torchscript", "onnx"), seconds=0.5, overwrite=True,
+                  progress=progress)
+    assert _entries(parent) == ["b"]
+    assert read_manifest(out) == before
+    nx.load(out, backend="onnxruntime")                         # still verifies (sha256)
+    # invalid spec: nothing created at all
+    bad = {"sample_rate": 16000, "num_samples": 16000,
+           "stages": [{"type": "stft", "n_fft": 400}, {"type": "power"},
+                      {"type": "mel", "fmax": 9000.0}]}
+    with pytest.raises(ValueError, match="fmax"):
+        nx.export(bad, parent / "d", formats=("torchscript",))
+    assert _entries(parent) == ["b"]
+
+
+def test_export_argument_validation(tmp_path):
+    with pytest.raises(ValueError, match="formats"):
+        nx.export("whisper_80", tmp_path / "x", formats=("tflite",), seconds=0.5)
+    with pytest.raises(ValueError, match="formats"):
+        nx.export("whisper_80", tmp_path / "x", formats=(), seconds=0.5)
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ValueError, match="batch"):
+            nx.export("whisper_80", tmp_path / "x", formats=("torchscript",), batch=bad, seconds=0.5)
+    with pytest.raises(ValueError, match="unknown preset"):
+        nx.export("no_such_preset", tmp_path / "x", formats=("torchscript",))
+    with pytest.raises(ValueError, match="does not exist"):
+        nx.export(str(tmp_path / "missing.json"), tmp_path / "x", formats=("torchscript",))
+    assert _entries(tmp_path) == []
+
+
+def test_export_sources_give_the_same_spec(tmp_path):
+    fe = nx.presets.load("whisper_80", seconds=0.5)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(fe.spec))
+    sources = {"frontend": fe, "dict": fe.spec, "json": str(spec_path), "path": spec_path}
+    for key, src in sources.items():
+        d = nx.export(src, tmp_path / key, formats=("torchscript",), verify=False)
+        assert read_manifest(d)["spec"] == fe.spec, key
+    d = nx.export("whisper_80", tmp_path / "preset", formats=("torchscript",), num_samples=8000,
+                  verify=False)
+    assert read_manifest(d)["spec"] == fe.spec
+    d = nx.export(fe, tmp_path / "override", formats=("torchscript",), num_samples=4000, verify=False)
+    assert read_manifest(d)["num_samples"] == 4000
