@@ -213,7 +213,7 @@ def probe_memory(bundle: Path, backend: str, device: str, batch: int, num_sample
 Candidate = Tuple[Dict[str, Any], Callable[[], Any], Optional[Callable[[], None]]]
 
 
-def prepare_ours(bundle: Path, x: torch.Tensor, xn: np.ndarray, device: str) -> List[Candidate]:
+def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str) -> List[Candidate]:
     """Load the bundle with each backend; the FLOPs are counted once on the eager module."""
     from .runtime import load
     cands: List[Candidate] = []
@@ -227,8 +227,8 @@ def prepare_ours(bundle: Path, x: torch.Tensor, xn: np.ndarray, device: str) -> 
             continue
         try:
             rt = load(bundle, backend=backend, device=device)
-            if backend == "eager":
-                flops = count_flops(rt._model, x)
+            if flops is None:
+                flops = count_flops(fe.to(x.device), x)
             if backend == "onnxruntime":
                 row["note"] = "providers " + ",".join(p.replace("ExecutionProvider", "")
                                                        for p in rt.session.get_providers())
@@ -272,7 +272,7 @@ def measure(cands: List[Candidate], warmup: int, repeats: int) -> None:
 
 
 def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, Any]]:
-    """The same model.onnx under different ORT SessionOptions (CPU)."""
+    """The same model.onnx under different ORT SessionOptions (CPU), timed round-robin."""
     import onnxruntime as ort
     lv = ort.GraphOptimizationLevel
     variants = [("default (as runtime.load)", {}, {}),
@@ -283,7 +283,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
                 ("intra_op.allow_spinning=0", {}, {"session.intra_op.allow_spinning": "0"}),
                 ("set_denormal_as_zero=1", {}, {"session.set_denormal_as_zero": "1"}),
                 ("enable_cpu_mem_arena=False", {"enable_cpu_mem_arena": False}, {})]
-    rows = []
+    cands: List[Candidate] = []
     for name, attrs, entries in variants:
         try:
             opts = ort.SessionOptions()
@@ -293,11 +293,11 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
                 opts.add_session_config_entry(k, v)
             s = ort.InferenceSession(str(bundle / "model.onnx"), sess_options=opts,
                                      providers=["CPUExecutionProvider"])
-            rows.append({"variant": name, **time_call(lambda: s.run(["features"], {"audio": xn}),
-                                                      cfg.warmup, cfg.repeats)})
+            cands.append(({"variant": name}, (lambda s=s: s.run(["features"], {"audio": xn})), None))
         except Exception as exc:
-            rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:200]})
-    return rows
+            cands.append(({"variant": name, "error": _err(exc)}, None, None))
+    measure(cands, cfg.warmup, cfg.repeats)  # round-robin, like the main table
+    return [row for row, _, _ in cands]
 
 
 # ---------------------------------------------------------------- peers
@@ -620,7 +620,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         res["output_shape"] = [b, *fe.output_shape]
         bundle = ensure_bundle(preset, n, cfg.out / "bundles")
         res["bundle"] = str(bundle)
-        cands += prepare_ours(bundle, x, xn, cfg.device)
+        cands += prepare_ours(bundle, fe, x, xn, cfg.device)
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,

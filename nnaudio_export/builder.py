@@ -91,7 +91,7 @@ class FrontendBuilder:
     def _add(self, kind: str, **params: Any) -> "FrontendBuilder":
         unknown = set(params) - set(STAGE_DEFAULTS[kind])
         if unknown:
-            raise TypeError(f"{kind}() got unknown parameter(s) {sorted(unknown)}; "
+            raise ValueError(f"{kind}() got unknown parameter(s) {sorted(unknown)}; "
                             f"known: {sorted(STAGE_DEFAULTS[kind])}")
         self._spec["stages"].append({"type": kind, **params})
         return self

@@ -15,18 +15,25 @@ from .signals import batch as signal_batch
 # float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
 # absolute for log outputs: 1e-4 in output units, but never tighter than 1e-3 dB (an output
 # in dB units has 1 dB per unit, so 1e-4 there would be 40x stricter than Whisper's scale).
+# Log outputs are judged within LOG_DB_WINDOW of each item's peak. That window is 60 dB, not
+# 80: a float32 conv DFT's rounding floor at -80 dB is itself ~1e-4 in log10 units (eager
+# float32 vs float64 measured 0.7-1.2e-4 there, openai-whisper's torch.stft 5.4e-5), so
+# two float32 runtimes can differ by 1e-4 there. The 80 dB figure is still reported.
+# Per-item normalised log outputs have no dB scale: 5e-4 absolute over all values.
 LINEAR_REL_TOL = 1e-5
 LOG_ABS_TOL = 1e-4
 LOG_MIN_DB_TOL = 1e-3
-LOG_DB_WINDOW = 80.0
+NORMALIZED_LOG_ABS_TOL = 5e-4
+LOG_DB_WINDOW = 60.0
+LOG_DB_REPORT_WINDOW = 80.0
+FORMAT_BACKENDS = {"model.pt": "torchscript", "model.onnx": "onnxruntime", "model.pt2": "pt2"}
 
 
 def log_threshold(db_per_unit: Optional[float]) -> float:
     """Absolute threshold for a log output with ``db_per_unit`` dB per output unit."""
     if not db_per_unit:
-        return LOG_ABS_TOL
+        return NORMALIZED_LOG_ABS_TOL
     return max(LOG_ABS_TOL, LOG_MIN_DB_TOL / db_per_unit)
-FORMAT_BACKENDS = {"model.pt": "torchscript", "model.onnx": "onnxruntime", "model.pt2": "pt2"}
 
 
 @dataclass
@@ -41,6 +48,7 @@ class ParityRow:
     ok: Optional[bool] = None
     status: str = "passed"    # passed | failed | skipped | error
     note: str = ""
+    max_abs_80db: Optional[float] = None  # log outputs: max abs within 80 dB (informational)
 
 
 @dataclass
@@ -60,20 +68,28 @@ class ParityReport:
         return {"bundle": self.bundle, "ok": self.ok, "output_kind": self.output_kind,
                 "signals": self.signals, "thresholds": {"linear_max_rel": LINEAR_REL_TOL,
                 "log_max_abs": LOG_ABS_TOL, "log_min_db": LOG_MIN_DB_TOL,
+                "normalized_log_max_abs": NORMALIZED_LOG_ABS_TOL,
                 "log_db_window": LOG_DB_WINDOW},
                 "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
 
     def table(self) -> str:
-        head = "| backend | device | reference | max abs | max rel (peak) | threshold | status |"
-        lines = [head, "|---|---|---|---|---|---|---|"]
+        wide = any(r.max_abs_80db is not None for r in self.rows)
+        head = "| backend | device | reference | max abs | max rel (peak) |"
+        head += " max abs (80 dB) |" if wide else ""
+        head += " threshold | status |"
+        lines = [head, "|---" * (head.count("|") - 1) + "|"]
+        fmt = lambda v: "-" if v is None else f"{v:.2e}"
         for r in self.rows:
-            fmt = lambda v: "-" if v is None else f"{v:.2e}"
             thr = "-" if r.threshold is None else f"{r.metric} <= {r.threshold:.0e}"
             status = r.status.upper() if r.status != "passed" else "ok"
             if r.note:
                 status += f" ({r.note})"
-            lines.append(f"| {r.backend} | {r.device} | {r.reference} | {fmt(r.max_abs)} | "
-                         f"{fmt(r.max_rel)} | {thr} | {status} |")
+            line = f"| {r.backend} | {r.device} | {r.reference} | {fmt(r.max_abs)} | {fmt(r.max_rel)} |"
+            line += f" {fmt(r.max_abs_80db)} |" if wide else ""
+            lines.append(line + f" {thr} | {status} |")
+        if wide:
+            lines.append(f"(log output: judged within {LOG_DB_WINDOW:g} dB of each item's peak; "
+                         f"the 80 dB column is informational)")
         for s in self.skipped:
             lines.append(f"SKIPPED: {s}")
         lines.append("PARITY OK" if self.ok else "PARITY FAILED")
@@ -88,22 +104,25 @@ def disable_tf32() -> None:
 
 
 def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[float]) -> Dict[str, float]:
-    """max abs and max abs / peak; log outputs only where the reference is within 80 dB of
-    its per-item peak (when the dB scale of the output is known)."""
+    """max abs and max abs / peak; log outputs with a known dB scale only where the reference
+    is within LOG_DB_WINDOW of its per-item peak (``max_abs_80db``: within 80 dB)."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if out.shape != ref.shape:
         raise ValueError(f"shape mismatch: {out.shape} vs reference {ref.shape}")
+    if not np.all(np.isfinite(out)):
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "max_abs_80db": float("inf")}
     err = np.abs(out - ref)
     peak = float(np.max(np.abs(ref))) if ref.size else 0.0
+    res: Dict[str, float] = {}
     if kind == "log" and db_per_unit:
         item_max = ref.reshape(ref.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (ref.ndim - 1))
-        mask = ref >= item_max - LOG_DB_WINDOW / db_per_unit
-        err = np.where(mask, err, 0.0)
-    if not np.all(np.isfinite(out)):
-        return {"max_abs": float("inf"), "max_rel": float("inf")}
+        wide = ref >= item_max - LOG_DB_REPORT_WINDOW / db_per_unit
+        res["max_abs_80db"] = float(np.where(wide, err, 0.0).max()) if err.size else 0.0
+        err = np.where(ref >= item_max - LOG_DB_WINDOW / db_per_unit, err, 0.0)
     max_abs = float(err.max()) if err.size else 0.0
-    return {"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs}
+    res.update({"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs})
+    return res
 
 
 def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"),
@@ -155,8 +174,12 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
                                                  note=f"model.pt2 compiled for {manifest['files']['model.pt2'].get('device')}"))
                     continue
                 rt = load(d, backend=b, device=dev, verify_files=False)
-                out = rt(xt.to(dev))
-                rows.append((b, out.detach().cpu().numpy()))
+                out = rt(xt.to(dev)).detach().cpu().numpy()
+                if not manifest.get("batch"):
+                    # A dynamic batch axis must also take batch 1 (AOTInductor once refused it).
+                    one = rt(xt[:1].to(dev)).detach().cpu().numpy()
+                    out = np.concatenate([one, out[1:]]) if out.shape[0] > 1 else one
+                rows.append((b, out))
             except Exception as exc:
                 report.rows.append(ParityRow(b, dev, "-", status="error",
                                              note=f"{type(exc).__name__}: {str(exc)[:200]}"))
@@ -167,7 +190,8 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
                 value = m["max_abs"] if kind == "log" else m["max_rel"]
                 ok = bool(value <= thr)
                 report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], thr, metric,
-                                             ok, "passed" if ok else "failed"))
+                                             ok, "passed" if ok else "failed",
+                                             max_abs_80db=m.get("max_abs_80db")))
     fe.to("cpu")
     return report
 

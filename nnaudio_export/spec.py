@@ -104,7 +104,11 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(stages, list) or not stages:
         raise ValueError("stages must be a non-empty list")
     filled = []
-    for i, st in enumerate(stages):
+    # Errors name positions in the normalised stage list, which always starts with an
+    # input stage (the one compile_spec reports too).
+    offset = 0 if isinstance(stages[0], dict) and stages[0].get("type") == "input" else 1
+    for j, st in enumerate(stages):
+        i = j + offset
         if not isinstance(st, dict) or "type" not in st:
             raise ValueError(f"stages[{i}]: must be an object with a 'type'")
         kind = st["type"]

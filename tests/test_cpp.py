@@ -40,10 +40,10 @@ def cli() -> Path:
 
 
 @pytest.fixture(scope="module")
-def mel_bundle(tmp_path_factory) -> Path:
-    """mel_128, 0.5 s, float32 mono, length_policy 'exact', TorchScript + AOTInductor."""
-    return nx.export("mel_128", tmp_path_factory.mktemp("cpp") / "mel", seconds=SECONDS,
-                     formats=("torchscript", "pt2"), verify=False)
+def mel_bundle(bundles) -> Path:
+    """mel_128, 0.5 s, float32 mono, length_policy 'exact', every format."""
+    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
+                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +110,6 @@ def run_cli(exe: Path, bundle: Path, wav: Path, out: Path, backend: str = "torch
 def python_features(bundle: Path, backend: str, audio: np.ndarray) -> np.ndarray:
     rt = nx.load(bundle, backend=backend)
     x = audio[None]
-    if backend == "pt2":
-        # torch 2.13 AOTInductor refuses batch 1 on a dynamic-batch .pt2 (compiled lower bound
-        # 2, see the report); the frontend is per item, so run a batch of 2 and keep item 0.
-        return rt(np.concatenate([x, x]))[0]
     return rt(x)[0]
 
 

@@ -33,9 +33,9 @@ CUDA_REASON = ("needs a CUDA device for torch AND onnxruntime-gpu's CUDAExecutio
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return nx.export("mel_128", tmp_path_factory.mktemp("ort") / "mel", seconds=0.5, formats=("onnx",),
-                     verify=False)
+def bundle(bundles) -> Path:
+    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
+                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
 
 
 def _inputs(n_samples: int, count: int) -> list:

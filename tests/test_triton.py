@@ -27,9 +27,9 @@ from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402  (pip: triton
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return nx.export("mel_128", tmp_path_factory.mktemp("triton") / "mel", seconds=0.5,
-                     formats=("torchscript", "onnx"), verify=False)
+def bundle(bundles) -> Path:
+    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
+                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
 
 
 @pytest.fixture(scope="module")

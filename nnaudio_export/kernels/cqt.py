@@ -69,10 +69,11 @@ def cqt_kernels(Q: float, sr: float, fmin: float, n_bins: int = 84, bins_per_oct
     For bin ``k`` with ``f_k`` (:func:`cqt_frequencies`) and ``N_k``
     (:func:`cqt_filter_lengths`)::
 
-        a_k[n] = w_{N_k}[n + N_k // 2] * exp(2 pi i f_k n / sr) / N_k,   n = -(N_k // 2) ..
+        a_k[n] = w_{N_k}[n + ceil(N_k / 2)] * exp(2 pi i f_k n / sr) / N_k,
+        n = -ceil(N_k / 2) .. N_k - ceil(N_k / 2) - 1
 
-    (``n`` runs over ``np.r_[-N_k // 2 : N_k // 2]`` with nnAudio's float floor division,
-    i.e. from ``floor(-N_k / 2)``, so the phase origin is the kernel's centre sample), then
+    (nnAudio's ``np.r_[-l // 2 : l // 2]`` with float ``l``, so the phase origin is the
+    sample the frame is centred on), then
     divided by its ``norm``-norm (``norm`` 1, 2 or True = 1; falsy: none), and placed in a
     row of width ``W = 2 ** ceil(log2(max N_k))`` starting at ``ceil(W/2 - N_k/2)``, minus
     one when ``N_k`` is odd. Correlating audio with ``conj(a_k)`` gives bin ``k``.

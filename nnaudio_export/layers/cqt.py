@@ -231,6 +231,7 @@ class CQT2010v2(FrontendLayer):
         self.st_n = [int(s["n_bins"]) for s in stages]
         self.st_rows = [rows[s["bank"]] for s in stages]
         self.n_stages = len(stages)
+        self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
         freqs = fmin * 2.0 ** (np.arange(n_bins) / float(bins_per_octave))
         lengths = np.ceil(Q * sr / freqs)  # at the ORIGINAL rate (nnAudio: at sr_e)
         self.register_buffer("scale", torch.from_numpy(
@@ -300,7 +301,7 @@ class CQT2010v2(FrontendLayer):
         """(real, imag), each (B, F, T), of any accepted input."""
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
-        pad = (DECIMATION_TAPS - 1) // 2
+        pad = self.decimation_pad
         if self.factor > 1:
             x = F.conv1d(x, self.early_downsample_filter, stride=self.factor, padding=pad)
         reals: List[Tensor] = []

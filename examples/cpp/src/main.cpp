@@ -247,20 +247,8 @@ int main(int argc, char** argv) {
       setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
       torch::inductor::AOTIModelPackageLoader loader(model_path);
       t0 = std::chrono::steady_clock::now();
-      std::vector<torch::Tensor> outs;
-      try {
-        outs = loader.run({x});
-      } catch (const std::exception& e) {
-        // torch 2.13 AOTInductor compiles the input check of a dynamic batch axis with a lower
-        // bound of 2 even when the export said min=1 (batch 1 itself computes correctly).
-        // The shape is already known to be right here, so run the clip twice and keep item 0.
-        if (batch != 1 || std::string(e.what()).find("dim value is too small at 0") == std::string::npos) throw;
-        std::cerr << "frontend_cli: note: " << fname << " refuses batch 1 (compiled minimum batch 2); "
-                  << "running the clip as a batch of 2\n";
-        auto s = x.sizes().vec();
-        s[0] = 2;
-        outs = loader.run({x.expand(s).contiguous()});
-      }
+      // nx.export compiles with aot_inductor.check_lowerbound=False, so batch 1 passes the check.
+      std::vector<torch::Tensor> outs = loader.run({x});
       if (outs.empty()) throw std::runtime_error("the model returned no tensor");
       y = outs[0].narrow(0, 0, 1);
     }
