@@ -74,9 +74,9 @@ class STFTStage(Stage):
         return (f, t) if self.power > 0 else (f, t, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        real, imag = self.layer.spectrum(x)
         if self.power > 0.0:
-            return FN.power_spectrum(real, imag, self.power, self.eps)
+            return self.layer.power_spectrum(x, self.power)
+        real, imag = self.layer.spectrum(x)
         return torch.stack([real, imag], dim=-1)
 
 

@@ -87,8 +87,7 @@ class MelSpectrogram(FrontendLayer):
         return (self.n_mels, self.stft.output_shape_for(num_samples)[1])
 
     def forward(self, x: Tensor) -> Tensor:
-        real, imag = self.stft.spectrum(x)
-        spec = FN.power_spectrum(real, imag, self.power, self.eps)
+        spec = self.stft.power_spectrum(x, self.power)
         return torch.matmul(self.mel_basis, spec)
 
     def extra_repr(self) -> str:

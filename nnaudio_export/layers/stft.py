@@ -99,7 +99,17 @@ class STFT(FrontendLayer):
         x = FN.pad_both(x, self.pad_amount, self.pad_mode)
         return FN.conv_spectrum(x, self.kernel, self.hop_length, self.freq_bins)
 
+    def power_spectrum(self, x: Tensor, power: float) -> Tensor:
+        """``|X| ** power`` (B, F, T) (+1e-8 inside when trainable), computed without
+        splitting real and imaginary parts."""
+        x = FN.as_batch(x)
+        FN.check_num_samples(x, self._num_samples, self._min_samples)
+        x = FN.pad_both(x, self.pad_amount, self.pad_mode)
+        return FN.conv_power(x, self.kernel, self.hop_length, self.freq_bins, power, self.eps)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.output_format == "Magnitude":
+            return self.power_spectrum(x, 1.0)
         real, imag = self.spectrum(x)
         if self.output_format == "Magnitude":
             return FN.magnitude(real, imag, self.eps)
