@@ -182,11 +182,6 @@ class FrontendBuilder:
         """Per-item mean/std normalisation computed from the features (NeMo)."""
         return self._add("normalize", mode=mode, eps=eps, unbiased=unbiased, valid_frames=valid_frames)
 
-    def normalize_stable(self, mode: str = "per_feature", eps: float = 1e-5, unbiased: bool = True,
-                         valid_frames: Optional[int] = None) -> "FrontendBuilder":
-        """:meth:`normalize` with the mean taken relative to the first frame (constant rows,
-        e.g. digital silence, give exactly 0 in float32)."""
-        return self._add("normalize_stable", mode=mode, eps=eps, unbiased=unbiased, valid_frames=valid_frames)
 
     # layout
     def trim_frames(self, start: int = 0, end: int = 0) -> "FrontendBuilder":

@@ -62,6 +62,18 @@ def conv_spectrum(x: Tensor, kernel: Tensor, hop: int, n_bins: int) -> Tuple[Ten
     return y[:, :n_bins], -y[:, n_bins:]
 
 
+def power_from_squared(p: Tensor, power: float, eps: float) -> Tensor:
+    """``(p + eps) ** (power / 2)`` for ``p = |X|^2``: power 2 without a sqrt (exact, finite
+    gradient at 0), power 1 as a sqrt; eps > 0 keeps the gradient finite (trainable)."""
+    if eps > 0.0:
+        p = p + eps
+    if power == 2.0:
+        return p
+    if power == 1.0:
+        return torch.sqrt(p)
+    return torch.pow(p, power / 2.0)
+
+
 def conv_power(x: Tensor, kernel: Tensor, hop: int, n_bins: int, power: float, eps: float) -> Tensor:
     """``|X| ** power`` of (B, 1, L) audio with a stacked ``[cos; sin]`` kernel: one conv1d,
     one square, one add of the two halves. Same value as :func:`power_spectrum` of
@@ -69,35 +81,17 @@ def conv_power(x: Tensor, kernel: Tensor, hop: int, n_bins: int, power: float, e
     imaginary part does not matter once squared)."""
     y = F.conv1d(x, kernel, stride=hop)
     y = y * y
-    p = y[:, :n_bins] + y[:, n_bins:]
-    if eps > 0.0:
-        p = p + eps
-    if power == 2.0:
-        return p
-    if power == 1.0:
-        return torch.sqrt(p)
-    return torch.pow(p, power / 2.0)
+    return power_from_squared(y[:, :n_bins] + y[:, n_bins:], power, eps)
 
 
 def magnitude(real: Tensor, imag: Tensor, eps: float) -> Tensor:
-    """``sqrt(re^2 + im^2 + eps)``; eps > 0 keeps the gradient finite at 0 (trainable)."""
-    p = real * real + imag * imag
-    if eps > 0.0:
-        p = p + eps
-    return torch.sqrt(p)
+    """``sqrt(re^2 + im^2 + eps)``."""
+    return power_from_squared(real * real + imag * imag, 1.0, eps)
 
 
 def power_spectrum(real: Tensor, imag: Tensor, power: float, eps: float) -> Tensor:
-    """``|X| ** power``; power 2 is computed as ``re^2 + im^2`` (no sqrt: exact and with a
-    finite gradient at 0), power 1 as the magnitude."""
-    p = real * real + imag * imag
-    if eps > 0.0:
-        p = p + eps
-    if power == 2.0:
-        return p
-    if power == 1.0:
-        return torch.sqrt(p)
-    return torch.pow(p, power / 2.0)
+    """``|X| ** power`` from real and imaginary parts (see :func:`power_from_squared`)."""
+    return power_from_squared(real * real + imag * imag, power, eps)
 
 
 # Phase values this close above -pi are moved to just above +pi (see `phase`).

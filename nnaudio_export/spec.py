@@ -52,7 +52,6 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "kaldi_mel": {"n_mels": 80, "low_freq": 20.0, "high_freq": 0.0},
     "speechbrain_mel": {"n_mels": 40, "fmin": 0.0, "fmax": None},
     "pad_to_multiple": {"multiple": 16, "value": 0.0},
-    "normalize_stable": {"mode": "per_feature", "eps": 1e-5, "unbiased": True, "valid_frames": None},
 }
 AUDIO_STAGES = ("preemphasis", "repeat_pad")
 TRANSFORMS = ("stft", "cqt")
@@ -277,13 +276,13 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                     raise ValueError("std must be positive")
                 mod = S.StandardizeStage(mean, std)
                 db_unit = db_unit * float(std[0]) if (db_unit is not None and std.size == 1) else None
-            elif kind in ("normalize", "normalize_stable"):
+            elif kind == "normalize":
                 if st["mode"] not in ("per_feature", "global"):
                     raise ValueError(f"mode must be 'per_feature' or 'global', got {st['mode']!r}")
                 vf = 0 if st["valid_frames"] is None else int(st["valid_frames"])
                 if vf < 0 or vf > shape[-1] or vf == 1:
                     raise ValueError(f"valid_frames must be in 2..{shape[-1]}, got {vf}")
-                cls = S.NormalizeStage if kind == "normalize" else SK.StableNormalizeStage
+                cls = S.NormalizeStage
                 mod = cls(st["mode"] == "per_feature", float(st["eps"]), bool(st["unbiased"]), vf)
                 db_unit = None
             elif kind == "trim_frames":

@@ -68,38 +68,6 @@ class PadToMultipleStage(Stage):
         return x
 
 
-class StableNormalizeStage(Stage):
-    """The ``normalize`` stage's math (``(x - mean) / (std + eps)`` per item, per feature row
-    or global, over the first ``valid_frames`` frames, unbiased or population std), with the
-    mean taken relative to the first frame: ``mean = x0 + mean(x - x0)``. Same result in
-    exact arithmetic; in float32 a constant row (digital silence: every value
-    ``ln(2**-24)``) gives exactly 0 instead of ``rounding(mean) / eps`` (up to ~0.3 for NeMo)."""
-
-    def __init__(self, per_feature: bool, eps: float, unbiased: bool, valid_frames: int):
-        super().__init__()
-        self.per_feature = bool(per_feature)
-        self.eps = float(eps)
-        self.unbiased = bool(unbiased)
-        self.valid_frames = int(valid_frames)
-
-    def forward(self, x: Tensor) -> Tensor:
-        v = x[..., : self.valid_frames] if self.valid_frames > 0 else x
-        if self.per_feature:
-            x0 = v[..., :1]
-            d = v - x0
-            n = d.size(-1)
-            mean_d = torch.mean(d, dim=-1, keepdim=True)
-            var = torch.sum((d - mean_d) ** 2, dim=-1, keepdim=True)
-        else:
-            x0 = v[..., :1, :1]
-            d = v - x0
-            n = d.size(-1) * d.size(-2)
-            mean_d = torch.mean(d, dim=[-2, -1], keepdim=True)
-            var = torch.sum((d - mean_d) ** 2, dim=[-2, -1], keepdim=True)
-        var = var / float(n - 1 if self.unbiased else n)
-        return ((x - x0) - mean_d) / (torch.sqrt(var) + self.eps)
-
-
 class KaldiSTFTStage(Stage):
     """Kaldi fbank's power spectrum (B, n_fft // 2 + 1, frames) of (B, 1, L) audio.
 
