@@ -1,0 +1,109 @@
+"""Report writing for the speed benchmark: the method notes stored in every report
+(``MEMORY_METHOD``, ``FLOP_METHOD``), the markdown table (``bench.md``), the bar chart of
+throughput relative to the fastest peer (``bench.png``, matplotlib, best effort) and
+``write_reports``, which also writes the raw ``bench.json``. Works on the finished report dict
+only; depends only on ``bench_measure`` (for logging).
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+from .bench_measure import _say
+
+
+MEMORY_METHOD = ("ours only, a fresh subprocess per backend: mem MB = peak anonymous RSS (resident minus "
+                 "file-backed pages, /proc/self/statm sampled every 0.5 ms) while loading the bundle and running "
+                 "2 batches, minus the value after imports and input creation: weights, arenas, workspaces, output; "
+                 "not library code pages. peak_rss_mb in bench.json = getrusage ru_maxrss of the whole process")
+FLOP_METHOD = ("ours and nnAudio: conv/matmul FLOPs counted by torch.utils.flop_counter on the eager module "
+               "(2 per MAC, elementwise not counted); FFT peers: 5 N log2 N per frame + 2 n_mels (N/2+1) per "
+               "frame for the mel matmul (a real FFT needs about half of 5 N log2 N)")
+
+
+def _f(v: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    m, g = report["machine"], report["gemm"]
+    c = m["contention"]
+    lines = [f"# nnaudio_export benchmark{' (quick)' if report['quick'] else ''}", "",
+             f"- machine: {m['cores']} cores, {m['cpu']}; torch threads {m['torch_threads']}; "
+             f"device {report['device']}{' (' + m['cuda'] + ')' if m.get('cuda') else ''}",
+             f"- date {m['date']}; torch {m['torch']}, onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, "
+             f"numpy {m['numpy']}, librosa {m['librosa']}, nnAudio {m['nnAudio']}",
+             f"- fp32 GEMM ceiling (torch.matmul {g['n']}x{g['n']}, same run; best of before "
+             f"{g['gflops_before']:.0f} / after {g['gflops_after']:.0f}): **{g['gflops']:.1f} GFLOP/s**",
+             f"- other load during the run: {c['other_cores']:.2f} cores busy in other processes, "
+             f"{c['steal_cores']:.2f} cores stolen by the hypervisor (average); load average "
+             f"{m['loadavg_start']:.2f} at start" + (" **(machine was not idle: timings are noisy)**"
+                                                      if c["other_cores"] > 0.2 or c["steal_cores"] > 0.2 else ""),
+             f"- timing: {report['warmup']} warm-up calls, then median / min of {report['repeats']} timed calls "
+             "of one whole batch; same input batch for every implementation",
+             f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}", ""]
+    head = ("implementation", "median ms", "min ms", "x fastest peer", "GFLOP", "GFLOP/s", "% GEMM peak",
+            "mem MB", "notes")
+    for p in report["presets"]:
+        lines += [f"## {p['preset']}: batch {p['batch']} x {p['seconds']:g} s at {p['sample_rate']:g} Hz", "",
+                  f"fastest peer (identical settings): {p['fastest_peer'] or '-'} "
+                  f"({_f(p['fastest_peer_ms'])} ms)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in p["rows"]:
+            note = r["error"] if r["status"] != "ok" else (r["note"] or "")
+            if r["status"] != "ok":
+                note = f"**{r['status'].upper()}**: {note}"
+            lines.append("| " + " | ".join([
+                ("**" + r["impl"] + "**") if r["group"] == "ours" else r["impl"], _f(r["median_ms"]), _f(r["min_ms"]),
+                _f(r["rel_to_fastest_peer"], "{:.2f}x"), _f(r["gflop"], "{:.2f}"), _f(r["gflops_per_s"]),
+                _f(r["pct_of_gemm_peak"], "{:.0f} %"), _f(r["mem_mb"], "{:.0f}"),
+                note.replace("|", "/").replace("\n", " ")]) + " |")
+        if p["ort_variants"]:
+            lines += ["", f"ONNX Runtime session options ({p['preset']}, CPU, same model.onnx):", "",
+                      "| SessionOptions | median ms | min ms |", "|---|---|---|"]
+            lines += [f"| {v['variant']} | {_f(v.get('median_ms'))} | {_f(v.get('min_ms'))} |"
+                      + (f" {v['error']}" if "error" in v else "") for v in p["ort_variants"]]
+        lines.append("")
+    lines.append(f"Total benchmark wall time: {report['wall_s']:.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: Dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ps = report["presets"]
+    fig, axes = plt.subplots(len(ps), 1, figsize=(9, 1.2 + 2.6 * len(ps)), squeeze=False)
+    for ax, p in zip(axes[:, 0], ps):
+        rows = [r for r in p["rows"] if r["rel_to_fastest_peer"]]
+        if not rows:
+            ax.text(0.5, 0.5, f"{p['preset']}: no peer or no result", ha="center", va="center")
+            ax.axis("off")
+            continue
+        names = [r["impl"] + ("" if r.get("identical_settings", True) else " *") for r in rows]
+        vals = [r["rel_to_fastest_peer"] for r in rows]
+        colors = ["tab:blue" if r["group"] == "ours" else "tab:gray" for r in rows]
+        ax.barh(range(len(rows)), vals, color=colors)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="k", lw=0.8)
+        for i, v in enumerate(vals):
+            ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+        ax.set_title(f"{p['preset']} (batch {p['batch']} x {p['seconds']:g} s): throughput vs fastest peer "
+                     f"({p['fastest_peer']}, {p['fastest_peer_ms']:.1f} ms)", fontsize=9)
+    m = report["machine"]
+    fig.suptitle(f"{m['cores']} cores, {m['cpu']}, torch {m['torch']}, ORT {m['onnxruntime']}  "
+                 "(blue: ours; * not identical settings)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(report: Dict[str, Any], out: Path) -> None:
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "bench.md").write_text(markdown(report))
+    try:
+        chart(report, out / "bench.png")
+    except Exception as exc:  # the numbers matter more than the picture
+        _say(f"chart failed: {type(exc).__name__}: {exc}")
