@@ -81,7 +81,7 @@ class STFTStage(Stage):
 
 
 class CQTStage(Stage):
-    """A CQT layer in 'Complex' format; with ``power > 0`` outputs ``|X| ** power``."""
+    """A CQT layer's complex spectrum (B, F, T, 2); with ``power > 0`` ``|X| ** power``."""
 
     def __init__(self, layer: nn.Module, power: float):
         super().__init__()
@@ -93,10 +93,10 @@ class CQTStage(Stage):
         return (f, t) if self.power > 0 else (f, t, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = self.layer(x)
+        real, imag = self.layer.spectrum(x)
         if self.power > 0.0:
-            return FN.power_spectrum(z[..., 0], z[..., 1], self.power, 0.0)
-        return z
+            return FN.power_spectrum(real, imag, self.power, 0.0)
+        return torch.stack([real, imag], dim=-1)
 
 
 class MatrixStage(Stage):
