@@ -253,7 +253,8 @@ def export(source: Union[Frontend, Dict[str, Any], str, Path], out_dir: Union[st
             if ref is not None:
                 manifest["reference_error"] = ref
             write_json_atomic(tmp / "manifest.json", manifest)
-        _swap_into_place(tmp, out, overwrite)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a bundle is meant to be shared
+        install_dir(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -270,15 +271,21 @@ def _reference_error(fe: Frontend) -> Optional[Dict[str, Any]]:
     return measure_reference_error(fe)
 
 
-def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
+def install_dir(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Rename the finished directory ``tmp`` onto ``final``. An existing ``final`` is
+    refused unless ``overwrite``; then it is moved aside, replaced, and put back if the
+    replacement fails."""
+    if final.exists():
         if not overwrite:
-            raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --force)")
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+            raise FileExistsError(f"{final} already exists; pass overwrite=True (CLI: --force) to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, old / final.name)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old / final.name, final)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(tmp, out)
+        os.replace(tmp, final)

@@ -125,18 +125,25 @@ def unit_phasor(real: Tensor, imag: Tensor) -> Tensor:
     return torch.stack([c, s], dim=-1)
 
 
-def power_to_db(s: Tensor, ref: float, amin: float, top_db: float) -> Tensor:
-    """``10 log10(max(s, amin)) - 10 log10(max(amin, |ref|))``, then, when ``top_db >= 0``,
-    clamped below at ``(per-item max) - top_db``.
+def clamp_to_item_max(x: Tensor, value_range: float) -> Tensor:
+    """``max(x, item_max - value_range)`` with the max taken over each batch item (axis 0)
+    on its own, so an item's features never depend on what it was batched with."""
+    peak = torch.amax(x.reshape(x.size(0), -1), dim=1)
+    shape: List[int] = [x.size(0)] + [1] * (x.dim() - 1)
+    return torch.maximum(x, peak.reshape(shape) - value_range)
+
+
+def power_to_db(s: Tensor, ref: float, amin: float, top_db: float, multiplier: float = 10.0) -> Tensor:
+    """``m log10(max(s, amin)) - m log10(max(amin, |ref|))`` (``m = multiplier``: 10 for
+    power, 20 for amplitude), then, when ``top_db >= 0``, clamped below at
+    ``(per-item max) - top_db``.
 
     Differs from ``librosa.power_to_db`` on batches on purpose: librosa clamps against the
     whole array's max, we (like nnAudio) against each batch item's own max, so an item's
     features never depend on what it was batched with. For one item they are equal.
     """
-    log_spec = 10.0 * torch.log10(torch.clamp(s, min=amin))
-    log_spec = log_spec - 10.0 * math.log10(max(amin, abs(ref)))
+    log_spec = multiplier * torch.log10(torch.clamp(s, min=amin))
+    log_spec = log_spec - multiplier * math.log10(max(amin, abs(ref)))
     if top_db >= 0.0:
-        peak = torch.amax(log_spec.reshape(log_spec.size(0), -1), dim=1)
-        shape: List[int] = [log_spec.size(0)] + [1] * (log_spec.dim() - 1)
-        log_spec = torch.maximum(log_spec, peak.reshape(shape) - top_db)
+        log_spec = clamp_to_item_max(log_spec, top_db)
     return log_spec

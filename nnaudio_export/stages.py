@@ -2,7 +2,7 @@
 normalisation, layout. Each has ``forward(x) -> x`` and ``out_shape(in_shape)`` (shapes
 without the batch axis) so a chain's output shape is known before anything runs."""
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -148,13 +148,7 @@ class DbStage(Stage):
         self.multiplier = float(multiplier)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.multiplier * torch.log10(torch.clamp(x, min=self.amin))
-        y = y - self.multiplier * math.log10(max(self.amin, abs(self.ref)))
-        if self.top_db >= 0.0:
-            peak = torch.amax(y.reshape(y.size(0), -1), dim=1)
-            shape: List[int] = [y.size(0)] + [1] * (y.dim() - 1)
-            y = torch.maximum(y, peak.reshape(shape) - self.top_db)
-        return y
+        return FN.power_to_db(x, self.ref, self.amin, self.top_db, self.multiplier)
 
 
 class DynamicRangeStage(Stage):
@@ -166,9 +160,7 @@ class DynamicRangeStage(Stage):
         self.value_range = float(value_range)
 
     def forward(self, x: Tensor) -> Tensor:
-        peak = torch.amax(x.reshape(x.size(0), -1), dim=1)
-        shape: List[int] = [x.size(0)] + [1] * (x.dim() - 1)
-        return torch.maximum(x, peak.reshape(shape) - self.value_range)
+        return FN.clamp_to_item_max(x, self.value_range)
 
 
 class AffineStage(Stage):

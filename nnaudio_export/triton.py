@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .bundle import FILES, sha256_file
+from .bundle import FILES, install_dir, sha256_file
 from .runtime import BundleError, check_files, read_manifest
 
 BACKENDS = ("onnx", "libtorch")
@@ -78,24 +78,6 @@ def _check_bundle_for_triton(manifest: Dict[str, Any], bundle: Path) -> None:
             "dynamic_batching need a dynamic batch axis. Re-export without --batch (batch=None).")
     if manifest["input"]["dtype"] not in _TRITON_DTYPES:
         raise BundleError(f"{bundle}: input dtype {manifest['input']['dtype']!r} has no Triton type here")
-
-
-def _install_dir(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Rename the finished model directory ``tmp`` onto ``final``."""
-    if final.exists():
-        if not overwrite:
-            raise FileExistsError(f"{final} already exists; pass overwrite=True (CLI: --force) to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-        os.replace(final, old / final.name)
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            os.replace(old / final.name, final)  # put the previous model back
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], name: Optional[str] = None,
@@ -164,7 +146,7 @@ def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], 
             (tmp / "config.pbtxt").write_text(_pbtxt(final.name, c["platform"], c["backend"], max_batch,
                                                      c["inp"], in_type, in_dims, c["out"], out_dims, comment))
             os.chmod(tmp, 0o755)
-            _install_dir(tmp, final, overwrite)
+            install_dir(tmp, final, overwrite)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

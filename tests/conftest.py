@@ -55,6 +55,14 @@ def bundles(tmp_path_factory) -> BundleCache:
     return BundleCache(tmp_path_factory.mktemp("shared_bundles"))
 
 
+@pytest.fixture(scope="session")
+def mel_bundle(bundles) -> Path:
+    """mel_128, 0.5 s, float32 mono, length_policy 'exact', every format: shared by
+    test_cpp, test_triton and test_ort_serving."""
+    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
+                       verify=False)
+
+
 def copy_bundle(src: Path, dst_parent: Path, name: str = "copy") -> Path:
     dst = Path(dst_parent) / name
     shutil.copytree(src, dst)

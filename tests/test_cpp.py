@@ -40,13 +40,6 @@ def cli() -> Path:
 
 
 @pytest.fixture(scope="module")
-def mel_bundle(bundles) -> Path:
-    """mel_128, 0.5 s, float32 mono, length_policy 'exact', every format."""
-    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
-                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
-
-
-@pytest.fixture(scope="module")
 def whisper_bundle(tmp_path_factory) -> Path:
     """whisper_80, 0.5 s: length_policy 'pad_or_trim'."""
     b = nx.export("whisper_80", tmp_path_factory.mktemp("cpp") / "whisper", seconds=SECONDS,

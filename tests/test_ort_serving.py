@@ -33,9 +33,8 @@ CUDA_REASON = ("needs a CUDA device for torch AND onnxruntime-gpu's CUDAExecutio
 
 
 @pytest.fixture(scope="module")
-def bundle(bundles) -> Path:
-    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
-                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
+def bundle(mel_bundle) -> Path:
+    return mel_bundle  # the shared mel_128 bundle (conftest)
 
 
 def _inputs(n_samples: int, count: int) -> list:

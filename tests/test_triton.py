@@ -27,9 +27,8 @@ from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402  (pip: triton
 
 
 @pytest.fixture(scope="module")
-def bundle(bundles) -> Path:
-    return bundles.get("mel_128_0.5s", "mel_128", seconds=0.5, formats=("torchscript", "onnx", "pt2"),
-                       verify=False)  # shared with test_cpp / test_triton / test_ort_serving (conftest)
+def bundle(mel_bundle) -> Path:
+    return mel_bundle  # the shared mel_128 bundle (conftest)
 
 
 @pytest.fixture(scope="module")
