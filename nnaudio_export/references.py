@@ -107,27 +107,41 @@ def _panns(x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- SpeechBrain
 
 def _speechbrain_fbank():
-    """Import ``speechbrain.lobes.features.Fbank``. speechbrain's package ``__init__`` imports
-    torchaudio (its data-loading code), which cannot be installed next to torch 2.13 here;
-    ``Fbank`` itself never calls torchaudio. When torchaudio is missing, a placeholder module
-    is registered only for the duration of the import and removed afterwards."""
+    """Import ``speechbrain.lobes.features.Fbank`` without side effects on this process.
+
+    speechbrain's package ``__init__`` applies global "quirks": it switches TorchScript to
+    the legacy executor and turns TF32 on. Either would change OUR numbers for the rest of
+    the process (TorchScript fusions differ from a fresh libtorch process by ~1e-6; TF32
+    breaks fp32 CUDA parity), so they are excluded through ``SB_DISABLE_QUIRKS``.
+    It also imports torchaudio (its data-loading code), which cannot be installed next to
+    torch 2.13 here; ``Fbank`` itself never calls torchaudio. When torchaudio is missing, a
+    placeholder module is registered only for the duration of the import."""
+    import os
+    saved_env = os.environ.get("SB_DISABLE_QUIRKS")
+    os.environ["SB_DISABLE_QUIRKS"] = "disable_jit_profiling,allow_tf32,disable_cudnn_benchmarking"
     try:
-        from speechbrain.lobes.features import Fbank
+        try:
+            from speechbrain.lobes.features import Fbank
+            return Fbank
+        except ModuleNotFoundError as exc:
+            if exc.name != "torchaudio":
+                raise
+        for name in [m for m in sys.modules if m == "speechbrain" or m.startswith("speechbrain.")]:
+            del sys.modules[name]
+        stub = types.ModuleType("torchaudio")
+        stub.__version__ = "placeholder (torchaudio not installed)"
+        sys.modules["torchaudio"] = stub
+        try:
+            from speechbrain.lobes.features import Fbank
+        finally:
+            if sys.modules.get("torchaudio") is stub:
+                del sys.modules["torchaudio"]
         return Fbank
-    except ModuleNotFoundError as exc:
-        if exc.name != "torchaudio":
-            raise
-    for name in [m for m in sys.modules if m == "speechbrain" or m.startswith("speechbrain.")]:
-        del sys.modules[name]
-    stub = types.ModuleType("torchaudio")
-    stub.__version__ = "placeholder (torchaudio not installed)"
-    sys.modules["torchaudio"] = stub
-    try:
-        from speechbrain.lobes.features import Fbank
     finally:
-        if sys.modules.get("torchaudio") is stub:
-            del sys.modules["torchaudio"]
-    return Fbank
+        if saved_env is None:
+            os.environ.pop("SB_DISABLE_QUIRKS", None)
+        else:
+            os.environ["SB_DISABLE_QUIRKS"] = saved_env
 
 
 def _speechbrain(x: np.ndarray) -> np.ndarray:
