@@ -23,6 +23,7 @@ from .bench_measure import (SIGNAL_NAMES, Candidate, _anon_bytes, _dist_version,
                             machine_info, make_input, measure, probe_memory, time_call)
 from .bench_peers import (Chain, PeerBuild, TorchStftFrontend, _mel_fb, _np_tail,  # noqa: F401
                           _torch_tail, build_peers, prepare_peers)
+from .spec import transform_precisions
 from .bench_report import FLOP_METHOD, MEMORY_METHOD, _f, chart, markdown, write_reports  # noqa: F401
 
 PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84")
@@ -32,13 +33,13 @@ FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
 
 # ---------------------------------------------------------------- our bundles
 
-def ensure_bundle(preset: str, num_samples: int, root: Path) -> Path:
-    """Export ``preset`` once into ``root``; reuse a bundle whose manifest spec, torch version
-    and files match."""
+def ensure_bundle(preset: str, num_samples: int, root: Path, precision: Optional[str] = None) -> Path:
+    """Export ``preset`` (at ``precision``, default the preset's own) once into ``root``; reuse
+    a bundle whose manifest spec, torch version and files match."""
     from .bundle import FILES, export
     from .presets import load as load_preset
-    fe = load_preset(preset, num_samples=num_samples)
-    out = root / f"{preset}-n{num_samples}"
+    fe = load_preset(preset, num_samples=num_samples, precision=precision)
+    out = root / (f"{preset}-n{num_samples}" + (f"-{precision}" if precision else ""))
     mf = out / "manifest.json"
     if mf.is_file():
         try:
@@ -53,15 +54,17 @@ def ensure_bundle(preset: str, num_samples: int, root: Path) -> Path:
     return export(fe, out, batch=None, verify=False, overwrite=True)
 
 
-def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str) -> List[Candidate]:
+def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
+                 backends=OURS, label: str = "") -> List[Candidate]:
     """Load the bundle with each backend; the FLOPs are counted once on the eager module."""
     from .runtime import load
     cands: List[Candidate] = []
     flops = None
     sync = torch.cuda.synchronize if device == "cuda" else None
-    for backend in OURS:
-        row: Dict[str, Any] = {"impl": f"ours: {backend}", "group": "ours", "backend": backend, "device": device,
-                               "identical_settings": True, "flop_model": "conv/matmul counted (flop_counter)"}
+    for backend in backends:
+        row: Dict[str, Any] = {"impl": f"ours: {backend}{label}", "group": "ours", "backend": backend,
+                               "device": device, "bundle": str(bundle), "identical_settings": True,
+                               "flop_model": "conv/matmul counted (flop_counter)"}
         if backend == "pt2" and device != "cpu":
             cands.append(({**row, "status": "skipped", "error": "the .pt2 is compiled for CPU"}, None, None))
             continue
@@ -149,7 +152,15 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         res["output_shape"] = [b, *fe.output_shape]
         bundle = ensure_bundle(preset, n, cfg.out / "bundles")
         res["bundle"] = str(bundle)
-        cands += prepare_ours(bundle, fe, x, xn, cfg.device)
+        extended = transform_precisions(spec) == {"extended"}
+        cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=", precision extended" if extended else "")
+        if extended:
+            # The preset computes its DFT at extended precision (reference parity 80 dB down);
+            # time the single-precision build too: that is the speed/accuracy trade.
+            fe1 = load_preset(preset, num_samples=n, precision="single")
+            single = ensure_bundle(preset, n, cfg.out / "bundles", precision="single")
+            cands += prepare_ours(single, fe1, x, xn, cfg.device, ("torchscript", "onnxruntime"),
+                                  ", precision single")
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,
@@ -177,7 +188,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         for row in res["rows"]:
             if row["group"] == "ours" and row.get("status") == "ok" and cfg.memory:
                 try:
-                    row.update(probe_memory(bundle, row["backend"], cfg.device, b, n, sr))
+                    row.update(probe_memory(Path(row.get("bundle", bundle)), row["backend"], cfg.device, b, n, sr))
                 except Exception as exc:
                     row["note"] = ((row.get("note") or "") + f" memory probe: {_err(exc)}").strip()
         if cfg.ort_variants and cfg.device == "cpu":

@@ -16,6 +16,7 @@ import torch
 
 from . import presets
 from .builder import Frontend
+from .spec import with_precision
 
 BUNDLE_FORMAT = "nnaudio_export.bundle"
 BUNDLE_VERSION = 1
@@ -39,11 +40,13 @@ def sha256_file(path: Union[str, Path]) -> str:
 
 
 def resolve_frontend(source: Union[Frontend, Dict[str, Any], str, Path],
-                     num_samples: Optional[int] = None, seconds: Optional[float] = None) -> Frontend:
+                     num_samples: Optional[int] = None, seconds: Optional[float] = None,
+                     precision: Optional[str] = None) -> Frontend:
     """A Frontend from a Frontend, a spec dict, a preset name or a spec JSON path;
-    ``num_samples`` / ``seconds`` override the duration."""
+    ``num_samples`` / ``seconds`` override the duration, ``precision`` the Fourier
+    transform's precision ('single' | 'extended')."""
     if isinstance(source, Frontend):
-        if num_samples is None and seconds is None:
+        if num_samples is None and seconds is None and precision is None:
             return source
         spec = source.spec
     elif isinstance(source, dict):
@@ -54,7 +57,7 @@ def resolve_frontend(source: Union[Frontend, Dict[str, Any], str, Path],
             raise ValueError(f"spec file {str(p)!r} does not exist")
         spec = json.loads(p.read_text())
     elif isinstance(source, str):
-        return presets.load(source, num_samples=num_samples, seconds=seconds)
+        return presets.load(source, num_samples=num_samples, seconds=seconds, precision=precision)
     else:
         raise ValueError(f"cannot export {type(source).__name__}: give a Frontend, a spec dict, "
                          "a preset name or a spec .json path")
@@ -64,6 +67,8 @@ def resolve_frontend(source: Union[Frontend, Dict[str, Any], str, Path],
         num_samples = int(round(seconds * float(spec["sample_rate"])))
     if num_samples is not None:
         spec["num_samples"] = int(num_samples)
+    if precision is not None:
+        spec = with_precision(spec, precision)
     return Frontend.from_spec(spec)
 
 
@@ -210,14 +215,16 @@ def write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
 def export(source: Union[Frontend, Dict[str, Any], str, Path], out_dir: Union[str, Path],
            formats: Sequence[str] = FORMATS, batch: Optional[int] = None, overwrite: bool = False,
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
-           verify: bool = True, progress: Optional[Progress] = None) -> Path:
+           verify: bool = True, progress: Optional[Progress] = None,
+           precision: Optional[str] = None) -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend`, a spec dict, a preset name or a spec ``.json`` path.
     ``formats``: any of 'torchscript' (``model.pt``, ``torch.jit.script``), 'onnx'
     (``model.onnx``, one file, opset 18 / IR 8, input ``audio`` output ``features``),
     'pt2' (``model.pt2``, AOTInductor for this CPU). ``batch=None`` keeps the batch axis
-    dynamic; an int fixes it. The bundle is written to a temporary directory beside
+    dynamic; an int fixes it. ``precision`` ('single' | 'extended') overrides the Fourier
+    transform's precision (presets choose their own). The bundle is written to a temporary directory beside
     ``out_dir``, verified on CPU (parity figures go into the manifest) and renamed into
     place; an existing ``out_dir`` is refused unless ``overwrite=True``.
     """
@@ -231,7 +238,7 @@ def export(source: Union[Frontend, Dict[str, Any], str, Path], out_dir: Union[st
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
-    fe = resolve_frontend(source, num_samples, seconds).eval()
+    fe = resolve_frontend(source, num_samples, seconds, precision).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

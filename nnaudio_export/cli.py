@@ -37,7 +37,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.time()
     out = export(args.source, args.out, formats=formats, batch=args.batch, overwrite=args.force,
                  seconds=args.seconds, num_samples=args.num_samples, verify=not args.no_verify,
-                 progress=_progress)
+                 progress=_progress, precision=args.precision)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
@@ -46,7 +46,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from .parity import ParityReport, ParityRow
         p = manifest["parity"]
         rep = ParityReport(p["bundle"], p["output_kind"], p["signals"],
-                           [ParityRow(**r) for r in p["rows"]], p["skipped"])
+                           [ParityRow(**r) for r in p["rows"]], p["skipped"],
+                           p.get("thresholds", {}).get("log_db_window", 60.0))
         print(rep.table())
         if not rep.ok:
             return 1
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = b.add_mutually_exclusive_group()
     g.add_argument("--seconds", type=float, default=None, help="override the duration")
     g.add_argument("--num-samples", type=int, default=None, help="override the input length")
+    b.add_argument("--precision", choices=("single", "extended"), default=None,
+                   help="Fourier transform precision: 'single' (one float32 conv, fastest) or "
+                        "'extended' (error-free split, ~2-3x the transform's time, ~100x less "
+                        "rounding); default: the preset's / spec's own")
     b.add_argument("--force", action="store_true", help="replace an existing bundle")
     b.add_argument("--no-verify", action="store_true", help="skip the parity check at export")
     b.set_defaults(func=cmd_build)

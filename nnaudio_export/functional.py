@@ -54,12 +54,50 @@ def frame_count(num_samples: int, kernel: int, hop: int, center: bool) -> int:
     return (padded - kernel) // hop + 1
 
 
+def split_conv1d(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unscale: float,
+                 thresholds: Tensor, scales: Tensor, stride: int) -> Tensor:
+    """``conv1d(x, w, stride)`` for (B, 1, L) float32 audio with ~2^min(a, b) times less
+    rounding error, from a kernel split as ``w = kernel_int * kernel_unscale + w_lo``
+    (:func:`nnaudio_export.kernels.split.split_kernel`; ``kernel_rest = [w_lo, w]`` stacked
+    on the input-channel axis, ``(C, 2, K)``).
+
+    Per batch item, ``s = scales[count(max|x| > thresholds)]`` (a power of two, see
+    :func:`~nnaudio_export.kernels.split.power_of_two_table`), ``k = round(x s)``,
+    ``x_hi = k / s`` and ``x_lo = x - x_hi`` (both exact). Then
+    ``conv(k, kernel_int)`` is a sum of small integers, exact in float32, and
+    ``conv([x_hi, x_lo], [w_lo, w]) = sum x_hi w_lo + x_lo w`` is the small remainder. Three
+    conv-sized products; comparisons, a gather, round and power-of-two scalings only, so
+    every runtime splits identically."""
+    peak = torch.amax(torch.abs(x), dim=[1, 2], keepdim=True)                    # (B, 1, 1)
+    count = torch.sum((peak > thresholds).to(torch.int64), dim=-1)               # (B, 1)
+    scale = torch.index_select(scales, 0, count.reshape(-1)).reshape(-1, 1, 1)   # (B, 1, 1)
+    k = torch.round(x * scale)
+    x_hi = k / scale
+    x_lo = x - x_hi
+    exact = F.conv1d(k, kernel_int, stride=stride) * (kernel_unscale / scale)
+    rest = F.conv1d(torch.cat([x_hi, x_lo], dim=1), kernel_rest, stride=stride)
+    return exact + rest
+
+
+def stacked_spectrum(y: Tensor, n_bins: int) -> Tuple[Tensor, Tensor]:
+    """(real, imag), each ``(B, n_bins, T)``, of a ``[cos; sin]`` correlation output
+    ``(B, 2 n_bins, T)``, with ``X = sum x (cos - i sin)`` (the usual DFT sign)."""
+    return y[:, :n_bins], -y[:, n_bins:]
+
+
+def stacked_power(y: Tensor, n_bins: int, power: float, eps: float) -> Tensor:
+    """``|X| ** power`` of a ``[cos; sin]`` correlation output ``(B, 2 n_bins, T)``: one
+    square, one add of the two halves (the sign of the imaginary part does not matter
+    once squared). See :func:`power_from_squared` for ``eps``."""
+    y = y * y
+    return power_from_squared(y[:, :n_bins] + y[:, n_bins:], power, eps)
+
+
 def conv_spectrum(x: Tensor, kernel: Tensor, hop: int, n_bins: int) -> Tuple[Tensor, Tensor]:
     """Correlate (B, 1, L) audio with a stacked ``(2 n_bins, 1, K)`` kernel
     (``[cos; sin]`` rows) in ONE conv1d (one GEMM) and return (real, imag) each
     ``(B, n_bins, T)`` with ``X = sum x (cos - i sin)`` (the usual DFT sign)."""
-    y = F.conv1d(x, kernel, stride=hop)
-    return y[:, :n_bins], -y[:, n_bins:]
+    return stacked_spectrum(F.conv1d(x, kernel, stride=hop), n_bins)
 
 
 def power_from_squared(p: Tensor, power: float, eps: float) -> Tensor:
@@ -72,16 +110,6 @@ def power_from_squared(p: Tensor, power: float, eps: float) -> Tensor:
     if power == 1.0:
         return torch.sqrt(p)
     return torch.pow(p, power / 2.0)
-
-
-def conv_power(x: Tensor, kernel: Tensor, hop: int, n_bins: int, power: float, eps: float) -> Tensor:
-    """``|X| ** power`` of (B, 1, L) audio with a stacked ``[cos; sin]`` kernel: one conv1d,
-    one square, one add of the two halves. Same value as :func:`power_spectrum` of
-    :func:`conv_spectrum` with fewer passes over the (B, 2F, T) tensor (the sign of the
-    imaginary part does not matter once squared)."""
-    y = F.conv1d(x, kernel, stride=hop)
-    y = y * y
-    return power_from_squared(y[:, :n_bins] + y[:, n_bins:], power, eps)
 
 
 def magnitude(real: Tensor, imag: Tensor, eps: float) -> Tensor:

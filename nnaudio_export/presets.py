@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .builder import Frontend
+from .spec import with_precision
 
 DEFAULT_PRESET = "whisper_80"
 
@@ -21,8 +22,10 @@ def names() -> List[str]:
     return sorted(p.stem for p in models_dir().glob("*.json"))
 
 
-def get_spec(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None) -> Dict[str, Any]:
-    """The preset's spec; ``num_samples`` or ``seconds`` override its duration."""
+def get_spec(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,
+             precision: Optional[str] = None) -> Dict[str, Any]:
+    """The preset's spec; ``num_samples`` or ``seconds`` override its duration,
+    ``precision`` ('single' | 'extended') its Fourier transform's precision."""
     path = models_dir() / f"{name}.json"
     if not path.is_file():
         raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(names())}")
@@ -35,9 +38,13 @@ def get_spec(name: str, num_samples: Optional[int] = None, seconds: Optional[flo
         num_samples = int(round(seconds * spec["sample_rate"]))
     if num_samples is not None:
         spec["num_samples"] = int(num_samples)
+    if precision is not None:
+        spec = with_precision(spec, precision)
     return spec
 
 
-def load(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None) -> Frontend:
-    """Build a preset's frontend (``num_samples=None``: the preset's own length)."""
-    return Frontend.from_spec(get_spec(name, num_samples, seconds))
+def load(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,
+         precision: Optional[str] = None) -> Frontend:
+    """Build a preset's frontend (``num_samples=None``: the preset's own length;
+    ``precision=None``: the preset's own)."""
+    return Frontend.from_spec(get_spec(name, num_samples, seconds, precision))

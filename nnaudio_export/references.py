@@ -20,12 +20,19 @@ import numpy as np
 
 
 class Reference:
-    """A callable reference: ``ref(audio_1d_float32) -> features`` plus ``description``."""
+    """A callable reference: ``ref(audio_1d_float32) -> features`` plus ``description``.
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], description: str, package: str):
+    ``float64``: the package computes the spectrum in float64 (numpy FFT), so its own
+    rounding is far below any tolerance here. The others (torch.stft, torch conv1d,
+    Kaldi's float32 FFT) carry float32 rounding of their own: next to a loud tone, bins
+    70-80 dB down are off the exact value by up to ~5e-5 (Whisper units) / ~2e-3 dB."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], description: str, package: str,
+                 float64: bool = False):
         self.fn = fn
         self.description = description
         self.package = package
+        self.float64 = bool(float64)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
@@ -54,6 +61,15 @@ def _whisper_hf(n_mels: int) -> Callable[[np.ndarray], np.ndarray]:
         fe = WhisperFeatureExtractor(feature_size=n_mels)
         out = fe(x, sampling_rate=16000, return_tensors="np", max_length=x.shape[0])
         return out["input_features"][0]
+    return fn
+
+
+def _whisper_hf_numpy(n_mels: int) -> Callable[[np.ndarray], np.ndarray]:
+    # transformers' own numpy path (what __call__ runs when torch is absent): float64 FFT.
+    def fn(x: np.ndarray) -> np.ndarray:
+        from transformers import WhisperFeatureExtractor
+        fe = WhisperFeatureExtractor(feature_size=n_mels)
+        return fe._np_extract_fbank_features(x[None, :], "cpu")[0]
     return fn
 
 
@@ -104,6 +120,16 @@ def _panns(x: np.ndarray) -> np.ndarray:
     return y[0, 0].double().numpy()
 
 
+def _panns_librosa(x: np.ndarray) -> np.ndarray:
+    # What torchlibrosa reproduces, in float64: librosa melspectrogram + power_to_db.
+    import librosa
+    mel = librosa.feature.melspectrogram(y=x.astype(np.float64), sr=32000, n_fft=1024,
+                                         hop_length=320, window="hann", center=True,
+                                         pad_mode="reflect", power=2.0, n_mels=64, fmin=50.0,
+                                         fmax=14000.0, htk=False, norm="slaney")
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
+
+
 # ----------------------------------------------------------------------------- SpeechBrain
 
 def _speechbrain_fbank():
@@ -151,6 +177,20 @@ def _speechbrain(x: np.ndarray) -> np.ndarray:
         return fbank(torch.from_numpy(x)[None, :])[0].double().numpy()
 
 
+def _speechbrain_float64(x: np.ndarray) -> np.ndarray:
+    # The same package code run in float64: Fbank builds its window and filterbank from the
+    # default dtype, so building and running it under float64 makes every step float64.
+    import torch
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        fbank = _speechbrain_fbank()()
+        with torch.no_grad():
+            return fbank(torch.from_numpy(x.astype(np.float64))[None, :])[0].numpy()
+    finally:
+        torch.set_default_dtype(old)
+
+
 # ----------------------------------------------------------------------------- NeMo
 
 def nemo_mel_reimplementation(x: np.ndarray, n_mels: int = 80, sr: int = 16000, n_fft: int = 512,
@@ -195,16 +235,36 @@ REFERENCES: Dict[str, Reference] = {
     "kaldi_fbank_80": Reference(_kaldi_native(80, True, 0.0, 32768.0), "kaldi-native-fbank OnlineFbank(num_bins=80, dither=0, snip_edges=True) on x * 32768", "kaldi-native-fbank"),
     "kaldi_fbank_80_lhotse": Reference(_kaldi_native(80, False, -400.0, 1.0), "kaldi-native-fbank OnlineFbank(num_bins=80, dither=0, snip_edges=False, high_freq=-400) on x", "kaldi-native-fbank"),
     "ast_128": Reference(_ast, "transformers ASTFeatureExtractor()(x, sampling_rate=16000).input_values[0]", "transformers"),
-    "nemo_mel_80": Reference(nemo_mel_reimplementation, "float64 RE-IMPLEMENTATION of NeMo FilterbankFeatures (defaults, eval); NeMo itself is not installed", "nnaudio_export (re-implementation)"),
-    "clap_htsat": Reference(_clap, "transformers ClapFeatureExtractor()(x, sampling_rate=48000).input_features[0, 0] (fusion, repeatpad)", "transformers"),
+    "nemo_mel_80": Reference(nemo_mel_reimplementation, "float64 RE-IMPLEMENTATION of NeMo FilterbankFeatures (defaults, eval); NeMo itself is not installed", "nnaudio_export (re-implementation)", float64=True),
+    "clap_htsat": Reference(_clap, "transformers ClapFeatureExtractor()(x, sampling_rate=48000).input_features[0, 0] (fusion, repeatpad)", "transformers", float64=True),
     "panns_cnn14": Reference(_panns, "torchlibrosa Spectrogram(1024, 320) + LogmelFilterBank(32000, 1024, 64, 50, 14000, top_db=None)[0, 0]", "torchlibrosa"),
     "speechbrain_fbank_40": Reference(_speechbrain, "speechbrain.lobes.features.Fbank()(x)[0] (imported with a placeholder torchaudio module when torchaudio is absent)", "speechbrain"),
 }
 
 ALTERNATES: Dict[str, List[Reference]] = {
-    "whisper_80": [Reference(_whisper_hf(80), "transformers WhisperFeatureExtractor(feature_size=80)(x, max_length=len(x)).input_features[0]", "transformers")],
-    "whisper_128": [Reference(_whisper_hf(128), "transformers WhisperFeatureExtractor(feature_size=128)(x, max_length=len(x)).input_features[0]", "transformers")],
+    "whisper_80": [
+        Reference(_whisper_hf(80), "transformers WhisperFeatureExtractor(feature_size=80)(x, max_length=len(x)).input_features[0] (its torch path)", "transformers"),
+        Reference(_whisper_hf_numpy(80), "transformers WhisperFeatureExtractor(feature_size=80)._np_extract_fbank_features (its numpy path, float64 FFT)", "transformers", float64=True),
+    ],
+    "whisper_128": [
+        Reference(_whisper_hf(128), "transformers WhisperFeatureExtractor(feature_size=128)(x, max_length=len(x)).input_features[0] (its torch path)", "transformers"),
+        Reference(_whisper_hf_numpy(128), "transformers WhisperFeatureExtractor(feature_size=128)._np_extract_fbank_features (its numpy path, float64 FFT)", "transformers", float64=True),
+    ],
+    "speechbrain_fbank_40": [
+        Reference(_speechbrain_float64, "speechbrain.lobes.features.Fbank()(x)[0] built and run with torch's default dtype float64", "speechbrain", float64=True),
+    ],
+    "panns_cnn14": [
+        Reference(_panns_librosa, "librosa.feature.melspectrogram(float64 x, sr=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50, fmax=14000) + power_to_db(ref=1, amin=1e-10, top_db=None), transposed", "librosa", float64=True),
+    ],
 }
+
+
+def float64_reference(name: str) -> "Reference | None":
+    """The preset's first reference that computes in float64, or None."""
+    for ref in [REFERENCES[name]] + ALTERNATES.get(name, []):
+        if ref.float64:
+            return ref
+    return None
 
 
 def measure_reference_error(fe) -> "Dict[str, object] | None":

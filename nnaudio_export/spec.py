@@ -25,7 +25,7 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "input": {"dtype": "float32", "channels": 1, "scale": None},
     "stft": {"n_fft": 2048, "win_length": None, "hop_length": None, "window": "hann",
              "center": True, "pad_mode": "reflect", "freq_bins": None, "freq_scale": "no",
-             "fmin": 50.0, "fmax": 6000.0},
+             "fmin": 50.0, "fmax": 6000.0, "precision": "single"},
     "cqt": {"kind": "1992v2", "hop_length": 512, "fmin": 32.70, "fmax": None, "n_bins": 84,
             "bins_per_octave": 12, "filter_scale": 1, "norm": 1, "basis_norm": 1,
             "window": "hann", "center": True, "pad_mode": "reflect", "earlydownsample": True,
@@ -48,7 +48,7 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "repeat_pad": {"length": None},
     "kaldi_stft": {"win_length": 400, "hop_length": 160, "window": "povey",
                    "remove_dc_offset": True, "preemphasis": 0.97,
-                   "round_to_power_of_two": True, "snip_edges": True},
+                   "round_to_power_of_two": True, "snip_edges": True, "precision": "single"},
     "kaldi_mel": {"n_mels": 80, "low_freq": 20.0, "high_freq": 0.0},
     "speechbrain_mel": {"n_mels": 40, "fmin": 0.0, "fmax": None},
     "pad_to_multiple": {"multiple": 16, "value": 0.0},
@@ -130,6 +130,32 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+PRECISIONS = ("single", "extended")
+PRECISION_STAGES = ("stft", "kaldi_stft")
+
+
+def transform_precisions(spec: Dict[str, Any]) -> set:
+    """The ``precision`` values of a spec's Fourier transform stages ('single' when unset)."""
+    return {st.get("precision", "single") for st in spec.get("stages", [])
+            if isinstance(st, dict) and st.get("type") in PRECISION_STAGES}
+
+
+def with_precision(spec: Dict[str, Any], precision: str) -> Dict[str, Any]:
+    """A copy of ``spec`` whose Fourier transform stages (stft, kaldi_stft) run at
+    ``precision``: 'single' (one float32 conv) or 'extended' (error-free split, ~2-3x
+    the transform's time, ~2^7 times less rounding; see
+    :mod:`nnaudio_export.layers._conv`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    spec = copy.deepcopy(spec)
+    hits = [st for st in spec.get("stages", []) if isinstance(st, dict) and st.get("type") in PRECISION_STAGES]
+    if not hits:
+        raise ValueError(f"precision: the spec has no {' or '.join(PRECISION_STAGES)} stage to set it on")
+    for st in hits:
+        st["precision"] = precision
+    return spec
+
+
 def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
     """Turn a normalised spec into stage modules, checking the chain. Raises ``ValueError``
     naming the stage and parameter for an invalid chain."""
@@ -197,7 +223,7 @@ def compile_spec(spec: Dict[str, Any]) -> CompiledSpec:
                 mod = SK.KaldiSTFTStage(shape[-1], int(st["win_length"]), int(st["hop_length"]),
                                         st["window"], bool(st["remove_dc_offset"]),
                                         float(st["preemphasis"]), bool(st["round_to_power_of_two"]),
-                                        bool(st["snip_edges"]))
+                                        bool(st["snip_edges"]), st["precision"])
                 if mod.frames <= 0:
                     raise ValueError(f"num_samples={shape[-1]} gives no frames")
                 n_fft, state, power_p = mod.n_fft, "power", 2.0

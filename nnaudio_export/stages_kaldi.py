@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import functional as FN
 from .kernels.kaldi import (kaldi_edge_indices, kaldi_fbank_kernels, kaldi_num_frames)
 from .layers._base import as_kernel
+from .layers._conv import frame_conv
 from .stages import Shape, Stage
 
 
@@ -77,11 +79,12 @@ class KaldiSTFTStage(Stage):
     real and imaginary parts. ``snip_edges=False``: the signal is extended with constant
     index buffers (Kaldi's edge reflection, edge sample repeated) so frame f starts at
     ``hop f + hop // 2 - L // 2``. Dither is not supported (inference: dither 0).
+    ``precision`` 'single' | 'extended' as for :class:`~nnaudio_export.layers.STFT`.
     """
 
     def __init__(self, num_samples: int, win_length: int, hop_length: int, window: str,
                  remove_dc_offset: bool, preemphasis: float, round_to_power_of_two: bool,
-                 snip_edges: bool):
+                 snip_edges: bool, precision: str = "single"):
         super().__init__()
         if win_length <= 0 or hop_length <= 0:
             raise ValueError(f"win_length/hop_length must be positive, got {win_length}/{hop_length}")
@@ -90,6 +93,7 @@ class KaldiSTFTStage(Stage):
         kern, n_fft = kaldi_fbank_kernels(win_length, window, remove_dc_offset, preemphasis,
                                           round_to_power_of_two)
         self.register_buffer("kernel", as_kernel(kern[:, None, :], False))
+        self.conv = frame_conv(kern[:, None, :], precision, False)
         self.n_fft = int(n_fft)
         self.n_bins = self.n_fft // 2 + 1
         self.hop_length = int(hop_length)
@@ -119,7 +123,4 @@ class KaldiSTFTStage(Stage):
                 parts = parts + [torch.index_select(x, 2, self.right_index)]
             x = torch.cat(parts, dim=2)
         x = x[:, :, self.start: self.stop]
-        y = F.conv1d(x, self.kernel, stride=self.hop_length)
-        re = y[:, : self.n_bins]
-        im = y[:, self.n_bins:]
-        return re * re + im * im
+        return FN.stacked_power(self.conv(x, self.kernel, self.hop_length), self.n_bins, 2.0, 0.0)

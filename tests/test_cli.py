@@ -73,6 +73,7 @@ def test_build_prints_parity_table(built):
     assert "| backend | device | reference |" in res.stdout
     assert "| onnxruntime | cpu |" in res.stdout and "| torchscript | cpu |" in res.stdout
     assert "PARITY OK" in res.stdout
+    assert "judged within 80 dB" in res.stdout            # preset at precision 'extended'
     assert "exporting model.onnx" in res.stderr            # progress goes to stderr
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["files"]) == {"model.onnx", "model.pt"} and m["num_samples"] == 32000
@@ -90,11 +91,12 @@ def test_build_refuses_existing_then_force(built, tmp_path):
     assert "--force" in line
     assert (dst / "manifest.json").read_text() == before
     forced = cli("build", "whisper_80", "--out", dst, "--formats", "torchscript", "--seconds", "1",
-                 "--force")
+                 "--precision", "single", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert "PARITY OK" in forced.stdout
+    assert "PARITY OK" in forced.stdout and "judged within 60 dB" in forced.stdout
     m = json.loads((dst / "manifest.json").read_text())
     assert set(m["files"]) == {"model.pt"} and m["num_samples"] == 16000
+    assert m["spec"]["stages"][1]["precision"] == "single"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]   # no temp dirs left
 
 

@@ -38,10 +38,15 @@ def _make(name):
         return MelSpectrogram(sr=SR, n_fft=256, hop_length=64, n_mels=32, **common)
     if name == "MFCC":
         return MFCC(sr=SR, n_mfcc=13, n_fft=256, hop_length=64, n_mels=32, **common)
+    if name == "STFTx-Complex":  # precision 'extended': the split conv must export too
+        return STFT(n_fft=256, hop_length=64, sr=SR, precision="extended", **common)
+    if name == "Melx":
+        return MelSpectrogram(sr=SR, n_fft=256, hop_length=64, n_mels=32, precision="extended", **common)
     raise KeyError(name)
 
 
-LAYERS = ["STFT-Complex", "STFT-Magnitude", "STFT-Phase", "STFTlog-Magnitude", "Mel", "MFCC"]
+LAYERS = ["STFT-Complex", "STFT-Magnitude", "STFT-Phase", "STFTlog-Magnitude", "Mel", "MFCC",
+          "STFTx-Complex", "Melx"]
 
 
 def _phase_mag(layer, x):

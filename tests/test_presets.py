@@ -2,11 +2,15 @@
 eager, TorchScript and ONNX Runtime (CPU) on speech-like, tone, noise and digital-silence
 float32 clips, plus each preset's default length in eager.
 
-Errors are checked on the bins a float32 reference can resolve: ``within_db`` of the item's
-peak (``None``: everywhere). Deeper bins are float32 rounding noise in the reference as much
-as in us (e.g. openai-whisper's own torch.stft is 5.4e-5 off a float64 computation on tones,
-78 dB down); there the looser ``full_tol`` bounds the whole output. Set
-``NNX_PRESET_REPORT=path.json`` to write every measured error.
+Errors are checked within 80 dB of each item's peak (``within_db``; ``None``: everywhere,
+for per-item normalised outputs). A reference that computes in float32 (openai-whisper's
+and transformers' torch.stft, torchlibrosa's conv) is itself off the exact value next to a
+loud tone by up to 5.4e-5 (Whisper) / 2.4e-3 dB (PANNs) at 80 dB, more than the
+tolerance. Against those, the check is ``|ours - ref| <= tol + |ref - ref64|`` bin by bin,
+where ``ref64`` is the same preset's float64 reference (transformers' numpy path, librosa):
+we may differ from a float32 reference by no more than its own rounding plus the
+tolerance, and float64 references get the plain tolerance. ``full_tol`` bounds the whole
+output. Set ``NNX_PRESET_REPORT=path.json`` to write every measured error.
 """
 import json
 import math
@@ -22,7 +26,7 @@ import torch
 import nnaudio_export as nx
 from nnaudio_export.kernels.kaldi import (kaldi_edge_indices, kaldi_fbank_kernels, kaldi_num_frames,
                                           kaldi_window)
-from nnaudio_export.references import ALTERNATES, REFERENCES
+from nnaudio_export.references import ALTERNATES, REFERENCES, float64_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from signals import speech_like, tones, white_noise  # noqa: E402
@@ -31,15 +35,15 @@ warnings.filterwarnings("ignore")
 
 # name: short test length (s), tolerance (output units), within_db, full-range bound
 CASES = {
-    "whisper_80": dict(seconds=2.0, tol=5e-5, within_db=60.0, full_tol=2e-4),
-    "whisper_128": dict(seconds=2.0, tol=5e-5, within_db=60.0, full_tol=2e-4),
+    "whisper_80": dict(seconds=2.0, tol=5e-5, within_db=80.0, full_tol=5e-5),
+    "whisper_128": dict(seconds=2.0, tol=5e-5, within_db=80.0, full_tol=5e-5),
     "kaldi_fbank_80": dict(seconds=2.0, tol=1e-3, within_db=80.0, full_tol=0.5),
-    "kaldi_fbank_80_lhotse": dict(seconds=2.0, tol=5e-4, within_db=70.0, full_tol=0.05),
+    "kaldi_fbank_80_lhotse": dict(seconds=2.0, tol=5e-4, within_db=80.0, full_tol=0.05),
     "ast_128": dict(seconds=2.0, tol=5e-4, within_db=None, full_tol=5e-4),
     "nemo_mel_80": dict(seconds=2.0, tol=5e-4, within_db=None, full_tol=5e-4),
-    "clap_htsat": dict(seconds=3.0, tol=1e-3, within_db=60.0, full_tol=1.0),  # 3 s: repeat-pad path
-    "panns_cnn14": dict(seconds=2.0, tol=1e-3, within_db=60.0, full_tol=1.0),
-    "speechbrain_fbank_40": dict(seconds=2.0, tol=2e-3, within_db=70.0, full_tol=5e-3),
+    "clap_htsat": dict(seconds=3.0, tol=1e-3, within_db=80.0, full_tol=1.0),  # 3 s: repeat-pad path
+    "panns_cnn14": dict(seconds=2.0, tol=1e-3, within_db=80.0, full_tol=1.0),
+    "speechbrain_fbank_40": dict(seconds=2.0, tol=2e-3, within_db=80.0, full_tol=5e-3),
 }
 SIGNALS = {
     "speech": lambda sr, s: speech_like(sr, s),
@@ -59,10 +63,9 @@ def _write_report():
         Path(path).write_text(json.dumps(REPORT, indent=1, sort_keys=True))
 
 
-def reference(name, x, ref=None):
+def all_references(name):
     # A missing reference package is a failure, never a skip: scripts/test.sh installs them all.
-    ref = ref or REFERENCES[name]
-    return ref(x)
+    return [REFERENCES[name]] + ALTERNATES.get(name, [])
 
 
 def built(name, tmp_path_factory):
@@ -72,20 +75,9 @@ def built(name, tmp_path_factory):
     spec = nx.presets.get_spec(name)
     n = int(round(CASES[name]["seconds"] * spec["sample_rate"]))
     fe = nx.presets.load(name, num_samples=n).eval()
-    out = tmp_path_factory.mktemp(name)
-    if hasattr(nx, "export") and hasattr(nx, "load"):
-        bundle = nx.export(fe, out / "bundle", formats=("torchscript", "onnx"), verify=False)
-        script = nx.load(bundle, backend="torchscript")
-        ort = nx.load(bundle, backend="onnxruntime")
-    else:  # bundle API absent: the plain exporters
-        import onnxruntime as rt
-        script = torch.jit.script(fe)
-        path = str(out / "model.onnx")
-        torch.onnx.export(fe, (torch.zeros(1, n),), path, dynamo=False, opset_version=17,
-                          input_names=["audio"], output_names=["features"])
-        sess = rt.InferenceSession(path, providers=["CPUExecutionProvider"])
-        ort = lambda a: sess.run(["features"], {"audio": a})[0]  # noqa: E731
-    _BUILT[name] = (fe, script, ort)
+    bundle = nx.export(fe, tmp_path_factory.mktemp(name) / "bundle", formats=("torchscript", "onnx"),
+                       verify=False)
+    _BUILT[name] = (fe, nx.load(bundle, backend="torchscript"), nx.load(bundle, backend="onnxruntime"))
     return _BUILT[name]
 
 
@@ -99,10 +91,22 @@ def run(model, x, numpy_in=False):
     return y.astype(np.float64)[0]
 
 
-def errors(fe, y, r, case):
-    """(max error on the resolvable bins, max error everywhere)."""
+def own_rounding(name, ref, x, r):
+    """Bin-by-bin |ref - ref64| for a float32 reference (0 for a float64 one, or when the
+    preset has no float64 reference)."""
+    exact = float64_reference(name)
+    if ref.float64 or exact is None:
+        return np.zeros_like(r)
+    return np.abs(r - exact(x))
+
+
+def errors(fe, y, r, case, allowance=None):
+    """(max error within ``within_db`` of the reference's peak, max error everywhere), each
+    after subtracting ``allowance`` (the reference's own rounding) bin by bin."""
     assert y.shape == r.shape, (y.shape, r.shape)
     d = np.abs(y - r)
+    if allowance is not None:
+        d = np.maximum(d - allowance, 0.0)
     mask = np.ones_like(d, dtype=bool)
     if case["within_db"] is not None:
         mask = (r.max() - r) * fe.db_per_unit <= case["within_db"]
@@ -115,13 +119,19 @@ def test_preset_matches_reference(name, signal, tmp_path_factory):
     case = CASES[name]
     fe, script, ort = built(name, tmp_path_factory)
     x = SIGNALS[signal](fe.sample_rate, fe.num_samples / fe.sample_rate)[: fe.num_samples]
-    r = reference(name, x)
     outs = {"eager": run(fe, x), "torchscript": run(script, x), "onnxruntime": run(ort, x, numpy_in=True)}
-    for backend, y in outs.items():
-        masked, full = errors(fe, y, r, case)
-        REPORT[f"{name}/{signal}/{backend}"] = {"masked": masked, "full": full}
-        assert masked <= case["tol"], f"{name} {signal} {backend}: {masked:.3g} > {case['tol']} (within {case['within_db']} dB)"
-        assert full <= case["full_tol"], f"{name} {signal} {backend}: full range {full:.3g} > {case['full_tol']}"
+    for ref in all_references(name):
+        r = ref(x)
+        allowance = own_rounding(name, ref, x, r)
+        for backend, y in outs.items():
+            masked, full = errors(fe, y, r, case, allowance)
+            raw = errors(fe, y, r, case)[0]
+            REPORT[f"{name}/{signal}/{backend}/{ref.package}{'' if ref.float64 else ' (float32)'}"] = {
+                "masked": masked, "full": full, "masked_raw": raw,
+                "reference_own_rounding": float(allowance.max())}
+            where = f"{name} {signal} {backend} vs {ref.description}"
+            assert masked <= case["tol"], f"{where}: {masked:.3g} > {case['tol']} (within {case['within_db']} dB)"
+            assert full <= case["full_tol"], f"{where}: full range {full:.3g} > {case['full_tol']}"
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -129,23 +139,28 @@ def test_preset_default_length_eager(name):
     case = CASES[name]
     fe = nx.presets.load(name).eval()
     x = speech_like(fe.sample_rate, fe.num_samples / fe.sample_rate)[: fe.num_samples]
-    r = reference(name, x)
+    r = REFERENCES[name](x)
     y = run(fe, x)
     assert y.shape == tuple(fe.output_shape)
-    masked, full = errors(fe, y, r, case)
+    masked, full = errors(fe, y, r, case, own_rounding(name, REFERENCES[name], x, r))
     REPORT[f"{name}/speech_default_length/eager"] = {"masked": masked, "full": full}
     assert masked <= case["tol"] and full <= case["full_tol"], (masked, full)
 
 
-@pytest.mark.parametrize("name", sorted(ALTERNATES))
-def test_preset_matches_alternate_reference(name, tmp_path_factory):
-    fe = built(name, tmp_path_factory)[0]
-    for signal in ("speech", "tones"):
-        x = SIGNALS[signal](fe.sample_rate, fe.num_samples / fe.sample_rate)
-        for ref in ALTERNATES[name]:
-            masked, full = errors(fe, run(fe, x), reference(name, x, ref), CASES[name])
-            REPORT[f"{name}/{signal}/eager-vs-{ref.package}"] = {"masked": masked, "full": full}
-            assert masked <= CASES[name]["tol"] and full <= CASES[name]["full_tol"], (masked, full)
+@pytest.mark.parametrize("name", ["whisper_80", "panns_cnn14"])
+def test_float32_references_are_off_the_exact_value_by_more_than_the_tolerance(name):
+    """Why float32 references get their own rounding as an allowance: on tones, openai-whisper
+    and torchlibrosa are further from their float64 counterpart than the tolerance within 80 dB,
+    while ours (precision 'extended') stays far inside it."""
+    case = CASES[name]
+    spec = nx.presets.get_spec(name)
+    fe = nx.presets.load(name, seconds=case["seconds"]).eval()
+    x = tones(spec["sample_rate"], case["seconds"])
+    exact = float64_reference(name)(x)
+    theirs = errors(fe, REFERENCES[name](x), exact, case)[0]
+    ours = errors(fe, run(fe, x), exact, case)[0]
+    REPORT[f"{name}/tones/reference-vs-float64"] = {"masked": theirs, "ours_masked": ours}
+    assert theirs > case["tol"] and ours < case["tol"] / 4, (theirs, ours)
 
 
 def test_whisper_clamp_is_per_item_and_openai_batched_is_not():

@@ -7,10 +7,12 @@ from .windows import get_window, pad_center, povey_window
 from .fourier import fourier_kernels, fourier_bin_frequencies
 from .mel import hz_to_mel, mel_to_hz, mel_frequencies, fft_frequencies, mel_filterbank
 from .dct import dct_matrix
+from .split import power_of_two_table, split_bits, split_kernel
 
 __all__ = [
     "get_window", "pad_center", "povey_window",
     "fourier_kernels", "fourier_bin_frequencies",
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank",
     "dct_matrix",
+    "split_bits", "split_kernel", "power_of_two_table",
 ]

@@ -48,6 +48,8 @@ class MelSpectrogram(FrontendLayer):
       to float32 rounding, finite gradient at 0).
     - ``fmax`` above Nyquist or ``fmin >= fmax`` raise ``ValueError`` (nnAudio warns of
       empty filters).
+
+    ``precision`` (not in nnAudio) is the STFT's: 'single' or 'extended' (see :class:`STFT`).
     """
 
     def __init__(self, sr: float = 22050, n_fft: int = 2048, win_length: Optional[int] = None,
@@ -55,7 +57,8 @@ class MelSpectrogram(FrontendLayer):
                  center: bool = True, pad_mode: str = "reflect", power: float = 2.0,
                  htk: bool = False, fmin: float = 0.0, fmax: Optional[float] = None,
                  norm=1, trainable_mel: bool = False, trainable_STFT: bool = False,
-                 num_samples: Optional[int] = None, verbose: bool = True):
+                 num_samples: Optional[int] = None, verbose: bool = True,
+                 precision: str = "single"):
         super().__init__()
         require(sr > 0, "sr", f"must be positive, got {sr}")
         n_mels = require_positive_int(n_mels, "n_mels")
@@ -67,7 +70,7 @@ class MelSpectrogram(FrontendLayer):
         self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
                          freq_scale="no", center=center, pad_mode=pad_mode, sr=sr,
                          trainable=trainable_STFT, output_format="Magnitude",
-                         num_samples=num_samples)
+                         num_samples=num_samples, precision=precision)
         basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
         if trainable_mel:
             self.mel_basis = as_kernel(basis, True)
