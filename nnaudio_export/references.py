@@ -6,9 +6,11 @@ output layout (float64 numpy); ``.description`` says what was called. Packages a
 inside each call, so importing this module needs none of them. ``ALTERNATES`` holds second
 references (e.g. transformers for Whisper). Used by the tests and to record measured errors.
 
-Exception, stated in its description: NeMo is not installed (the toolkit is too heavy), so
-``nemo_mel_80`` maps to :func:`nemo_mel_reimplementation`, a float64 re-implementation of
-NeMo ``FilterbankFeatures``' math.
+NeMo: ``nemo_toolkit`` is installed ``--no-deps`` (the whole toolkit's dependencies are far
+too heavy), and its ``FilterbankFeatures`` is loaded from it without NeMo's package
+``__init__`` files (see :func:`_nemo_filterbank_features`). :func:`nemo_mel_reimplementation`
+is a float64 re-implementation of the same math, the float64 companion of that float32
+reference.
 """
 from __future__ import annotations
 
@@ -193,6 +195,61 @@ def _speechbrain_float64(x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- NeMo
 
+def _nemo_filterbank_features():
+    """NeMo's ``FilterbankFeatures`` class (what ``AudioToMelSpectrogramPreprocessor`` wraps)
+    from the installed ``nemo_toolkit``, without running NeMo's package ``__init__`` files:
+    they import the whole toolkit (lightning, hydra, ...), which is not installed here
+    (``nemo_toolkit`` is installed ``--no-deps``). ``features.py`` is loaded by path; the
+    three names it imports from NeMo are given placeholders for the duration of the load:
+    ``AudioAugmentor`` and ``AudioSegment`` (used only by ``WaveformFeaturizer``, never by
+    ``FilterbankFeatures``) and ``nemo.utils.logging`` (a standard-library logger)."""
+    import importlib.util
+    import logging
+    from pathlib import Path
+    cached = sys.modules.get("_nnx_nemo_features")
+    if cached is not None:
+        return cached.FilterbankFeatures
+    top = importlib.util.find_spec("nemo")
+    if top is None or not top.submodule_search_locations:
+        raise ModuleNotFoundError("nemo_toolkit is not installed", name="nemo")
+    path = Path(list(top.submodule_search_locations)[0]) / "collections/asr/parts/preprocessing/features.py"
+    placeholders = {name: types.ModuleType(name) for name in (
+        "nemo", "nemo.utils", "nemo.collections", "nemo.collections.asr", "nemo.collections.asr.parts",
+        "nemo.collections.asr.parts.preprocessing", "nemo.collections.asr.parts.preprocessing.perturb",
+        "nemo.collections.asr.parts.preprocessing.segment")}
+    placeholders["nemo.utils"].logging = logging.getLogger("nemo")
+    placeholders["nemo.collections.asr.parts.preprocessing.perturb"].AudioAugmentor = None
+    placeholders["nemo.collections.asr.parts.preprocessing.segment"].AudioSegment = None
+    saved = {name: sys.modules.get(name) for name in placeholders}
+    sys.modules.update(placeholders)
+    try:
+        spec = importlib.util.spec_from_file_location("_nnx_nemo_features", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+    sys.modules["_nnx_nemo_features"] = module
+    return module.FilterbankFeatures
+
+
+def _nemo(x: np.ndarray) -> np.ndarray:
+    import torch
+    # AudioToMelSpectrogramPreprocessor(window_size=0.025, window_stride=0.01, features=80)
+    # in eval mode (no dither): its FilterbankFeatures with these arguments.
+    fb = _nemo_filterbank_features()(sample_rate=16000, n_window_size=400, n_window_stride=160,
+                                     window="hann", normalize="per_feature", n_fft=None,
+                                     preemph=0.97, nfilt=80, lowfreq=0, highfreq=None, log=True,
+                                     log_zero_guard_type="add", log_zero_guard_value=2 ** -24,
+                                     dither=0.0, pad_to=16, mag_power=2.0, mel_norm="slaney").eval()
+    with torch.no_grad():
+        out, _ = fb(torch.from_numpy(x)[None, :], torch.tensor([x.shape[0]]))
+    return out[0].double().numpy()
+
+
 def nemo_mel_reimplementation(x: np.ndarray, n_mels: int = 80, sr: int = 16000, n_fft: int = 512,
                               win_length: int = 400, hop: int = 160, preemph: float = 0.97,
                               pad_to: int = 16) -> np.ndarray:
@@ -235,7 +292,7 @@ REFERENCES: Dict[str, Reference] = {
     "kaldi_fbank_80": Reference(_kaldi_native(80, True, 0.0, 32768.0), "kaldi-native-fbank OnlineFbank(num_bins=80, dither=0, snip_edges=True) on x * 32768", "kaldi-native-fbank"),
     "kaldi_fbank_80_lhotse": Reference(_kaldi_native(80, False, -400.0, 1.0), "kaldi-native-fbank OnlineFbank(num_bins=80, dither=0, snip_edges=False, high_freq=-400) on x", "kaldi-native-fbank"),
     "ast_128": Reference(_ast, "transformers ASTFeatureExtractor()(x, sampling_rate=16000).input_values[0]", "transformers"),
-    "nemo_mel_80": Reference(nemo_mel_reimplementation, "float64 RE-IMPLEMENTATION of NeMo FilterbankFeatures (defaults, eval); NeMo itself is not installed", "nnaudio_export (re-implementation)", float64=True),
+    "nemo_mel_80": Reference(_nemo, "NeMo FilterbankFeatures (nemo_toolkit, as AudioToMelSpectrogramPreprocessor(window_size=0.025, features=80) builds it, eval), loaded without NeMo's package __init__", "nemo_toolkit"),
     "clap_htsat": Reference(_clap, "transformers ClapFeatureExtractor()(x, sampling_rate=48000).input_features[0, 0] (fusion, repeatpad)", "transformers", float64=True),
     "panns_cnn14": Reference(_panns, "torchlibrosa Spectrogram(1024, 320) + LogmelFilterBank(32000, 1024, 64, 50, 14000, top_db=None)[0, 0]", "torchlibrosa"),
     "speechbrain_fbank_40": Reference(_speechbrain, "speechbrain.lobes.features.Fbank()(x)[0] (imported with a placeholder torchaudio module when torchaudio is absent)", "speechbrain"),
@@ -249,6 +306,9 @@ ALTERNATES: Dict[str, List[Reference]] = {
     "whisper_128": [
         Reference(_whisper_hf(128), "transformers WhisperFeatureExtractor(feature_size=128)(x, max_length=len(x)).input_features[0] (its torch path)", "transformers"),
         Reference(_whisper_hf_numpy(128), "transformers WhisperFeatureExtractor(feature_size=128)._np_extract_fbank_features (its numpy path, float64 FFT)", "transformers", float64=True),
+    ],
+    "nemo_mel_80": [
+        Reference(nemo_mel_reimplementation, "float64 RE-IMPLEMENTATION of NeMo FilterbankFeatures' math (nnaudio_export.references.nemo_mel_reimplementation)", "nnaudio_export (re-implementation)", float64=True),
     ],
     "speechbrain_fbank_40": [
         Reference(_speechbrain_float64, "speechbrain.lobes.features.Fbank()(x)[0] built and run with torch's default dtype float64", "speechbrain", float64=True),

@@ -20,7 +20,7 @@ if [ "${1:-}" = "test" ]; then
     $VPY -m pip install -q -e ".[cpu,test]"
     # References whose declared dependencies would pull old or CUDA builds.
     $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625" \
-        "speechbrain==1.1.2" "torchlibrosa==0.1.0"
+        "speechbrain==1.1.2" "torchlibrosa==0.1.0" "nemo_toolkit==3.0.0"
 else
     $VPY -m pip install -q -e ".[cpu]"
 fi

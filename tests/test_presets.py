@@ -163,6 +163,19 @@ def test_float32_references_are_off_the_exact_value_by_more_than_the_tolerance(n
     assert theirs > case["tol"] and ours < case["tol"] / 4, (theirs, ours)
 
 
+def test_nemo_digital_silence_is_zero_where_nemo_float32_is_not():
+    """Deliberate difference: per-feature normalisation of a constant band divides the rounding
+    of NeMo's float32 mean by std 0 + 1e-5 (+-0.28); ours takes the mean relative to the first
+    frame and returns 0, as the float64 re-implementation does (to its own 3.6e-10)."""
+    fe = nx.presets.load("nemo_mel_80", seconds=2.0).eval()
+    x = np.zeros(fe.num_samples, np.float32)
+    nemo = REFERENCES["nemo_mel_80"](x)
+    exact = float64_reference("nemo_mel_80")(x)
+    ours = run(fe, x)
+    assert np.abs(nemo).max() > 0.05 and np.abs(exact).max() < 1e-9   # float64: its own 3.6e-10
+    assert np.abs(ours).max() < 1e-9
+
+
 def test_whisper_clamp_is_per_item_and_openai_batched_is_not():
     """A quiet item batched with a loud one: ours (like HF) equals the item alone; openai's
     batched log_mel_spectrogram clamps the quiet item against the loud item's max."""
