@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .builder import Frontend
-from .runtime import BACKENDS, cuda_available, read_manifest, check_files, load
+from .runtime import cuda_available, read_manifest, check_files, load
 from .signals import batch as signal_batch
 from .spec import transform_precisions
 

@@ -2,7 +2,7 @@
 normalisation, layout. Each has ``forward(x) -> x`` and ``out_shape(in_shape)`` (shapes
 without the batch axis) so a chain's output shape is known before anything runs."""
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch

@@ -8,7 +8,6 @@ with all three formats; presets come from ``nx.presets.names()`` so new ones are
 import datetime
 import hashlib
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -112,7 +111,7 @@ def test_build_invalid_spec_file_names_parameter(tmp_path):
     assert not (tmp_path / "out").exists()
     # unknown preset: one line listing the available ones
     res = cli("build", "no_such_preset", "--out", tmp_path / "out2")
-    line = assert_one_line_error(res, 2, "no_such_preset", "whisper_80")
+    assert_one_line_error(res, 2, "no_such_preset", "whisper_80")
     # malformed JSON file
     broken = tmp_path / "broken.json"
     broken.write_text("{")

@@ -1,6 +1,5 @@
 """Kernel math (float64 numpy) against independent references: librosa, scipy, numpy.fft,
 nnAudio 0.3.4's own kernel builder."""
-import itertools
 
 import librosa
 import numpy as np

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import nnaudio_export as nx
-from nnaudio_export import functional as FN
 from nnaudio_export.kernels.split import power_of_two_table, split_bits, split_kernel
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, MelSpectrogram

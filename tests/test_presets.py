@@ -13,7 +13,6 @@ tolerance, and float64 references get the plain tolerance. ``full_tol`` bounds t
 output. Set ``NNX_PRESET_REPORT=path.json`` to write every measured error.
 """
 import json
-import math
 import os
 import sys
 import warnings

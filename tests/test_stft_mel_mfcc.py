@@ -4,7 +4,6 @@ Tolerances are relative to the reference's peak (``max |ours - ref| <= tol * max
 MFCCs (dB domain) are compared with an absolute tolerance in dB. Phases are compared
 modulo 2 pi where the reference magnitude is above 1e-3 of its peak.
 """
-import math
 
 import librosa
 import numpy as np
