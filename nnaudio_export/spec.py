@@ -14,6 +14,7 @@ from . import stages_kaldi as SK
 from .kernels.kaldi import KALDI_WINDOWS, kaldi_mel_banks, speechbrain_mel_filterbank
 from .kernels.dct import dct_matrix
 from .kernels.mel import mel_filterbank
+from .layers._conv import PRECISIONS
 from .layers.stft import STFT
 
 FORMAT = "nnaudio_export.frontend"
@@ -130,7 +131,6 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-PRECISIONS = ("single", "extended")
 PRECISION_STAGES = ("stft", "kaldi_stft")
 
 

@@ -88,38 +88,36 @@ CONFIGS_10 = [
 ]
 
 
-@pytest.mark.parametrize("norm_type", ["librosa", "convolutional", "wrap"])
-@pytest.mark.parametrize("ci", range(len(CONFIGS_92)))
-def test_cqt1992_matches_nnaudio(ci, norm_type):
-    kw = CONFIGS_92[ci]
+def _check_against_nnaudio(ours_cls, ref_cls, kw, ci, norm_type, what, check_layer=None):
+    """Every output format of ``ours_cls`` vs nnAudio's ``ref_cls`` on the same batch (all
+    formats for the first config and librosa normalisation, 'Complex' otherwise);
+    ``check_layer(layer)`` runs on each of our layers first."""
     x = _batch(NNAUDIO_SECONDS)
-    ref_layer = N92(sr=SR, verbose=False, **kw)
+    ref_layer = ref_cls(sr=SR, verbose=False, **kw)
     fmts = ("Complex", "Magnitude", "Phase") if (ci == 0 or norm_type == "librosa") else ("Complex",)
     mag = None
     for fmt in fmts:
         want = ref_layer(x, output_format=fmt, normalization_type=norm_type).numpy()
         if fmt == "Complex":
             mag = np.hypot(want[..., 0], want[..., 1])
-        got = CQT1992v2(sr=SR, output_format=fmt, normalization_type=norm_type, **kw)(x).numpy()
-        _compare(got, want, fmt, NNAUDIO_TOL, mag, f"1992 {kw} {norm_type} {fmt}")
+        layer = ours_cls(sr=SR, output_format=fmt, normalization_type=norm_type, **kw)
+        if check_layer is not None:
+            check_layer(layer)
+        _compare(layer(x).numpy(), want, fmt, NNAUDIO_TOL, mag, f"{what} {kw} {norm_type} {fmt}")
+
+
+@pytest.mark.parametrize("norm_type", ["librosa", "convolutional", "wrap"])
+@pytest.mark.parametrize("ci", range(len(CONFIGS_92)))
+def test_cqt1992_matches_nnaudio(ci, norm_type):
+    _check_against_nnaudio(CQT1992v2, N92, CONFIGS_92[ci], ci, norm_type, "1992")
 
 
 @pytest.mark.parametrize("norm_type", ["librosa", "convolutional", "wrap"])
 @pytest.mark.parametrize("ci", range(len(CONFIGS_10)))
 def test_cqt2010_matches_nnaudio(ci, norm_type):
-    kw = CONFIGS_10[ci]
-    x = _batch(NNAUDIO_SECONDS)
-    ref_layer = N10(sr=SR, verbose=False, **kw)
-    fmts = ("Complex", "Magnitude", "Phase") if (ci == 0 or norm_type == "librosa") else ("Complex",)
-    mag = None
-    for fmt in fmts:
-        want = ref_layer(x, output_format=fmt, normalization_type=norm_type).numpy()
-        if fmt == "Complex":
-            mag = np.hypot(want[..., 0], want[..., 1])
-        layer = CQT2010v2(sr=SR, output_format=fmt, normalization_type=norm_type, **kw)
+    def no_downsampling(layer):
         assert layer.downsample_factor == 1
-        got = layer(x).numpy()
-        _compare(got, want, fmt, NNAUDIO_TOL, mag, f"2010 {kw} {norm_type} {fmt}")
+    _check_against_nnaudio(CQT2010v2, N10, CONFIGS_10[ci], ci, norm_type, "2010", no_downsampling)
 
 
 # ------------------------------------------------------------------ vs librosa

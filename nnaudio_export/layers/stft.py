@@ -74,7 +74,7 @@ class STFT(FrontendLayer):
             self.register_buffer("kernel", as_kernel(kernel, False))
         self.register_buffer("window_mask", torch.from_numpy(win.astype(np.float32)))
         self.conv = frame_conv(kernel, precision, trainable)
-        self.precision = precision
+        self.precision = self.conv.precision
         self.n_fft = n_fft
         self.win_length = win_length
         self.hop_length = hop_length
