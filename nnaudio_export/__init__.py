@@ -1,18 +1,41 @@
 """nnaudio_export: spectrogram frontends as verified production artifacts.
 
-Layers (``nnaudio_export.layers``) -> builder/spec -> export (``export``) ->
-runtime (``load``) / parity (``verify``) -> CLI (``nnaudio-export``).
+Layers (``nnaudio_export.layers``) -> stages -> spec / builder (``Frontend``,
+``FrontendBuilder``) -> bundle writer -> runtime (``load``) / parity (``verify``) ->
+``export`` (write + verify + reference) -> CLI (``nnaudio-export``). See the README's
+"Architecture" section for what each module may import.
+
+The names below are imported on first use, so ``import nnaudio_export`` stays cheap (no
+torch until a frontend, layer or bundle is touched).
 """
-from . import layers, presets
-from .builder import Frontend, FrontendBuilder
+import importlib
+from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
-try:  # export / runtime / parity are added on top of the builder
-    from .bundle import export
-    from .runtime import load
-    from .parity import verify
-except ImportError:  # pragma: no cover
-    pass
+_LAZY = {
+    "Frontend": ("builder", "Frontend"),
+    "FrontendBuilder": ("builder", "FrontendBuilder"),
+    "export": ("api", "export"),
+    "load": ("runtime", "load"),
+    "verify": ("parity", "verify"),
+    "layers": ("layers", None),
+    "presets": ("presets", None),
+}
 
-__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify", "__version__"]
+__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
+           "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nnaudio_export' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

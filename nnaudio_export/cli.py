@@ -9,6 +9,9 @@ import sys
 import time
 from typing import List, Optional
 
+from .bench import add_cli as add_bench
+from .triton import add_cli as add_triton
+
 
 def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -31,7 +34,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .bundle import export
+    from .api import export
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     t0 = time.time()
     out = export(args.source, args.out, formats=formats, batch=args.batch, overwrite=args.force,
@@ -42,11 +45,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
     print(f"output {manifest['output']['name']}: {manifest['output']['shape']} float32")
     if "parity" in manifest:
-        from .parity import ParityReport, ParityRow
-        p = manifest["parity"]
-        rep = ParityReport(p["bundle"], p["output_kind"], p["signals"],
-                           [ParityRow(**r) for r in p["rows"]], p["skipped"],
-                           p.get("thresholds", {}).get("log_db_window", 60.0))
+        from .parity import ParityReport
+        rep = ParityReport.from_dict(manifest["parity"])
         print(rep.table())
         if not rep.ok:
             return 1
@@ -64,7 +64,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .runtime import check_files, read_manifest
+    from .manifest import check_files, read_manifest
     m = read_manifest(args.bundle)
     try:
         check_files(args.bundle, m)
@@ -117,16 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show a bundle's manifest and check its files")
     i.add_argument("bundle")
     i.set_defaults(func=cmd_inspect)
-    try:
-        from .triton import add_cli as add_triton
-        add_triton(sub)
-    except ImportError:
-        pass
-    try:
-        from .bench import add_cli as add_bench
-        add_bench(sub)
-    except ImportError:
-        pass
+    add_triton(sub)
+    add_bench(sub)
     return p
 
 

@@ -93,13 +93,6 @@ def stacked_power(y: Tensor, n_bins: int, power: float, eps: float) -> Tensor:
     return power_from_squared(y[:, :n_bins] + y[:, n_bins:], power, eps)
 
 
-def conv_spectrum(x: Tensor, kernel: Tensor, hop: int, n_bins: int) -> Tuple[Tensor, Tensor]:
-    """Correlate (B, 1, L) audio with a stacked ``(2 n_bins, 1, K)`` kernel
-    (``[cos; sin]`` rows) in ONE conv1d (one GEMM) and return (real, imag) each
-    ``(B, n_bins, T)`` with ``X = sum x (cos - i sin)`` (the usual DFT sign)."""
-    return stacked_spectrum(F.conv1d(x, kernel, stride=hop), n_bins)
-
-
 def power_from_squared(p: Tensor, power: float, eps: float) -> Tensor:
     """``(p + eps) ** (power / 2)`` for ``p = |X|^2``: power 2 without a sqrt (exact, finite
     gradient at 0), power 1 as a sqrt; eps > 0 keeps the gradient finite (trainable)."""

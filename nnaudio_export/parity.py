@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from .builder import Frontend
-from .runtime import cuda_available, read_manifest, check_files, load
+from .manifest import bundle_backends, check_files, model_format, read_manifest
+from .runtime import cuda_available, load
 from .signals import batch as signal_batch
 from .spec import transform_precisions
 
@@ -29,7 +30,6 @@ NORMALIZED_LOG_ABS_TOL = 5e-4
 LOG_DB_WINDOW = 60.0
 LOG_DB_REPORT_WINDOW = 80.0
 EXTENDED_LOG_DB_WINDOW = 80.0
-FORMAT_BACKENDS = {"model.pt": "torchscript", "model.onnx": "onnxruntime", "model.pt2": "pt2"}
 
 
 def log_threshold(db_per_unit: Optional[float]) -> float:
@@ -75,6 +75,13 @@ class ParityReport:
                 "normalized_log_max_abs": NORMALIZED_LOG_ABS_TOL,
                 "log_db_window": self.log_db_window},
                 "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ParityReport":
+        """The report :meth:`to_dict` wrote (e.g. a manifest's ``parity``)."""
+        return cls(d["bundle"], d["output_kind"], list(d["signals"]),
+                   [ParityRow(**r) for r in d["rows"]], list(d.get("skipped", [])),
+                   d.get("thresholds", {}).get("log_db_window", LOG_DB_WINDOW))
 
     def table(self) -> str:
         wide = any(r.max_abs_80db is not None for r in self.rows)
@@ -147,7 +154,7 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
     window = EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
     report = ParityReport(str(d), kind, list(signals), log_db_window=window)
     if backends is None:
-        backends = [FORMAT_BACKENDS[f] for f in manifest["files"] if f in FORMAT_BACKENDS]
+        backends = bundle_backends(manifest)
     fe = Frontend.from_spec(spec)
     x = signal_batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels, names=tuple(signals))
     if manifest.get("batch"):
@@ -175,9 +182,10 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
         for b in backends:
             say(f"running {b} on {dev}")
             try:
-                if b == "pt2" and manifest["files"].get("model.pt2", {}).get("device", "cpu") != dev:
+                pt2 = model_format("pt2").file
+                if b == "pt2" and manifest["files"].get(pt2, {}).get("device", "cpu") != dev:
                     report.rows.append(ParityRow(b, dev, "-", status="skipped",
-                                                 note=f"model.pt2 compiled for {manifest['files']['model.pt2'].get('device')}"))
+                                                 note=f"{pt2} compiled for {manifest['files'][pt2].get('device')}"))
                     continue
                 rt = load(d, backend=b, device=dev, verify_files=False)
                 out = rt(xt.to(dev)).detach().cpu().numpy()

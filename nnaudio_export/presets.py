@@ -1,46 +1,53 @@
-"""Preset frontend specs stored as JSON in the repository's ``models/`` directory."""
+"""Preset frontend specs: the JSON files of the repository's ``models/`` directory, shipped
+inside the package as ``nnaudio_export.models`` (package data, read with
+:mod:`importlib.resources`, so presets work the same from a checkout, an editable install
+and a plain wheel install)."""
 import json
-import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .builder import Frontend
-from .spec import with_precision
+from .spec import with_overrides
 
 DEFAULT_PRESET = "whisper_80"
+PRESET_PACKAGE = "nnaudio_export.models"
 
 
-def models_dir() -> Path:
-    """``$NNAUDIO_EXPORT_MODELS`` or the ``models/`` directory beside the package."""
-    env = os.environ.get("NNAUDIO_EXPORT_MODELS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "models"
+def _preset_root() -> Any:
+    """The installed ``nnaudio_export.models``; in a source checkout used without
+    installing (``PYTHONPATH=checkout``), the checkout's own ``models/`` (recognised by the
+    project's pyproject.toml beside it, never by a loose directory name)."""
+    try:
+        return resources.files(PRESET_PACKAGE)
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parent.parent
+        pyproject = root / "pyproject.toml"
+        if (root / "models").is_dir() and pyproject.is_file() and \
+                'name = "nnaudio-export"' in pyproject.read_text(encoding="utf-8"):
+            return root / "models"
+        raise
+
+
+def _files() -> Dict[str, Any]:
+    root = _preset_root()
+    return {entry.name[: -len(".json")]: entry for entry in root.iterdir()
+            if entry.name.endswith(".json") and entry.is_file()}
 
 
 def names() -> List[str]:
-    return sorted(p.stem for p in models_dir().glob("*.json"))
+    return sorted(_files())
 
 
 def get_spec(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,
              precision: Optional[str] = None) -> Dict[str, Any]:
     """The preset's spec; ``num_samples`` or ``seconds`` override its duration,
-    ``precision`` ('single' | 'extended') its Fourier transform's precision."""
-    path = models_dir() / f"{name}.json"
-    if not path.is_file():
-        raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(names())}")
-    spec = json.loads(path.read_text())
-    if num_samples is not None and seconds is not None:
-        raise ValueError("give num_samples or seconds, not both")
-    if seconds is not None:
-        if not seconds > 0:
-            raise ValueError(f"seconds must be positive, got {seconds}")
-        num_samples = int(round(seconds * spec["sample_rate"]))
-    if num_samples is not None:
-        spec["num_samples"] = int(num_samples)
-    if precision is not None:
-        spec = with_precision(spec, precision)
-    return spec
+    ``precision`` ('single' | 'extended') its transforms' precision."""
+    files = _files()
+    if not isinstance(name, str) or name not in files:
+        raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(sorted(files))}")
+    spec = json.loads(files[name].read_text(encoding="utf-8"))
+    return with_overrides(spec, num_samples, seconds, precision)
 
 
 def load(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,

@@ -1,5 +1,4 @@
 """Load a bundle and run it: ONNX Runtime, TorchScript, AOTInductor (.pt2) or eager."""
-import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -7,10 +6,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .bundle import BUNDLE_FORMAT, FILES, sha256_file
+from .manifest import FORMAT_TABLE, BundleError, check_files, format_for_backend, read_manifest
 
-BACKENDS = ("onnxruntime", "torchscript", "pt2", "eager")
-_DTYPES = {"float32": (np.float32, torch.float32), "int16": (np.int16, torch.int16)}
+# One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
+BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
 
 
 def _dense_strides(shape) -> List[int]:
@@ -19,38 +18,6 @@ def _dense_strides(shape) -> List[int]:
         strides.append(acc)
         acc *= int(d)
     return strides[::-1]
-
-
-class BundleError(ValueError):
-    """A bundle that is missing, malformed or does not match its manifest."""
-
-
-def read_manifest(bundle_dir: Union[str, Path]) -> Dict[str, Any]:
-    d = Path(bundle_dir)
-    path = d / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{d} is not a bundle: {path.name} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: invalid JSON ({exc})") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: not an nnaudio_export bundle manifest")
-    return manifest
-
-
-def check_files(bundle_dir: Union[str, Path], manifest: Dict[str, Any], names: Optional[List[str]] = None) -> None:
-    """Refuse any listed file whose sha256 or size differs from the manifest."""
-    d = Path(bundle_dir)
-    for name, entry in manifest["files"].items():
-        if names is not None and name not in names:
-            continue
-        p = d / name
-        if not p.is_file():
-            raise BundleError(f"{p}: missing (listed in manifest.json)")
-        if p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
-            raise BundleError(f"{p}: sha256 does not match manifest.json; the file was modified "
-                              "or corrupted. Re-export the bundle.")
 
 
 def cuda_available() -> bool:
@@ -96,8 +63,8 @@ class Runtime:
         self.input_shape: Tuple[Any, ...] = tuple(self.manifest["input"]["shape"])
         self.output_shape: Tuple[Any, ...] = tuple(self.manifest["output"]["shape"])
         self.batch: Optional[int] = self.manifest.get("batch")
-        fname = {"onnxruntime": FILES["onnx"], "torchscript": FILES["torchscript"],
-                 "pt2": FILES["pt2"], "eager": None}[backend]
+        fmt = format_for_backend(backend)
+        fname = fmt.file if fmt is not None else None
         if fname is not None and fname not in self.manifest["files"]:
             raise BundleError(f"{self.dir} has no {fname} (exported formats: {sorted(self.manifest['files'])})")
         if verify_files:
@@ -134,6 +101,8 @@ class Runtime:
             if device == "cuda" and "CUDAExecutionProvider" not in used:
                 raise RuntimeError(f"ONNX Runtime fell back to {used} although CUDA was asked for")
             self.providers = used
+            self._input_name = self.manifest["input"].get("name", fmt.input_name)
+            self._output_name = self.manifest["output"].get("name", fmt.output_name)
 
     @property
     def expected_shape(self) -> str:
@@ -159,7 +128,7 @@ class Runtime:
             if is_torch and audio.is_cuda and self.device == "cuda":
                 return self._run_ort_iobinding(audio)
             arr = audio.detach().cpu().numpy() if is_torch else audio
-            out = self.session.run(["features"], {"audio": np.ascontiguousarray(arr)})[0]
+            out = self.session.run([self._output_name], {self._input_name: np.ascontiguousarray(arr)})[0]
             return torch.from_numpy(out).to(self._tdev) if is_torch else out
         x = audio if is_torch else torch.from_numpy(np.ascontiguousarray(audio))
         x = x.to(self._tdev).contiguous()
@@ -183,8 +152,8 @@ class Runtime:
         y = torch.empty(out_shape, dtype=torch.float32, device=x.device)
         binding = self.session.io_binding()
         elem = np.float32 if self.input_dtype == "float32" else np.int16
-        binding.bind_input("audio", "cuda", x.device.index or 0, elem, list(x.shape), x.data_ptr())
-        binding.bind_output("features", "cuda", y.device.index or 0, np.float32, out_shape, y.data_ptr())
+        binding.bind_input(self._input_name, "cuda", x.device.index or 0, elem, list(x.shape), x.data_ptr())
+        binding.bind_output(self._output_name, "cuda", y.device.index or 0, np.float32, out_shape, y.data_ptr())
         # ORT runs on its own stream: wait for torch's producer kernels first (blocking, but
         # simple and safe); ORT synchronises its stream before run_with_iobinding returns.
         torch.cuda.current_stream(x.device).synchronize()

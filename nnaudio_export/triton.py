@@ -15,19 +15,17 @@ renamed into place. CLI: ``nnaudio-export triton BUNDLE --repo REPO [--name N]
 [--max-batch 64] [--force]``.
 """
 import argparse
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .bundle import FILES, install_dir, sha256_file
-from .runtime import BundleError, check_files, read_manifest
+from .manifest import (FORMAT_TABLE, MAX_EXPORTED_BATCH, BundleError, ModelFormat, check_files,
+                       install_dir, read_manifest, sha256_file, staging_dir)
 
-BACKENDS = ("onnx", "libtorch")
-# torch.export / ONNX export give the batch axis this upper bound (bundle.py).
-MAX_EXPORTED_BATCH = 4096
+# The model formats Triton has a backend for, by the suffix of the model they become.
+TRITON_FORMATS: Dict[str, ModelFormat] = {f.triton_suffix: f for f in FORMAT_TABLE if f.triton_suffix}
+BACKENDS = tuple(TRITON_FORMATS)
 _TRITON_DTYPES = {"float32": "TYPE_FP32", "int16": "TYPE_INT16"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -103,15 +101,11 @@ def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], 
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
         raise ValueError(f"backends: unknown {bad}; choose from {BACKENDS}")
-
-    in_dims = _dims(manifest["input"]["shape"], "input")
-    out_dims = _dims(manifest["output"]["shape"], "output")
-    in_type = _TRITON_DTYPES[manifest["input"]["dtype"]]
-    src = {"onnx": FILES["onnx"], "libtorch": FILES["torchscript"]}
-    missing = [src[b] for b in backends if src[b] not in manifest["files"]]
+    files = [TRITON_FORMATS[b].file for b in backends]
+    missing = [f for f in files if f not in manifest["files"]]
     if missing:
         raise BundleError(f"{bundle} has no {', '.join(missing)} (exported files: {sorted(manifest['files'])})")
-    check_files(bundle, manifest, [src[b] for b in backends])
+    check_files(bundle, manifest, files)
 
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
@@ -120,38 +114,32 @@ def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], 
         taken = [str(p) for p in targets.values() if p.exists()]
         if taken:
             raise FileExistsError(f"{', '.join(taken)} already exist(s); pass overwrite=True (CLI: --force)")
+    written: Dict[str, Path] = {}
+    for b in backends:
+        _write_model(bundle, manifest, TRITON_FORMATS[b], targets[b], max_batch, overwrite)
+        written[targets[b].name] = targets[b]
+    return written
 
+
+def _write_model(bundle: Path, manifest: Dict[str, Any], fmt: ModelFormat, final: Path,
+                 max_batch: int, overwrite: bool) -> None:
+    """One Triton model directory (``config.pbtxt`` + ``1/<model file>``), assembled beside
+    ``final`` and renamed into place."""
     comment = (f"nnaudio_export bundle {manifest['name']!r}: {manifest['sample_rate']:g} Hz, "
                f"{manifest['num_samples']} samples, length_policy {manifest.get('length_policy', 'exact')}, "
                f"output {manifest['output'].get('kind', '')}")
-    configs = {
-        "onnx": dict(platform="onnxruntime_onnx", backend="onnxruntime",
-                     inp=manifest["input"].get("name", "audio"), out=manifest["output"].get("name", "features")),
-        "libtorch": dict(platform="pytorch_libtorch", backend="pytorch",
-                         inp=manifest["input"].get("torchscript_name", "INPUT__0"),
-                         out=manifest["output"].get("torchscript_name", "OUTPUT__0")),
-    }
-    written: Dict[str, Path] = {}
-    for b in backends:
-        final = targets[b]
-        fname = src[b]
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=repo))
-        try:
-            (tmp / "1").mkdir()
-            shutil.copyfile(bundle / fname, tmp / "1" / fname)
-            if sha256_file(tmp / "1" / fname) != manifest["files"][fname]["sha256"]:
-                raise BundleError(f"{bundle / fname}: the copy's sha256 does not match manifest.json "
-                                  "(file changed while copying?)")
-            c = configs[b]
-            (tmp / "config.pbtxt").write_text(_pbtxt(final.name, c["platform"], c["backend"], max_batch,
-                                                     c["inp"], in_type, in_dims, c["out"], out_dims, comment))
-            os.chmod(tmp, 0o755)
-            install_dir(tmp, final, overwrite)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        written[final.name] = final
-    return written
+    with staging_dir(final) as tmp:
+        (tmp / "1").mkdir()
+        shutil.copyfile(bundle / fmt.file, tmp / "1" / fmt.file)
+        if sha256_file(tmp / "1" / fmt.file) != manifest["files"][fmt.file]["sha256"]:
+            raise BundleError(f"{bundle / fmt.file}: the copy's sha256 does not match manifest.json "
+                              "(file changed while copying?)")
+        config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
+                        fmt.input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
+                        _dims(manifest["input"]["shape"], "input"), fmt.output_name,
+                        _dims(manifest["output"]["shape"], "output"), comment)
+        (tmp / "config.pbtxt").write_text(config)
+        install_dir(tmp, final, overwrite)
 
 
 def cmd_triton(args: argparse.Namespace) -> int:

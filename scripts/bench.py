@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the speed benchmark (same as ``nnaudio-export bench``); see nnaudio_export/bench.py."""
+"""Run the speed benchmark (same as ``nnaudio-export bench``); see nnaudio_export/bench/."""
 import sys
 from pathlib import Path
 

@@ -66,7 +66,7 @@ def test_markdown_lists_every_row(quick_report):
 def test_failed_bundle_is_reported_and_peers_still_run(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("layer not available")
-    monkeypatch.setattr(bench, "ensure_bundle", broken)
+    monkeypatch.setattr(bench.driver, "ensure_bundle", broken)
     cfg = bench.Config(presets=("stft_2048",), out=tmp_path, quick=True, repeats=1, warmup=0, memory=False)
     res = bench.run_preset("stft_2048", cfg, peak_gflops=100.0)
     ours = [r for r in res["rows"] if r["group"] == "ours"]

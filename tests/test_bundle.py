@@ -18,14 +18,23 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export import signals as sig
-from nnaudio_export.runtime import BundleError
+from nnaudio_export import manifest as nx_manifest
+from nnaudio_export.manifest import BundleError
 
 warnings.filterwarnings("ignore")
 
 PRESETS = nx.presets.names()
-FORMATS = ("torchscript", "onnx", "pt2")
-FILE_OF = {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2"}
-BACKEND_OF = {"torchscript": "torchscript", "onnx": "onnxruntime", "pt2": "pt2"}
+FORMATS = nx_manifest.FORMATS
+FILE_OF = {f.name: f.file for f in nx_manifest.FORMAT_TABLE}
+BACKEND_OF = {f.name: f.backend for f in nx_manifest.FORMAT_TABLE}
+
+
+def test_format_table_is_the_documented_bundle_layout():
+    # The on-disk contract (README "Bundles", the C++ example, Triton): pinned literally.
+    assert FORMATS == ("torchscript", "onnx", "pt2")
+    assert FILE_OF == {"torchscript": "model.pt", "onnx": "model.onnx", "pt2": "model.pt2"}
+    assert BACKEND_OF == {"torchscript": "torchscript", "onnx": "onnxruntime", "pt2": "pt2"}
+    assert nx_manifest.MAX_EXPORTED_BATCH == 4096
 ALL_BACKENDS = ("onnxruntime", "torchscript", "pt2", "eager")
 HAS_CUDA = torch.cuda.is_available()
 

@@ -14,7 +14,6 @@ output. Set ``NNX_PRESET_REPORT=path.json`` to write every measured error.
 """
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,8 +26,7 @@ from nnaudio_export.kernels.kaldi import (kaldi_edge_indices, kaldi_fbank_kernel
                                           kaldi_window)
 from nnaudio_export.references import ALTERNATES, REFERENCES, float64_reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from signals import speech_like, tones, white_noise  # noqa: E402
+from nnaudio_export.signals import clip
 
 warnings.filterwarnings("ignore")
 
@@ -45,9 +43,9 @@ CASES = {
     "speechbrain_fbank_40": dict(seconds=2.0, tol=2e-3, within_db=80.0, full_tol=5e-3),
 }
 SIGNALS = {
-    "speech": lambda sr, s: speech_like(sr, s),
-    "tones": lambda sr, s: tones(sr, s),
-    "noise": lambda sr, s: white_noise(sr, s),
+    "speech": lambda sr, s: clip("speech", sr, s),
+    "tones": lambda sr, s: clip("tones", sr, s),
+    "noise": lambda sr, s: clip("noise", sr, s),
     "silence": lambda sr, s: np.zeros(int(round(sr * s)), np.float32),
 }
 REPORT = {}
@@ -137,7 +135,7 @@ def test_preset_matches_reference(name, signal, tmp_path_factory):
 def test_preset_default_length_eager(name):
     case = CASES[name]
     fe = nx.presets.load(name).eval()
-    x = speech_like(fe.sample_rate, fe.num_samples / fe.sample_rate)[: fe.num_samples]
+    x = clip("speech", fe.sample_rate, fe.num_samples / fe.sample_rate)[: fe.num_samples]
     r = REFERENCES[name](x)
     y = run(fe, x)
     assert y.shape == tuple(fe.output_shape)
@@ -149,17 +147,19 @@ def test_preset_default_length_eager(name):
 @pytest.mark.parametrize("name", ["whisper_80", "panns_cnn14"])
 def test_float32_references_are_off_the_exact_value_by_more_than_the_tolerance(name):
     """Why float32 references get their own rounding as an allowance: on tones, openai-whisper
-    and torchlibrosa are further from their float64 counterpart than the tolerance within 80 dB,
-    while ours (precision 'extended') stays far inside it."""
+    and torchlibrosa are off their float64 counterpart within 80 dB by an amount of the order of
+    the tolerance, which depends on the machine's FFT / GEMM kernels (openai-whisper: 5.4e-5 on
+    an Intel Xeon with AVX-512, 3.1e-5 on an AMD EPYC with AVX2; tolerance 5e-5), while ours
+    (precision 'extended') stays far inside the tolerance and many times closer than theirs."""
     case = CASES[name]
     spec = nx.presets.get_spec(name)
     fe = nx.presets.load(name, seconds=case["seconds"]).eval()
-    x = tones(spec["sample_rate"], case["seconds"])
+    x = clip("tones", spec["sample_rate"], case["seconds"])
     exact = float64_reference(name)(x)
     theirs = errors(fe, REFERENCES[name](x), exact, case)[0]
     ours = errors(fe, run(fe, x), exact, case)[0]
     REPORT[f"{name}/tones/reference-vs-float64"] = {"masked": theirs, "ours_masked": ours}
-    assert theirs > case["tol"] and ours < case["tol"] / 4, (theirs, ours)
+    assert theirs > case["tol"] / 2 and ours < case["tol"] / 4 and theirs > 8 * ours, (theirs, ours)
 
 
 def test_nemo_digital_silence_is_zero_where_nemo_float32_is_not():
@@ -181,8 +181,8 @@ def test_whisper_clamp_is_per_item_and_openai_batched_is_not():
     import whisper.audio as wa
     n = 32000
     fe = nx.presets.load("whisper_80", num_samples=n).eval()
-    loud = speech_like(16000, 2.0)
-    quiet = (1e-4 * white_noise(16000, 2.0)).astype(np.float32)
+    loud = clip("speech", 16000, 2.0)
+    quiet = (1e-4 * clip("noise", 16000, 2.0)).astype(np.float32)
     with torch.no_grad():
         ours = fe(torch.from_numpy(np.stack([quiet, loud]))).double().numpy()
     alone = REFERENCES["whisper_80"](quiet)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import nnaudio_export as nx
-from nnaudio_export.bundle import sha256_file
+from nnaudio_export.manifest import sha256_file
 from nnaudio_export.cli import main as cli_main
-from nnaudio_export.runtime import BundleError, read_manifest
+from nnaudio_export.manifest import BundleError, read_manifest
 from nnaudio_export.triton import write_triton_repo
 
 warnings.filterwarnings("ignore")

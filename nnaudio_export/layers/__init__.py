@@ -1,11 +1,14 @@
-"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments."""
+"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments, and the
+pieces they share: :func:`register_kernel` (a kernel as parameter or buffer),
+:class:`FrontendLayer` (fixed lengths, known output shapes) and the frame-conv modules that
+apply a kernel bank at a chosen precision (:func:`frame_conv`)."""
+from .common import FrontendLayer, kernel_tensor, register_kernel
+from .cqt import CQT1992v2, CQT2010v2
+from .frame_conv import PRECISIONS, FrameConv, SplitFrameConv, frame_conv
+from .kaldi import KaldiSTFT
+from .mel import MFCC, MelSpectrogram
 from .stft import STFT
-from .mel import MelSpectrogram, MFCC
 
-__all__ = ["STFT", "MelSpectrogram", "MFCC"]
-
-try:  # the CQT layers live in their own module
-    from .cqt import CQT1992v2, CQT2010v2  # noqa: F401
-    __all__ += ["CQT1992v2", "CQT2010v2"]
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+__all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "KaldiSTFT",
+           "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
+           "SplitFrameConv", "frame_conv"]

@@ -5,12 +5,14 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import functional as FN
+from ..checks import require, require_choice, require_positive_int
 from ..kernels.cqt import cqt2010_plan, cqt_kernels, cqt_n_bins, cqt_quality, lowpass_filter
 from ..kernels.windows import WindowSpec, get_window
-from ._base import FrontendLayer, as_kernel, require, require_choice, require_positive_int
+from .common import FrontendLayer, kernel_tensor, register_kernel
+from .frame_conv import FrameConv, frame_conv
 
 OUTPUT_FORMATS = ("Magnitude", "Complex", "Phase")
 PAD_MODES = ("reflect", "constant")
@@ -66,6 +68,10 @@ class CQT1992v2(FrontendLayer):
       naming the parameter; nnAudio prints, or fails at forward time.
     - 'Phase' is ``z / |z|`` (``(1, 0)`` at ``z = 0``), equal to nnAudio's
       ``cos/sin(atan2)`` without the trigonometry.
+
+    ``precision`` ('single' | 'extended') and ``dtype`` (not in nnAudio) as for
+    :class:`~nnaudio_export.layers.STFT`: the kernels are applied through
+    :mod:`~nnaudio_export.layers.frame_conv`.
     """
 
     def __init__(self, sr: float = 22050, hop_length: int = 512, fmin: float = 32.70,
@@ -73,7 +79,8 @@ class CQT1992v2(FrontendLayer):
                  filter_scale: float = 1, norm=1, window: WindowSpec = "hann",
                  center: bool = True, pad_mode: str = "reflect", trainable: bool = False,
                  output_format: str = "Magnitude", normalization_type: str = "librosa",
-                 num_samples: Optional[int] = None, verbose: bool = True):
+                 num_samples: Optional[int] = None, verbose: bool = True,
+                 precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
         hop_length, n_bins, bins_per_octave = _check_common(
             sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
@@ -83,10 +90,9 @@ class CQT1992v2(FrontendLayer):
                                                         norm, window, fmax)
         scale = _norm_scale(normalization_type, lengths)[:, None]
         kernel = np.concatenate([real * scale, imag * scale], axis=0)[:, None, :]
-        if trainable:
-            self.kernel = as_kernel(kernel, True)
-        else:
-            self.register_buffer("kernel", as_kernel(kernel, False))
+        register_kernel(self, "kernel", kernel, trainable, dtype)
+        self.conv = frame_conv(kernel, precision, trainable, dtype)
+        self.precision = self.conv.precision
         self.register_buffer("lengths", torch.from_numpy(lengths.astype(np.float32)))
         self.frequencies = freqs
         self.sr = float(sr)
@@ -117,7 +123,7 @@ class CQT1992v2(FrontendLayer):
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
         x = FN.pad_both(x, self.pad_amount, self.pad_mode)
-        return FN.conv_spectrum(x, self.kernel, self.hop_length, self.n_bins)
+        return FN.stacked_spectrum(self.conv(x, self.kernel, self.hop_length), self.n_bins)
 
     def forward(self, x: Tensor) -> Tensor:
         real, imag = self.spectrum(x)
@@ -127,7 +133,8 @@ class CQT1992v2(FrontendLayer):
         return (f"sr={self.sr}, hop_length={self.hop_length}, n_bins={self.n_bins}, "
                 f"bins_per_octave={self.bins_per_octave}, kernel_width={self.kernel_width}, "
                 f"output_format={self.output_format!r}, "
-                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}")
+                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}, "
+                f"precision={self.precision!r}")
 
 
 def _norm_scale(normalization_type: str, lengths: np.ndarray) -> np.ndarray:
@@ -138,24 +145,52 @@ def _norm_scale(normalization_type: str, lengths: np.ndarray) -> np.ndarray:
     return np.ones(lengths.shape)
 
 
+class CQT2010Octave(nn.Module):
+    """One octave of :class:`CQT2010v2` at its own sample rate: whether the rate is halved
+    first, the centre padding and hop at that rate, which kernel bank it applies ('top' or
+    'deep') and which rows of that bank's output are its bins."""
+
+    def __init__(self, hop: int, width: int, deep: bool, bin_start: int, n_bins: int,
+                 bank_rows: int, decimate: bool):
+        super().__init__()
+        self.hop = int(hop)
+        self.width = int(width)
+        self.pad = self.width // 2
+        self.deep = bool(deep)
+        self.bin_start = int(bin_start)
+        self.n_bins = int(n_bins)
+        self.bank_rows = int(bank_rows)
+        self.decimate = bool(decimate)
+
+    def forward(self, y: Tensor) -> Tuple[Tensor, Tensor]:
+        """(real, imag) of this octave's bins from its bank's ``[cos; sin]`` output."""
+        lo = self.bin_start
+        hi = lo + self.n_bins
+        return y[:, lo:hi], -y[:, self.bank_rows + lo:self.bank_rows + hi]
+
+
 class CQT2010v2(FrontendLayer):
     """Multirate constant-Q transform: the top octave's kernels applied to the signal
     halved once per octave (Schoerkhuber & Klapuri 2010), as nnAudio 0.3.x's
-    ``nnAudio.features.CQT2010v2``, with the octave loop unrolled at construction.
+    ``nnAudio.features.CQT2010v2``, with the octave loop unrolled at construction
+    (``self.octaves``, one :class:`CQT2010Octave` each, top octave first).
 
     Arguments and defaults are nnAudio's, plus ``normalization_type`` (a constructor
-    argument here) and ``num_samples``. ``norm`` is accepted and unused, as in nnAudio;
-    ``basis_norm`` normalises the kernels; ``verbose`` is ignored. Frames are always
-    centred (``pad_mode`` padding of ``kernel_width // 2`` at every rate).
+    argument here), ``num_samples``, ``precision`` and ``dtype`` (as for
+    :class:`~nnaudio_export.layers.STFT`; the kernel banks are applied through
+    :mod:`~nnaudio_export.layers.frame_conv`, the anti-aliasing filters with a plain conv).
+    ``norm`` is accepted and unused, as in nnAudio; ``basis_norm`` normalises the kernels;
+    ``verbose`` is ignored. Frames are always centred (``pad_mode`` padding of
+    ``kernel_width // 2`` at every rate).
 
     Frame-alignment rule (see :func:`nnaudio_export.kernels.cqt.cqt2010_plan`): after the
-    early downsampling by ``factor = 2 ** e`` the hop ``hop_e = hop / factor`` is halved only
-    ``v = min(n_octaves - 1, twos_in(hop_e))`` times, so every octave's hop is an exact
-    integer and frame ``t`` of every octave is centred on input sample ``t * hop``. Octaves
-    below the ``v``-th stay at that last rate, in one kernel bank designed at that rate (longer
-    kernels, as CQT1992 does). Octaves whose frame counts differ are all cut to the smallest
-    count (known from the input length). When ``hop`` is divisible by ``2 ** (e + n_octaves
-    - 1)`` the algorithm and numbers are nnAudio's.
+    early downsampling by ``downsample_factor = 2 ** e`` the hop ``hop_e = hop /
+    downsample_factor`` is halved only ``v = min(n_octaves - 1, twos_in(hop_e))`` times, so
+    every octave's hop is an exact integer and frame ``t`` of every octave is centred on input
+    sample ``t * hop``. Octaves below the ``v``-th stay at that last rate, in one kernel bank
+    designed at that rate (longer kernels, as CQT1992 does). Octaves whose frame counts differ
+    are all cut to the smallest count (known from the input length). When ``hop`` is divisible
+    by ``2 ** (e + n_octaves - 1)`` the algorithm and numbers are nnAudio's.
 
     Differences from nnAudio, on purpose (bugs there):
     - Early downsampling (e.g. ``n_bins`` 24..72 at sr 22050, fmin 32.7): nnAudio multiplies
@@ -176,21 +211,14 @@ class CQT2010v2(FrontendLayer):
       padding at the lowest rate raise instead of silently switching to zero padding.
     """
 
-    st_hop: List[int]
-    st_pad: List[int]
-    st_width: List[int]
-    st_deep: List[bool]
-    st_lo: List[int]
-    st_n: List[int]
-    st_rows: List[int]
-
     def __init__(self, sr: float = 22050, hop_length: int = 512, fmin: float = 32.70,
                  fmax: Optional[float] = None, n_bins: int = 84, bins_per_octave: int = 12,
                  filter_scale: float = 1, norm: bool = True, basis_norm=1,
                  window: WindowSpec = "hann", pad_mode: str = "reflect",
                  earlydownsample: bool = True, trainable: bool = False,
                  output_format: str = "Magnitude", normalization_type: str = "librosa",
-                 num_samples: Optional[int] = None, verbose: bool = True):
+                 num_samples: Optional[int] = None, verbose: bool = True,
+                 precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
         hop_length, n_bins, bins_per_octave = _check_common(
             sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
@@ -200,40 +228,18 @@ class CQT2010v2(FrontendLayer):
         param = "n_bins" if fmax is None else "fmax"
         require(plan["fmax_t"] <= sr / 2, param,
                 f"the top bin {plan['fmax_t']:.2f} Hz is above the Nyquist frequency {sr / 2} Hz")
-        Q, sr_e, v = plan["Q"], plan["sr_e"], plan["v"]
-        top_r, top_i, top_w, _, _ = cqt_kernels(Q, sr_e, plan["fmin_t"], bins_per_octave,
-                                                bins_per_octave, basis_norm, window,
-                                                topbin_check=False)
-        self._register("kernel_top", np.concatenate([top_r, top_i])[:, None, :], trainable)
-        widths = {"top": top_w, "deep": 0}
-        rows = {"top": bins_per_octave, "deep": 0}
-        deep = [s for s in plan["stages"] if s["bank"] == "deep"]
-        if deep:
-            d_r, d_i, widths["deep"], _, _ = cqt_kernels(Q, sr_e / 2 ** v, fmin, deep[0]["n_bins"],
-                                                         bins_per_octave, basis_norm, window,
-                                                         topbin_check=False)
-            rows["deep"] = deep[0]["n_bins"]
-            self._register("kernel_deep", np.concatenate([d_r, d_i])[:, None, :], trainable)
-        else:
-            self.register_buffer("kernel_deep", torch.zeros(0, 1, 1))
-        self.factor = int(plan["factor"])
-        early = lowpass_filter(1.0 / self.factor, DECIMATION_TAPS, 0.03) if self.factor > 1 else np.ones(1)
-        self.register_buffer("early_downsample_filter", as_kernel(early.astype(np.float32)[None, None], False))
-        halve = lowpass_filter(0.5, DECIMATION_TAPS, 0.001).astype(np.float32)
-        self.register_buffer("lowpass_filter", as_kernel(halve[None, None], False))
-        # nnAudio's kernels were float32 filters: round them the same way (done above).
+        widths, rows = self._build_banks(plan, fmin, bins_per_octave, basis_norm, window,
+                                         trainable, precision, dtype)
+        self.precision = self.conv_top.precision
+        self.downsample_factor = int(plan["factor"])
+        self._build_decimation(dtype)
         stages = list(reversed(plan["stages"]))  # top octave first, as they are computed
-        self.st_hop = [int(s["hop"]) for s in stages]
-        self.st_width = [widths[s["bank"]] for s in stages]
-        self.st_pad = [w // 2 for w in self.st_width]
-        self.st_deep = [s["bank"] == "deep" for s in stages]
-        self.st_lo = [int(s["bin_start"]) for s in stages]
-        self.st_n = [int(s["n_bins"]) for s in stages]
-        self.st_rows = [rows[s["bank"]] for s in stages]
-        self.n_stages = len(stages)
-        self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
+        self.octaves = nn.ModuleList([
+            CQT2010Octave(s["hop"], widths[s["bank"]], s["bank"] == "deep", s["bin_start"],
+                          s["n_bins"], rows[s["bank"]], decimate=i > 0)
+            for i, s in enumerate(stages)])
         freqs = fmin * 2.0 ** (np.arange(n_bins) / float(bins_per_octave))
-        lengths = np.ceil(Q * sr / freqs)  # at the ORIGINAL rate (nnAudio: at sr_e)
+        lengths = np.ceil(plan["Q"] * sr / freqs)  # at the ORIGINAL rate (nnAudio: at sr_e)
         self.register_buffer("scale", torch.from_numpy(
             _norm_scale(normalization_type, lengths)[:, None].astype(np.float32)))
         self.register_buffer("lengths", torch.from_numpy(lengths.astype(np.float32)))
@@ -243,32 +249,64 @@ class CQT2010v2(FrontendLayer):
         self.n_bins = n_bins
         self.bins_per_octave = bins_per_octave
         self.n_octaves = int(plan["n_octaves"])
-        self.octave_halvings = int(v)
-        self.downsample_factor = self.factor
+        self.octave_halvings = int(plan["v"])
         self.pad_mode = pad_mode
         self.output_format = output_format
         self.normalization_type = normalization_type
         self.trainable = bool(trainable)
         self.eps = 1e-8 if trainable else 0.0
         self._set_lengths(num_samples, self._min_length(),
-                          f"{pad_mode} padding of up to {max(self.st_pad)} samples at the lowest "
-                          f"sample rate, after {int(np.log2(self.factor)) + self.n_stages - 1} halvings")
+                          f"{pad_mode} padding of up to {max(o.pad for o in self.octaves)} samples at "
+                          f"the lowest sample rate, after "
+                          f"{int(np.log2(self.downsample_factor)) + len(self.octaves) - 1} halvings")
 
-    def _register(self, name: str, kernel: np.ndarray, trainable: bool) -> None:
-        if trainable:
-            setattr(self, name, as_kernel(kernel, True))
-        else:
-            self.register_buffer(name, as_kernel(kernel, False))
+    def _build_banks(self, plan, fmin, bins_per_octave, basis_norm, window, trainable,
+                     precision, dtype):
+        """The top-octave bank (designed at the rate after early downsampling) and, when
+        octaves stay at the last halved rate, the 'deep' bank designed at that rate; each
+        with its frame-conv module. Returns their kernel widths and row counts."""
+        Q, sr_e, v = plan["Q"], plan["sr_e"], plan["v"]
+        top_r, top_i, top_w, _, _ = cqt_kernels(Q, sr_e, plan["fmin_t"], bins_per_octave,
+                                                bins_per_octave, basis_norm, window,
+                                                topbin_check=False)
+        top = np.concatenate([top_r, top_i])[:, None, :]
+        register_kernel(self, "kernel_top", top, trainable, dtype)
+        self.conv_top = frame_conv(top, precision, trainable, dtype)
+        widths = {"top": top_w, "deep": 0}
+        rows = {"top": bins_per_octave, "deep": 0}
+        deep = [s for s in plan["stages"] if s["bank"] == "deep"]
+        if deep:
+            d_r, d_i, widths["deep"], _, _ = cqt_kernels(Q, sr_e / 2 ** v, fmin, deep[0]["n_bins"],
+                                                         bins_per_octave, basis_norm, window,
+                                                         topbin_check=False)
+            rows["deep"] = deep[0]["n_bins"]
+            bank = np.concatenate([d_r, d_i])[:, None, :]
+            register_kernel(self, "kernel_deep", bank, trainable, dtype)
+            self.conv_deep = frame_conv(bank, precision, trainable, dtype)
+        else:  # never applied; kept so that the scripted forward has both branches
+            self.register_buffer("kernel_deep", torch.zeros(0, 1, 1, dtype=dtype))
+            self.conv_deep = FrameConv()
+        return widths, rows
 
-    def _stage_lengths(self, n: int) -> Optional[List[int]]:
-        """Signal length at each stage's rate, or None where a decimation has no input."""
-        if self.factor > 1:
+    def _build_decimation(self, dtype: torch.dtype) -> None:
+        """nnAudio's anti-aliasing FIRs (rounded to float32 as nnAudio's filters are)."""
+        factor = self.downsample_factor
+        early = lowpass_filter(1.0 / factor, DECIMATION_TAPS, 0.03) if factor > 1 else np.ones(1)
+        self.register_buffer("early_downsample_filter",
+                             kernel_tensor(early.astype(np.float32)[None, None], dtype))
+        halve = lowpass_filter(0.5, DECIMATION_TAPS, 0.001).astype(np.float32)
+        self.register_buffer("lowpass_filter", kernel_tensor(halve[None, None], dtype))
+        self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
+
+    def _octave_lengths(self, n: int) -> Optional[List[int]]:
+        """Signal length at each octave's rate, or None where a decimation has no input."""
+        if self.downsample_factor > 1:
             if n < 2:
                 return None
-            n = (n - 2) // self.factor + 1
+            n = (n - 2) // self.downsample_factor + 1
         out: List[int] = []
-        for i in range(self.n_stages):
-            if i > 0:
+        for octave in self.octaves:
+            if octave.decimate:
                 if n < 2:
                     return None
                 n = (n - 2) // 2 + 1
@@ -277,11 +315,11 @@ class CQT2010v2(FrontendLayer):
 
     def _min_length(self) -> int:
         def ok(n: int) -> bool:
-            lens = self._stage_lengths(n)
+            lens = self._octave_lengths(n)
             if lens is None:
                 return False
-            need = [p + 1 if self.pad_mode == "reflect" else 1 for p in self.st_pad]
-            return all(l >= m for l, m in zip(lens, need))
+            return all(l >= (o.pad + 1 if self.pad_mode == "reflect" else 1)
+                       for l, o in zip(lens, self.octaves))
         hi = 1
         while not ok(hi):
             hi *= 2
@@ -292,9 +330,9 @@ class CQT2010v2(FrontendLayer):
         return hi
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
-        lens = self._stage_lengths(num_samples)
-        t = 0 if lens is None else min(FN.frame_count(l, w, h, True)
-                                       for l, w, h in zip(lens, self.st_width, self.st_hop))
+        lens = self._octave_lengths(num_samples)
+        t = 0 if lens is None else min(FN.frame_count(l, o.width, o.hop, True)
+                                       for l, o in zip(lens, self.octaves))
         return (self.n_bins, t) if self.output_format == "Magnitude" else (self.n_bins, t, 2)
 
     def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -302,24 +340,25 @@ class CQT2010v2(FrontendLayer):
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
         pad = self.decimation_pad
-        if self.factor > 1:
-            x = F.conv1d(x, self.early_downsample_filter, stride=self.factor, padding=pad)
+        if self.downsample_factor > 1:
+            x = F.conv1d(x, self.early_downsample_filter, stride=self.downsample_factor, padding=pad)
         reals: List[Tensor] = []
         imags: List[Tensor] = []
-        for i in range(self.n_stages):  # static: unrolled by tracing/export
-            if i > 0:
+        for octave in self.octaves:  # static: unrolled by scripting, tracing and export
+            if octave.decimate:
                 x = F.conv1d(x, self.lowpass_filter, stride=2, padding=pad)
-            kernel = self.kernel_deep if self.st_deep[i] else self.kernel_top
-            y = F.conv1d(FN.pad_both(x, self.st_pad[i], self.pad_mode), kernel, stride=self.st_hop[i])
-            lo = self.st_lo[i]
-            hi = lo + self.st_n[i]
-            rows = self.st_rows[i]
-            reals.append(y[:, lo:hi])
-            imags.append(-y[:, rows + lo:rows + hi])
+            padded = FN.pad_both(x, octave.pad, self.pad_mode)
+            if octave.deep:
+                y = self.conv_deep(padded, self.kernel_deep, octave.hop)
+            else:
+                y = self.conv_top(padded, self.kernel_top, octave.hop)
+            real, imag = octave(y)
+            reals.append(real)
+            imags.append(imag)
         t = reals[0].size(-1)
         for r in reals:
             t = min(t, r.size(-1))
-        order = [self.n_stages - 1 - i for i in range(self.n_stages)]  # lowest octave first
+        order = [len(reals) - 1 - i for i in range(len(reals))]  # lowest octave first
         real = torch.cat([reals[i][:, :, :t] for i in order], dim=1) * self.scale
         imag = torch.cat([imags[i][:, :, :t] for i in order], dim=1) * self.scale
         return real, imag
@@ -330,6 +369,7 @@ class CQT2010v2(FrontendLayer):
 
     def extra_repr(self) -> str:
         return (f"sr={self.sr}, hop_length={self.hop_length}, n_bins={self.n_bins}, "
-                f"bins_per_octave={self.bins_per_octave}, downsample_factor={self.factor}, "
+                f"bins_per_octave={self.bins_per_octave}, downsample_factor={self.downsample_factor}, "
                 f"octave_halvings={self.octave_halvings}, output_format={self.output_format!r}, "
-                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}")
+                f"normalization_type={self.normalization_type!r}, num_samples={self.num_samples}, "
+                f"precision={self.precision!r}")

@@ -9,7 +9,8 @@ from .. import functional as FN
 from ..kernels.dct import dct_matrix
 from ..kernels.mel import mel_filterbank
 from ..kernels.windows import WindowSpec
-from ._base import FrontendLayer, as_kernel, require, require_positive_int
+from ..checks import require, require_positive_int
+from .common import FrontendLayer, register_kernel
 from .stft import STFT
 
 
@@ -48,7 +49,7 @@ class MelSpectrogram(FrontendLayer):
     - ``fmax`` above Nyquist or ``fmin >= fmax`` raise ``ValueError`` (nnAudio warns of
       empty filters).
 
-    ``precision`` (not in nnAudio) is the STFT's: 'single' or 'extended' (see :class:`STFT`).
+    ``precision`` and ``dtype`` (not in nnAudio) are the STFT's: see :class:`STFT`.
     """
 
     def __init__(self, sr: float = 22050, n_fft: int = 2048, win_length: Optional[int] = None,
@@ -57,7 +58,7 @@ class MelSpectrogram(FrontendLayer):
                  htk: bool = False, fmin: float = 0.0, fmax: Optional[float] = None,
                  norm=1, trainable_mel: bool = False, trainable_STFT: bool = False,
                  num_samples: Optional[int] = None, verbose: bool = True,
-                 precision: str = "single"):
+                 precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
         require(sr > 0, "sr", f"must be positive, got {sr}")
         n_mels = require_positive_int(n_mels, "n_mels")
@@ -69,12 +70,9 @@ class MelSpectrogram(FrontendLayer):
         self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
                          freq_scale="no", center=center, pad_mode=pad_mode, sr=sr,
                          trainable=trainable_STFT, output_format="Magnitude",
-                         num_samples=num_samples, precision=precision)
+                         num_samples=num_samples, precision=precision, dtype=dtype)
         basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
-        if trainable_mel:
-            self.mel_basis = as_kernel(basis, True)
-        else:
-            self.register_buffer("mel_basis", as_kernel(basis, False))
+        register_kernel(self, "mel_basis", basis, trainable_mel, dtype)
         self.n_mels = n_mels
         self.n_fft = self.stft.n_fft
         self.hop_length = self.stft.hop_length
@@ -118,7 +116,8 @@ class MFCC(FrontendLayer):
         n_mfcc = require_positive_int(n_mfcc, "n_mfcc")
         require(n_mfcc <= self.melspec_layer.n_mels, "n_mfcc",
                 f"must be <= n_mels ({self.melspec_layer.n_mels}), got {n_mfcc}")
-        self.register_buffer("dct", as_kernel(dct_matrix(self.melspec_layer.n_mels, n_mfcc, norm), False))
+        register_kernel(self, "dct", dct_matrix(self.melspec_layer.n_mels, n_mfcc, norm),
+                        dtype=kwargs.get("dtype", torch.float32))
         self.n_mfcc = n_mfcc
         self.ref = float(ref)
         self.amin = float(amin)

@@ -9,8 +9,9 @@ from torch import Tensor
 from .. import functional as FN
 from ..kernels.fourier import FREQ_SCALES, fourier_bin_frequencies, fourier_kernels
 from ..kernels.windows import WindowSpec, get_window
-from ._base import FrontendLayer, as_kernel, require, require_choice, require_positive_int
-from ._conv import frame_conv
+from ..checks import require, require_choice, require_positive_int
+from .common import FrontendLayer, register_kernel
+from .frame_conv import frame_conv
 
 OUTPUT_FORMATS = ("Complex", "Magnitude", "Phase")
 PAD_MODES = ("reflect", "constant")
@@ -36,9 +37,11 @@ class STFT(FrontendLayer):
     - Trainable magnitude adds 1e-8 inside the sqrt as nnAudio does; otherwise none.
 
     ``precision`` (not in nnAudio): 'single' (default) applies the kernels with one float32
-    conv1d; 'extended' with the error-free split of :mod:`nnaudio_export.layers._conv`
+    conv1d; 'extended' with the error-free split of :mod:`nnaudio_export.layers.frame_conv`
     (~2-3x the time, 2^7-2^8 times less rounding error: bins 80 dB below a loud tone keep
-    ~1e-5 relative accuracy instead of ~1e-3; frozen kernels only).
+    ~1e-5 relative accuracy instead of ~1e-3; frozen kernels only). ``dtype`` (not in
+    nnAudio) is the kernels' dtype: ``torch.float64`` builds a reference whose kernels were
+    never rounded to float32. nnAudio's unused ``window_mask`` buffer is not kept.
     """
 
     def __init__(self, n_fft: int = 2048, win_length: Optional[int] = None,
@@ -47,7 +50,8 @@ class STFT(FrontendLayer):
                  pad_mode: str = "reflect", iSTFT: bool = False, fmin: float = 50,
                  fmax: float = 6000, sr: float = 22050, trainable: bool = False,
                  output_format: str = "Complex", num_samples: Optional[int] = None,
-                 verbose: bool = True, precision: str = "single"):
+                 verbose: bool = True, precision: str = "single",
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
         n_fft = require_positive_int(n_fft, "n_fft")
         win_length = n_fft if win_length is None else require_positive_int(win_length, "win_length")
@@ -66,14 +70,10 @@ class STFT(FrontendLayer):
             require(fmax <= sr / 2, "fmax", f"{fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
         get_window(window, win_length)  # validates `window` early, naming it
 
-        cos, sin, win = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr, freq_scale, window)
+        cos, sin, _ = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr, freq_scale, window)
         kernel = np.concatenate([cos, sin], axis=0)[:, None, :]
-        if trainable:
-            self.kernel = as_kernel(kernel, True)
-        else:
-            self.register_buffer("kernel", as_kernel(kernel, False))
-        self.register_buffer("window_mask", torch.from_numpy(win.astype(np.float32)))
-        self.conv = frame_conv(kernel, precision, trainable)
+        register_kernel(self, "kernel", kernel, trainable, dtype)
+        self.conv = frame_conv(kernel, precision, trainable, dtype)
         self.precision = self.conv.precision
         self.n_fft = n_fft
         self.win_length = win_length

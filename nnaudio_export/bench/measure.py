@@ -126,7 +126,7 @@ def count_flops(module: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Optio
 
 def make_input(num_samples: int, sample_rate: float, batch: int) -> np.ndarray:
     """The same deterministic batch as the exporter's example input (speech, tones, noise, chirp, ...)."""
-    from .signals import batch as signal_batch
+    from ..signals import batch as signal_batch
     return signal_batch(num_samples, sample_rate, "float32", 1,
                         names=tuple(SIGNAL_NAMES[i % 4] for i in range(batch)))
 
@@ -172,7 +172,7 @@ def _probe_main(argv: List[str]) -> None:
     import resource
     import threading
     cfg = json.loads(argv[0])
-    from .runtime import load
+    from ..runtime import load
     xn = make_input(cfg["num_samples"], cfg["sample_rate"], cfg["batch"])
     x = torch.from_numpy(xn).to(cfg["device"])
     gc.collect()
@@ -203,7 +203,7 @@ def probe_memory(bundle: Path, backend: str, device: str, batch: int, num_sample
                  sample_rate: float) -> Dict[str, Any]:
     cfg = json.dumps({"bundle": str(bundle), "backend": backend, "device": device, "batch": batch,
                       "num_samples": num_samples, "sample_rate": sample_rate})
-    code = "import sys; from nnaudio_export.bench_measure import _probe_main; _probe_main(sys.argv[1:])"
+    code = "import sys; from nnaudio_export.bench.measure import _probe_main; _probe_main(sys.argv[1:])"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     r = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:

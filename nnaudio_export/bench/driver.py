@@ -4,8 +4,8 @@ the ONNX ``STFT`` op) on the same data in one process, with this machine's fp32 
 the ceiling and each artifact's FLOP count.
 This module holds the orchestration (our bundles, the per-preset driver ``run_preset``, ``run``)
 and the CLI (``add_cli``, ``main``); the measurement primitives (timing, FLOPs, memory, machine
-and GEMM ceiling) live in ``bench_measure``, the peers in ``bench_peers`` and the markdown / JSON /
-PNG writing in ``bench_report``, whose names are re-exported here.
+and GEMM ceiling) live in :mod:`.measure`, the peers in :mod:`.peers` and the markdown / JSON /
+PNG writing in :mod:`.report`.
 """
 import argparse
 import json
@@ -18,13 +18,15 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from .bench_measure import (SIGNAL_NAMES, Candidate, _anon_bytes, _dist_version, _err,  # noqa: F401
-                            _probe_main, _say, contention, count_flops, cpu_snapshot, gemm_gflops,
-                            machine_info, make_input, measure, probe_memory, time_call)
-from .bench_peers import (Chain, PeerBuild, TorchStftFrontend, _mel_fb, _np_tail,  # noqa: F401
-                          _torch_tail, build_peers, prepare_peers)
-from .spec import transform_precisions
-from .bench_report import FLOP_METHOD, MEMORY_METHOD, _f, chart, markdown, write_reports  # noqa: F401
+from ..api import export
+from ..manifest import INPUT_NAME, MODEL_FILES, OUTPUT_NAME, model_format
+from ..presets import get_spec, load as load_preset, names as preset_names
+from ..runtime import load
+from ..spec import normalize_spec, transform_precisions
+from .measure import (Candidate, _err, _say, contention, count_flops, cpu_snapshot, gemm_gflops,
+                      machine_info, make_input, measure, probe_memory)
+from .peers import prepare_peers
+from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
 PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84")
 OURS = ("eager", "torchscript", "onnxruntime", "pt2")
@@ -36,8 +38,6 @@ FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
 def ensure_bundle(preset: str, num_samples: int, root: Path, precision: Optional[str] = None) -> Path:
     """Export ``preset`` (at ``precision``, default the preset's own) once into ``root``; reuse
     a bundle whose manifest spec, torch version and files match."""
-    from .bundle import FILES, export
-    from .presets import load as load_preset
     fe = load_preset(preset, num_samples=num_samples, precision=precision)
     out = root / (f"{preset}-n{num_samples}" + (f"-{precision}" if precision else ""))
     mf = out / "manifest.json"
@@ -45,7 +45,7 @@ def ensure_bundle(preset: str, num_samples: int, root: Path, precision: Optional
         try:
             m = json.loads(mf.read_text())
             if (m.get("spec") == fe.spec and m["versions"]["torch"] == torch.__version__
-                    and all((out / FILES[f]).is_file() for f in FILES)):
+                    and all((out / f).is_file() for f in MODEL_FILES)):
                 _say(f"{preset}: reusing bundle {out}")
                 return out
         except Exception:
@@ -57,7 +57,6 @@ def ensure_bundle(preset: str, num_samples: int, root: Path, precision: Optional
 def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
                  backends=OURS, label: str = "") -> List[Candidate]:
     """Load the bundle with each backend; the FLOPs are counted once on the eager module."""
-    from .runtime import load
     cands: List[Candidate] = []
     flops = None
     sync = torch.cuda.synchronize if device == "cuda" else None
@@ -104,9 +103,9 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
                 setattr(opts, k, v)
             for k, v in entries.items():
                 opts.add_session_config_entry(k, v)
-            s = ort.InferenceSession(str(bundle / "model.onnx"), sess_options=opts,
+            s = ort.InferenceSession(str(bundle / model_format("onnx").file), sess_options=opts,
                                      providers=["CPUExecutionProvider"])
-            cands.append(({"variant": name}, (lambda s=s: s.run(["features"], {"audio": xn})), None))
+            cands.append(({"variant": name}, (lambda s=s: s.run([OUTPUT_NAME], {INPUT_NAME: xn})), None))
         except Exception as exc:
             cands.append(({"variant": name, "error": _err(exc)}, None, None))
     measure(cands, cfg.warmup, cfg.repeats)  # round-robin, like the main table
@@ -136,7 +135,6 @@ class Config:
 
 
 def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
-    from .presets import get_spec, load as load_preset
     raw = get_spec(preset)
     sr = float(raw["sample_rate"])
     n = int(round(QUICK_SECONDS * sr)) if cfg.quick else int(raw["num_samples"])
@@ -166,7 +164,6 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,
                     "identical_settings": True, "status": "error", "error": _err(exc)}, None, None) for be in OURS]
     if spec is None:  # our layer could not be built: the peers only need the preset's numbers
-        from .spec import normalize_spec
         try:
             spec = normalize_spec(get_spec(preset, num_samples=n))
         except Exception:
@@ -258,10 +255,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .presets import names
-    bad = [p for p in args.presets if p not in names()]
+    bad = [p for p in args.presets if p not in preset_names()]
     if bad:
-        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(names())}")
+        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,

@@ -4,7 +4,7 @@ recipe), nnAudio, openai-whisper, transformers' WhisperFeatureExtractor, kaldi-n
 ONNX ``STFT`` op under ONNX Runtime; ``build_peers`` picks those that apply to a preset and
 ``prepare_peers`` turns them into timing candidates. FFT-based peers get the textbook FLOP model
 ``5 N log2 N`` per frame (+ the mel matmul), which is what a conv-DFT is up against; nnAudio's
-FLOPs are counted like ours. Depends only on ``bench_measure``.
+FLOPs are counted like ours. Depends only on ``measure``.
 """
 import math
 import warnings
@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .bench_measure import Candidate, _err, count_flops
+from .measure import Candidate, _err, count_flops
 
 
 class Chain:

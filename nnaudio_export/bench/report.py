@@ -2,13 +2,13 @@
 (``MEMORY_METHOD``, ``FLOP_METHOD``), the markdown table (``bench.md``), the bar chart of
 throughput relative to the fastest peer (``bench.png``, matplotlib, best effort) and
 ``write_reports``, which also writes the raw ``bench.json``. Works on the finished report dict
-only; depends only on ``bench_measure`` (for logging).
+only; depends only on ``measure`` (for logging).
 """
 import json
 from pathlib import Path
 from typing import Any, Dict
 
-from .bench_measure import _say
+from .measure import _say
 
 
 MEMORY_METHOD = ("ours only, a fresh subprocess per backend: mem MB = peak anonymous RSS (resident minus "

@@ -1,8 +1,10 @@
 """How a bank of frame kernels is applied: the "encoder" half of a filterbank layer.
 
 A layer owns its kernel (nnAudio's ``kernel`` attribute, trainable or not) and hands it to
-one of these modules, chosen by ``precision`` at construction, so a new precision needs no
-change to the layers (and TorchScript compiles only the chosen one):
+one of these modules, chosen by ``precision`` at construction, so a new precision (or a new
+way to apply a kernel bank) needs no change to the layers, and TorchScript compiles only the
+chosen one. Every filterbank layer applies its kernels through here: STFT, Kaldi STFT,
+CQT1992v2 and each octave of CQT2010v2.
 
 - ``'single'``: one float32 ``conv1d``, the fastest.
 - ``'extended'``: the error-free split of :mod:`nnaudio_export.kernels.split` (three
@@ -19,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import functional as FN
+from ..checks import require, require_choice
 from ..kernels.split import power_of_two_table, split_bits, split_kernel
-from ._base import as_kernel, require, require_choice
+from .common import kernel_tensor
 
 PRECISIONS = ("single", "extended")
 
@@ -40,7 +43,7 @@ class SplitFrameConv(nn.Module):
 
     precision = "extended"
 
-    def __init__(self, kernel: np.ndarray):
+    def __init__(self, kernel: np.ndarray, dtype: torch.dtype = torch.float32):
         super().__init__()
         kernel = np.asarray(kernel, dtype=np.float64)
         require(kernel.ndim == 3 and kernel.shape[1] == 1, "kernel",
@@ -48,10 +51,10 @@ class SplitFrameConv(nn.Module):
         input_bits, kernel_bits = split_bits(kernel.shape[-1])
         ints, scale, rest = split_kernel(kernel, kernel_bits)
         thresholds, scales = power_of_two_table(input_bits)
-        self.register_buffer("kernel_int", as_kernel(ints, False))
-        self.register_buffer("kernel_rest", as_kernel(np.concatenate([rest, kernel], axis=1), False))
-        self.register_buffer("thresholds", as_kernel(thresholds, False))
-        self.register_buffer("scales", as_kernel(scales, False))
+        self.register_buffer("kernel_int", kernel_tensor(ints, dtype))
+        self.register_buffer("kernel_rest", kernel_tensor(np.concatenate([rest, kernel], axis=1), dtype))
+        self.register_buffer("thresholds", kernel_tensor(thresholds, dtype))
+        self.register_buffer("scales", kernel_tensor(scales, dtype))
         self.kernel_unscale = 1.0 / scale
         self.input_bits = input_bits
         self.kernel_bits = kernel_bits
@@ -66,12 +69,14 @@ class SplitFrameConv(nn.Module):
         return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}"
 
 
-def frame_conv(kernel: np.ndarray, precision: str, trainable: bool) -> nn.Module:
-    """The module applying ``kernel`` ((C, 1, K) float64 numpy) at ``precision``."""
+def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
+               dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The module applying ``kernel`` ((C, 1, K) float64 numpy) at ``precision``; ``dtype``
+    is the kernels' dtype (the split kernels of 'extended' are built in it)."""
     require_choice(precision, "precision", PRECISIONS)
     if precision == "single":
         return FrameConv()
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "
             "(trainable=False); train with 'single' and rebuild with 'extended' to export")
-    return SplitFrameConv(kernel)
+    return SplitFrameConv(kernel, dtype)

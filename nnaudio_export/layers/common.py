@@ -1,0 +1,67 @@
+"""Plumbing shared by every layer and stage: kernels as parameters or buffers, input
+lengths fixed at construction, output shapes known before anything runs."""
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import require, require_positive_int
+
+
+def kernel_tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A float64 numpy kernel as a contiguous tensor of ``dtype``: rounded once, from
+    float64, so a ``torch.float64`` build is a reference whose kernels were never rounded
+    to float32 (``.double()`` on a float32 layer would keep that rounding)."""
+    return torch.from_numpy(np.array(array, dtype=np.float64)).to(dtype).contiguous()
+
+
+def register_kernel(module: nn.Module, name: str, array: np.ndarray, trainable: bool = False,
+                    dtype: torch.dtype = torch.float32) -> None:
+    """Attach ``array`` to ``module`` as ``name``: an ``nn.Parameter`` when ``trainable``
+    (it trains, and is saved in ``state_dict``), else a buffer (saved, moved by ``.to()``,
+    constant in exported graphs)."""
+    t = kernel_tensor(array, dtype)
+    if trainable:
+        setattr(module, name, nn.Parameter(t, requires_grad=True))
+    else:
+        module.register_buffer(name, t)
+
+
+class FrontendLayer(nn.Module):
+    """Base of all layers.
+
+    ``num_samples`` (optional) fixes the input length: the layer then refuses any other
+    length with a ``ValueError`` naming both, and ``output_shape`` (without the batch axis)
+    is known at construction. Subclasses implement ``output_shape_for(num_samples)`` and
+    call ``_set_lengths`` at the end of ``__init__``.
+    """
+
+    __jit_unused_properties__ = ["num_samples", "output_shape"]
+
+    _num_samples: int
+    _min_samples: int
+
+    def _set_lengths(self, num_samples: Optional[int], min_samples: int, why: str) -> None:
+        self._min_samples = int(min_samples)
+        if num_samples is None:
+            self._num_samples = -1
+            return
+        n = require_positive_int(num_samples, "num_samples")
+        require(n >= min_samples, "num_samples",
+                f"{n} is too short: at least {min_samples} samples are needed ({why})")
+        self._num_samples = n
+
+    @property
+    def num_samples(self) -> Optional[int]:
+        return None if self._num_samples < 0 else self._num_samples
+
+    @property
+    def output_shape(self) -> Optional[Tuple[int, ...]]:
+        """Output shape without the batch axis, or None when the length is not fixed."""
+        n = self.num_samples
+        return None if n is None else self.output_shape_for(n)
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError

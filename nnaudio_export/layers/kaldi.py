@@ -1,0 +1,86 @@
+"""Kaldi fbank's power spectrum as one strided conv of folded per-frame kernels."""
+
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import functional as FN
+from ..checks import require, require_choice, require_positive_int
+from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_edge_indices, kaldi_fbank_kernels,
+                             kaldi_num_frames)
+from .common import FrontendLayer, register_kernel
+from .frame_conv import frame_conv
+
+
+class KaldiSTFT(FrontendLayer):
+    """Kaldi fbank's power spectrum ``(B, n_fft // 2 + 1, frames)`` of ``(B, 1, L)`` (or
+    ``(B, L)``) audio of exactly ``num_samples`` samples.
+
+    DC removal, pre-emphasis (``x[-1] := x[0]`` inside the frame), window and zero-padding to
+    ``n_fft`` are one linear map per frame, folded in float64 into the conv kernels
+    (:func:`~nnaudio_export.kernels.kaldi.kaldi_fbank_kernels`); one strided conv gives real
+    and imaginary parts, applied through :mod:`~nnaudio_export.layers.frame_conv` at
+    ``precision`` ('single' | 'extended'). ``snip_edges=False``: the signal is extended with
+    constant index buffers (Kaldi's edge reflection, edge sample repeated) so frame ``f``
+    starts at ``hop f + hop // 2 - L // 2``. Dither is not supported (inference: dither 0).
+    Kaldi's arguments are in samples here (``win_length`` 400 = 25 ms at 16 kHz).
+    """
+
+    def __init__(self, num_samples: int, win_length: int = 400, hop_length: int = 160,
+                 window: str = "povey", remove_dc_offset: bool = True, preemphasis: float = 0.97,
+                 round_to_power_of_two: bool = True, snip_edges: bool = True,
+                 precision: str = "single", trainable: bool = False,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        win_length = require_positive_int(win_length, "win_length")
+        hop_length = require_positive_int(hop_length, "hop_length")
+        num_samples = require_positive_int(num_samples, "num_samples")
+        require_choice(window, "window", KALDI_WINDOWS)
+        require(num_samples >= win_length, "num_samples",
+                f"{num_samples} is shorter than win_length {win_length}")
+        kern, n_fft = kaldi_fbank_kernels(win_length, window, remove_dc_offset, preemphasis,
+                                          round_to_power_of_two)
+        register_kernel(self, "kernel", kern[:, None, :], trainable, dtype)
+        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype)
+        self.precision = self.conv.precision
+        self.n_fft = int(n_fft)
+        self.n_bins = self.n_fft // 2 + 1
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.frames = kaldi_num_frames(num_samples, win_length, hop_length, snip_edges)
+        require(self.frames > 0, "num_samples", f"{num_samples} gives no frames")
+        self.snip_edges = bool(snip_edges)
+        left = np.zeros(0, dtype=np.int64)
+        right = np.zeros(0, dtype=np.int64)
+        start = 0
+        if not snip_edges:
+            left, right, start = kaldi_edge_indices(num_samples, win_length, hop_length)
+        self.register_buffer("left_index", torch.from_numpy(left))
+        self.register_buffer("right_index", torch.from_numpy(right))
+        self.n_left = int(left.shape[0])
+        self.n_right = int(right.shape[0])
+        self.start = int(start)
+        self.stop = self.start + (self.frames - 1) * self.hop_length + win_length
+        self._set_lengths(num_samples, num_samples, "a Kaldi frame grid is fixed by the length")
+
+    def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
+        return (self.n_bins, self.frames)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = FN.as_batch(x)
+        FN.check_num_samples(x, self._num_samples, self._min_samples)
+        if self.n_left > 0 or self.n_right > 0:
+            parts = [x]
+            if self.n_left > 0:
+                parts = [torch.index_select(x, 2, self.left_index)] + parts
+            if self.n_right > 0:
+                parts = parts + [torch.index_select(x, 2, self.right_index)]
+            x = torch.cat(parts, dim=2)
+        x = x[:, :, self.start: self.stop]
+        return FN.stacked_power(self.conv(x, self.kernel, self.hop_length), self.n_bins, 2.0, 0.0)
+
+    def extra_repr(self) -> str:
+        return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
+                f"snip_edges={self.snip_edges}, frames={self.frames}, precision={self.precision!r}")

@@ -1,0 +1,110 @@
+"""The stage registry: what a stage type is, what it may assume about the chain before it
+(the :class:`Context`), and how a spec's stage entry becomes a module.
+
+A stage type is ONE class (an ``nn.Module``) that declares
+
+- ``type_name``: its ``"type"`` in a spec, and the builder method of the same name;
+- ``role``: 'input', 'audio', 'transform', 'spectral', 'scaling', 'normalisation' or
+  'layout' (the README's stage table and the ``stages/`` file it lives in);
+- ``params``: its parameters as :class:`~nnaudio_export.checks.Param` (name, default, type,
+  range), from which the spec's defaults, the builder's signature and the type checks are
+  all derived, so none of them can drift;
+- ``check_context(ctx)``: where in a chain it may stand (raises ``ValueError``);
+- ``build(params, ctx, previous)``: its module and the context after it.
+
+:func:`register` adds a class to :data:`STAGES`; :func:`nnaudio_export.spec.compile_spec` is
+a loop over a spec's stages that looks each one up here.
+"""
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Dict, Optional, Tuple, Type
+
+import torch
+from torch import nn
+
+from ..checks import Param
+
+Shape = Tuple[int, ...]
+
+ROLES = ("input", "audio", "transform", "spectral", "scaling", "normalisation", "layout")
+# What the chain carries: audio samples, a complex spectrum (B, F, T, 2), a power or
+# magnitude spectrum (B, F, T), or features derived from it.
+DOMAINS = ("audio", "complex", "power", "features")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the chain so far, given to each stage as it is built.
+
+    ``shape`` is the output shape of the chain so far without the batch axis; ``power`` the
+    exponent of ``|X|`` once the spectrum is a power/magnitude; ``n_fft`` the DFT size when
+    the spectrum's bins are a plain DFT's ``0 .. n_fft // 2`` (what a mel filterbank needs),
+    else 0; ``log`` / ``cepstral`` whether the features are logs / a DCT of logs;
+    ``db_per_unit`` dB per output unit for log outputs when known; ``dtype`` the kernels'
+    dtype (``torch.float64``: a reference whose kernels were never rounded to float32);
+    ``index`` the stage's position in the spec's list.
+    """
+
+    sample_rate: float
+    num_samples: int
+    dtype: torch.dtype = torch.float32
+    shape: Shape = ()
+    domain: str = "audio"
+    power: float = 0.0
+    n_fft: int = 0
+    log: bool = False
+    cepstral: bool = False
+    db_per_unit: Optional[float] = None
+    input_dtype: str = "float32"
+    input_channels: int = 1
+    index: int = 0
+
+    @property
+    def output_kind(self) -> str:
+        """'cepstral' (a DCT of logs, compared like a linear output), 'log' or 'linear'."""
+        return "cepstral" if self.cepstral else ("log" if self.log else "linear")
+
+    def but(self, **changes: Any) -> "Context":
+        return replace(self, **changes)
+
+
+class Stage(nn.Module):
+    """Base of every stage module: ``forward(x) -> x`` and ``out_shape(in_shape)``
+    (shapes without the batch axis), plus the class-level declarations above."""
+
+    type_name: ClassVar[str] = ""
+    role: ClassVar[str] = ""
+    params: ClassVar[Tuple[Param, ...]] = ()
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        """Raise ``ValueError`` when the stage cannot follow the chain so far. Default:
+        anything after a transform."""
+        if ctx.domain == "audio":
+            raise ValueError("needs a transform (stft, cqt or kaldi_stft) before it")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional["Stage"]) -> Tuple[Optional["Stage"], Context]:
+        """The module for parameters ``p`` (validated, defaults filled) and the context after
+        it (its shape is filled in by the caller). ``None`` as module means the stage was
+        folded into ``previous`` (``power`` into its transform)."""
+        raise NotImplementedError(f"{cls.__name__}.build")
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+
+STAGES: Dict[str, Type[Stage]] = {}
+
+
+def register(cls: Type[Stage]) -> Type[Stage]:
+    """Class decorator: add a stage type to :data:`STAGES` under its ``type_name``."""
+    if not cls.type_name or cls.role not in ROLES:
+        raise TypeError(f"{cls.__name__}: a stage needs a type_name and a role in {ROLES}")
+    if cls.type_name in STAGES:
+        raise TypeError(f"stage type {cls.type_name!r} is registered twice")
+    names = [p.name for p in cls.params]
+    if len(set(names)) != len(names) or "type" in names:
+        raise TypeError(f"{cls.__name__}: parameter names must be unique and not 'type'")
+    STAGES[cls.type_name] = cls
+    return cls

@@ -1,0 +1,113 @@
+"""Layout stages: cut, pad or fix the frame axis, and put time first."""
+from typing import Any, Dict, Optional, Tuple
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..checks import REQUIRED, Param
+from .base import Context, Shape, Stage, register
+
+
+@register
+class TrimFramesStage(Stage):
+    """Drop ``start`` frames at the beginning and ``end`` at the end (Whisper drops the
+    last STFT frame)."""
+
+    type_name = "trim_frames"
+    role = "layout"
+    params = (Param("start", 0, "int", low=0), Param("end", 0, "int", low=0))
+
+    def __init__(self, start: int, end: int):
+        super().__init__()
+        self.start = int(start)
+        self.end = int(end)
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        start, end, frames = p["start"], p["end"], ctx.shape[-1]
+        if start + end >= frames:
+            raise ValueError(f"start/end must be >= 0 and leave frames, got {start}/{end} of {frames}")
+        return cls(start, end), ctx
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape[:-1]) + (in_shape[-1] - self.start - self.end,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[..., self.start: x.size(-1) - self.end]
+
+
+@register
+class FixFramesStage(Stage):
+    """Pad with ``value`` or cut the time axis to exactly ``frames`` (AST's 1024)."""
+
+    type_name = "fix_frames"
+    role = "layout"
+    params = (Param("frames", REQUIRED, "int", low=1), Param("value", 0.0, "number"))
+
+    def __init__(self, frames: int, value: float, in_frames: int):
+        super().__init__()
+        self.frames = int(frames)
+        self.value = float(value)
+        self.pad = max(0, self.frames - int(in_frames))
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        return cls(p["frames"], p["value"], ctx.shape[-1]), ctx
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape[:-1]) + (self.frames,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad > 0:
+            return F.pad(x, [0, self.pad], mode="constant", value=self.value)
+        return x[..., : self.frames]
+
+
+@register
+class PadToMultipleStage(Stage):
+    """Pad the time axis with ``value`` up to a multiple of ``multiple`` frames (NeMo
+    ``pad_to``)."""
+
+    type_name = "pad_to_multiple"
+    role = "layout"
+    params = (Param("multiple", 16, "int", low=1), Param("value", 0.0, "number"))
+
+    def __init__(self, multiple: int, value: float, in_frames: int):
+        super().__init__()
+        self.multiple = int(multiple)
+        self.value = float(value)
+        self.pad = (-int(in_frames)) % self.multiple
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        return cls(p["multiple"], p["value"], ctx.shape[-1]), ctx
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape[:-1]) + (in_shape[-1] + self.pad,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad > 0:
+            return F.pad(x, [0, self.pad], mode="constant", value=self.value)
+        return x
+
+
+@register
+class TimeMajorStage(Stage):
+    """(B, F, T) -> (B, T, F), the layout Kaldi-style models take."""
+
+    type_name = "time_major"
+    role = "layout"
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        return cls(), ctx
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (in_shape[1], in_shape[0]) + tuple(in_shape[2:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.transpose(1, 2)

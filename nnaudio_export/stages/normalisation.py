@@ -1,0 +1,99 @@
+"""Normalisation stages: fixed standardisation, and per-item mean/std computed from the
+features themselves (NeMo)."""
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..checks import Param
+from ..layers import kernel_tensor
+from .base import Context, Stage, register
+
+
+@register
+class StandardizeStage(Stage):
+    """``(x - mean) / std`` with fixed scalars or per-feature lists."""
+
+    type_name = "standardize"
+    role = "normalisation"
+    params = (Param("mean", 0.0, "numbers"), Param("std", 1.0, "numbers"))
+
+    def __init__(self, mean: Union[float, Sequence[float]], std: Union[float, Sequence[float]],
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        m = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        s = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        self.register_buffer("mean", kernel_tensor(m[:, None], dtype))
+        self.register_buffer("inv_std", kernel_tensor(1.0 / s[:, None], dtype))
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        mean = np.atleast_1d(np.asarray(p["mean"], dtype=np.float64))
+        std = np.atleast_1d(np.asarray(p["std"], dtype=np.float64))
+        for name, v in (("mean", mean), ("std", std)):
+            if v.size not in (1, ctx.shape[0]):
+                raise ValueError(f"{name} must be a number or {ctx.shape[0]} values, got {v.size}")
+        if np.any(std <= 0):
+            raise ValueError("std must be positive")
+        db = ctx.db_per_unit
+        db_unit = db * float(std[0]) if (db is not None and std.size == 1) else None
+        return cls(mean, std, ctx.dtype), ctx.but(db_per_unit=db_unit)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.inv_std
+
+
+@register
+class NormalizeStage(Stage):
+    """Per-item mean/std normalisation computed from the features (NeMo).
+
+    ``per_feature``: each feature row over the first ``valid_frames`` frames (all when
+    None); ``global``: over all features and frames. ``(x - mean) / (std + eps)`` with the
+    unbiased (n - 1) std when ``unbiased`` (NeMo), else the population std.
+    The mean is taken relative to the first frame (``mean = x0 + mean(x - x0)``): equal in
+    exact arithmetic, and in float32 a constant row (digital silence, e.g. every value
+    ``ln(2**-24)``) gives exactly 0 instead of ``rounding(mean) / eps`` (up to ~0.3 for NeMo).
+    """
+
+    type_name = "normalize"
+    role = "normalisation"
+    params = (Param("mode", "per_feature", "str", choices=("per_feature", "global")),
+              Param("eps", 1e-5, "number", low=0),
+              Param("unbiased", True, "bool"),
+              Param("valid_frames", None, "int", optional=True, low=0,
+                    doc="frames the statistics use (None: all)"))
+
+    def __init__(self, per_feature: bool, eps: float, unbiased: bool, valid_frames: int):
+        super().__init__()
+        self.per_feature = bool(per_feature)
+        self.eps = float(eps)
+        self.unbiased = bool(unbiased)
+        self.valid_frames = int(valid_frames)
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        vf = 0 if p["valid_frames"] is None else int(p["valid_frames"])
+        if vf > ctx.shape[-1] or vf == 1:
+            raise ValueError(f"valid_frames must be in 2..{ctx.shape[-1]}, got {vf}")
+        module = cls(p["mode"] == "per_feature", float(p["eps"]), p["unbiased"], vf)
+        return module, ctx.but(db_per_unit=None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        v = x[..., : self.valid_frames] if self.valid_frames > 0 else x
+        if self.per_feature:
+            x0 = v[..., :1]
+            d = v - x0
+            n = d.size(-1)
+            mean_d = torch.mean(d, dim=-1, keepdim=True)
+            var = torch.sum((d - mean_d) ** 2, dim=-1, keepdim=True)
+        else:
+            x0 = v[..., :1, :1]
+            d = v - x0
+            n = d.size(-1) * d.size(-2)
+            mean_d = torch.mean(d, dim=[-2, -1], keepdim=True)
+            var = torch.sum((d - mean_d) ** 2, dim=[-2, -1], keepdim=True)
+        var = var / float(n - 1 if self.unbiased else n)
+        return ((x - x0) - mean_d) / (torch.sqrt(var) + self.eps)

@@ -1,0 +1,146 @@
+"""Spectral stages: ``power`` (fused into the transform before it) and the fixed matrices
+applied along the feature axis: mel filterbanks (librosa, Kaldi, SpeechBrain) and the DCT
+of MFCCs."""
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..checks import Param
+from ..kernels.dct import dct_matrix
+from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
+from ..kernels.mel import mel_filterbank
+from ..layers import register_kernel
+from .base import Context, Shape, Stage, register
+from .transforms import FusablePowerTransform
+
+
+@register
+class PowerStage(Stage):
+    """``|X| ** exponent`` right after a transform (fused into it: no module of its own)."""
+
+    type_name = "power"
+    role = "spectral"
+    params = (Param("exponent", 2.0, "number", low=0, low_open=True),)
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if ctx.domain != "complex":
+            raise ValueError("power must directly follow a transform (stft or cqt)")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Optional[Stage], Context]:
+        if not isinstance(previous, FusablePowerTransform):
+            raise ValueError("power must directly follow a transform (stft or cqt)")
+        previous.fuse_power(p["exponent"])
+        return None, ctx.but(domain="power", power=float(p["exponent"]))
+
+
+class MatrixStage(Stage):
+    """``W @ x`` along the feature axis: (B, F, T) -> (B, K, T)."""
+
+    role = "spectral"
+
+    def __init__(self, matrix: np.ndarray, trainable: bool = False,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        register_kernel(self, "weight", matrix, trainable, dtype)
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (int(self.weight.shape[0]),) + tuple(in_shape[1:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.weight, x)
+
+
+class FilterbankStage(MatrixStage):
+    """A filterbank over a plain DFT's power spectrum (needs its ``n_fft``)."""
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if ctx.domain != "power" or ctx.n_fft == 0:
+            raise ValueError(f"{cls.type_name} needs a power/magnitude spectrum of a plain stft "
+                             "(freq_scale 'no', default freq_bins) or kaldi_stft right before it")
+
+
+@register
+class MelStage(FilterbankStage):
+    """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
+
+    type_name = "mel"
+    params = (Param("n_mels", 128, "int", low=1),
+              Param("fmin", 0.0, "number", low=0),
+              Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"),
+              Param("htk", False, "bool"),
+              Param("norm", "slaney", "norm"))
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        sr = ctx.sample_rate
+        fmax = p["fmax"] if p["fmax"] is not None else sr / 2
+        if fmax > sr / 2:
+            raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        if not p["fmin"] < fmax:
+            raise ValueError(f"fmin: need 0 <= fmin < fmax, got {p['fmin']}")
+        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"],
+                            p["norm"])
+        return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
+
+
+@register
+class KaldiMelStage(FilterbankStage):
+    """Kaldi mel banks (``1127 ln(1 + f/700)``, triangles in mel space; high_freq <= 0 is
+    Nyquist + high_freq)."""
+
+    type_name = "kaldi_mel"
+    params = (Param("n_mels", 80, "int", low=1),
+              Param("low_freq", 20.0, "number", low=0),
+              Param("high_freq", 0.0, "number"))
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        fb = kaldi_mel_banks(p["n_mels"], ctx.sample_rate, ctx.n_fft, float(p["low_freq"]),
+                             float(p["high_freq"]))
+        return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
+
+
+@register
+class SpeechBrainMelStage(FilterbankStage):
+    """SpeechBrain's triangular filterbank (HTK mel edges, triangles symmetric in Hz)."""
+
+    type_name = "speechbrain_mel"
+    params = (Param("n_mels", 40, "int", low=1),
+              Param("fmin", 0.0, "number", low=0),
+              Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"))
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        fmax = None if p["fmax"] is None else float(p["fmax"])
+        fb = speechbrain_mel_filterbank(ctx.sample_rate, ctx.n_fft, p["n_mels"], float(p["fmin"]), fmax)
+        return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
+
+
+@register
+class MFCCStage(MatrixStage):
+    """DCT-II of log/dB features (librosa ``feature.mfcc``), as a matmul."""
+
+    type_name = "mfcc"
+    params = (Param("n_mfcc", 20, "int", low=1),
+              Param("norm", "ortho", "str", optional=True, choices=("ortho", None)))
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if not ctx.log or ctx.domain in ("audio", "complex") or len(ctx.shape) != 2:
+            raise ValueError("mfcc (a DCT over features) needs log/db features before it")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        matrix = dct_matrix(ctx.shape[0], p["n_mfcc"], p["norm"])
+        return cls(matrix, dtype=ctx.dtype), ctx.but(domain="features", db_per_unit=None,
+                                                     cepstral=True)
