@@ -3,8 +3,9 @@ and its JSON spec."""
 import copy
 import inspect
 import json
-from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -14,13 +15,20 @@ from .stages import STAGES, Stage
 
 
 class Frontend(nn.Module):
-    """A compiled frontend: ``audio (batch, num_samples) -> features (batch, *output_shape)``.
+    """A compiled frontend: one input tensor -> one output tensor, shapes fixed.
+
+    Analysis (the usual): ``audio (batch, num_samples) -> features (batch, *output_shape)``;
+    synthesis (a spec starting with ``spectrum_input``): ``spectrum (batch, *input_shape)
+    -> audio (batch, num_samples)``.
 
     Build it with :class:`FrontendBuilder`, :meth:`from_spec` or
-    ``nnaudio_export.presets.load``. Attributes: ``sample_rate``, ``num_samples``,
-    ``output_shape`` (without batch), ``spec`` (normalised, JSON-serialisable),
-    ``output_kind`` ('linear' | 'log'), ``db_per_unit`` (for log outputs when known),
-    ``input_dtype`` ('float32' | 'int16'), ``input_channels``.
+    ``nnaudio_export.presets.load``. Attributes: ``sample_rate``; ``num_samples`` (the audio
+    length: the input's, or the output's for synthesis); ``input_name`` / ``output_name``
+    (the bundle's tensor names: 'audio' -> 'features', or 'spectrum' -> 'audio');
+    ``input_kind`` ('audio' | 'spectrum'), ``input_shape`` / ``output_shape`` (without
+    batch), ``input_dtype`` ('float32' | 'int16'), ``input_channels``; ``output_kind``
+    ('linear' | 'log' | 'cepstral'), ``db_per_unit`` (for log outputs when known); ``spec``
+    (normalised, JSON-serialisable).
     """
 
     __jit_unused_properties__ = ["spec", "input_shape"]
@@ -29,17 +37,21 @@ class Frontend(nn.Module):
         super().__init__()
         norm = normalize_spec(spec)
         # Errors name stages as the user numbered them (normalize_spec may add the input).
-        offset = 0 if spec["stages"][0].get("type") == "input" else -1
+        offset = 0 if len(norm["stages"]) == len(spec["stages"]) else -1
         compiled = compile_spec(norm, dtype, offset)
         self.stages = nn.Sequential(*compiled.modules)
         self._spec_json = json.dumps(norm, sort_keys=True)
         self.sample_rate = float(norm["sample_rate"])
-        self.num_samples = int(norm["num_samples"])
-        self.output_shape = tuple(int(d) for d in compiled.output_shape)
-        self.output_kind = compiled.output_kind
+        self.input_name, self.output_name = compiled.input.name, compiled.output.name
+        self.input_kind = compiled.input.kind
+        self.input_dtype = compiled.input.dtype
+        self._input_shape = tuple(int(d) for d in compiled.input.shape)
+        self.input_channels = self._input_shape[0] if self.input_kind == "audio" and len(self._input_shape) == 2 else 1
+        self.output_shape = tuple(int(d) for d in compiled.output.shape)
+        self.output_kind = compiled.output.kind
         self.db_per_unit = compiled.db_per_unit
-        self.input_dtype = compiled.input_dtype
-        self.input_channels = compiled.input_channels
+        audio = self._input_shape if self.input_kind == "audio" else self.output_shape
+        self.num_samples = int(audio[-1])
         self.name = str(norm.get("name", "frontend"))
 
     @classmethod
@@ -56,10 +68,15 @@ class Frontend(nn.Module):
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
-        """Input shape without batch: (num_samples,) or (channels, num_samples)."""
-        if self.input_channels == 1:
-            return (self.num_samples,)
-        return (self.input_channels, self.num_samples)
+        """Input shape without batch: audio (num_samples,) or (channels, num_samples); a
+        spectrum e.g. (freq_bins, num_frames, 2)."""
+        return self._input_shape
+
+    def example_input(self, names: Sequence[str] = ("speech", "tones", "noise")) -> np.ndarray:
+        """A deterministic input batch (numpy, the input's shape and dtype), one item per
+        :data:`nnaudio_export.signals.SIGNALS` name: the signals themselves for audio
+        inputs, their STFT in the input's layout for spectrum inputs."""
+        return self.stages[0].example_input(tuple(names), self.sample_rate)
 
     def forward(self, audio: Tensor) -> Tensor:
         return self.stages(audio)
@@ -76,6 +93,13 @@ class FrontendBuilder:
                 .stft(n_fft=400, hop_length=160).power(2.0)
                 .mel(n_mels=80, norm="slaney").log10(floor=1e-10).build())
 
+    A synthesis chain starts with ``spectrum_input`` and has no ``num_samples``::
+
+        vocoder_tail = (FrontendBuilder(sample_rate=24000)
+                          .spectrum_input(freq_bins=513, num_frames=256, layout="log_magnitude_phase")
+                          .istft(n_fft=1024, hop_length=256, center=False, padding="same")
+                          .build())             # (batch, 1026, 256) -> (batch, 65536)
+
     There is one method per stage type of :data:`nnaudio_export.stages.STAGES`, named
     after it, taking that stage's parameters (positionally in their declared order, or by
     name; ``help(FrontendBuilder.mel)`` lists them with defaults and types), plus
@@ -84,11 +108,12 @@ class FrontendBuilder:
     checked at :meth:`build`, which raises ``ValueError`` naming the stage and parameter.
     """
 
-    def __init__(self, sample_rate: float, num_samples: int, name: Optional[str] = None,
-                 description: Optional[str] = None):
+    def __init__(self, sample_rate: float, num_samples: Optional[int] = None,
+                 name: Optional[str] = None, description: Optional[str] = None):
         self._spec: Dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                      "sample_rate": sample_rate, "num_samples": num_samples,
-                                      "stages": []}
+                                      "sample_rate": sample_rate, "stages": []}
+        if num_samples is not None:     # a synthesis chain (spectrum_input first) has none
+            self._spec["num_samples"] = num_samples
         if name is not None:
             self._spec["name"] = name
         if description is not None:

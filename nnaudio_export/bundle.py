@@ -14,10 +14,8 @@ import torch
 
 from ._version import __version__
 from .builder import Frontend
-from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, INPUT_NAME, MANIFEST, OUTPUT_NAME,
-                       TORCHSCRIPT_INPUT_NAME, TORCHSCRIPT_OUTPUT_NAME, model_format,
-                       sha256_file, write_json_atomic)
-from .signals import batch as signal_batch
+from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, TORCHSCRIPT_INPUT_NAME,
+                       TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
 
 # Opset 18 and IR version 8 load in every onnxruntime(-gpu) >= 1.14; onnx 1.23 would
 # write IR 14 by default, which onnxruntime-gpu 1.31 refuses (max IR 13).
@@ -28,16 +26,15 @@ Progress = Callable[[str], None]
 
 
 def example_input(fe: Frontend, batch: int) -> torch.Tensor:
-    """Deterministic test audio of the frontend's input shape and dtype (speech-like,
-    tones, noise, chirp, repeated)."""
+    """A deterministic input of the frontend's shape and dtype (speech-like, tones, noise,
+    chirp, repeated; spectrum inputs: their STFT)."""
     names = ("speech", "tones", "noise", "chirp")
-    x = signal_batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels,
-                     names=tuple(names[i % 4] for i in range(batch)))
-    return torch.from_numpy(x)
+    return torch.from_numpy(fe.example_input(tuple(names[i % 4] for i in range(batch))))
 
 
 def _batch_dim(fmt: str) -> Any:
-    return torch.export.Dim("batch", min=1, max=model_format(fmt).max_batch)
+    """``dynamic_shapes`` for the frontend's one input: a dynamic batch axis."""
+    return ({0: torch.export.Dim("batch", min=1, max=model_format(fmt).max_batch)},)
 
 
 def _write_torchscript(fe: Frontend, path: Path) -> Dict[str, Any]:
@@ -65,16 +62,16 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            dyn = None if batch else {"audio": {0: _batch_dim("onnx")}}
             torch.onnx.export(fe, (x,), str(path), dynamo=True, external_data=False,
-                              opset_version=ONNX_OPSET, input_names=[INPUT_NAME],
-                              output_names=[OUTPUT_NAME], dynamic_shapes=dyn, verbose=False)
+                              opset_version=ONNX_OPSET, input_names=[fe.input_name],
+                              output_names=[fe.output_name],
+                              dynamic_shapes=None if batch else _batch_dim("onnx"), verbose=False)
             exporter = "dynamo"
         except Exception as exc:
             errors.append(f"dynamo: {type(exc).__name__}: {str(exc)[:300]}")
-            dyn_axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+            dyn_axes = None if batch else {fe.input_name: {0: "batch"}, fe.output_name: {0: "batch"}}
             torch.onnx.export(fe, (x,), str(path), dynamo=False, opset_version=17,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              input_names=[fe.input_name], output_names=[fe.output_name],
                               dynamic_axes=dyn_axes)
             exporter = "legacy"
     model = onnx.load(str(path))
@@ -111,10 +108,10 @@ def _name_batch_axis(model, batch: Optional[int]) -> None:
 
 def _write_pt2(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any]:
     x = example_input(fe, batch or 2)
-    dyn = None if batch else {"audio": {0: _batch_dim("pt2")}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = torch.export.export(fe, (x,), dynamic_shapes=dyn, strict=False)
+        ep = torch.export.export(fe, (x,), dynamic_shapes=None if batch else _batch_dim("pt2"),
+                                 strict=False)
         # Without this the compiled input check refuses batch 1 (export specialises the
         # dynamic batch to >= 2 internally although we ask for >= 1).
         with torch._inductor.config.patch({"aot_inductor.check_lowerbound": False}):
@@ -151,10 +148,10 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         "sample_rate": fe.sample_rate, "num_samples": fe.num_samples,
         "length_policy": spec.get("length_policy", "exact"),
         "batch": batch,
-        "input": {"name": INPUT_NAME, "dtype": fe.input_dtype,
+        "input": {"name": fe.input_name, "dtype": fe.input_dtype,
                   "shape": [batch if batch else "batch", *fe.input_shape],
-                  "torchscript_name": TORCHSCRIPT_INPUT_NAME},
-        "output": {"name": OUTPUT_NAME, "dtype": "float32",
+                  "torchscript_name": TORCHSCRIPT_INPUT_NAME, **_input_extras(fe)},
+        "output": {"name": fe.output_name, "dtype": "float32",
                    "shape": [batch if batch else "batch", *fe.output_shape],
                    "kind": fe.output_kind, "db_per_unit": fe.db_per_unit,
                    "torchscript_name": TORCHSCRIPT_OUTPUT_NAME},
@@ -163,6 +160,13 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _input_extras(fe: Frontend) -> Dict[str, Any]:
+    """A spectrum input's kind and layout (an analysis bundle's input entry is unchanged)."""
+    if fe.input_kind == "audio":
+        return {}
+    return {"kind": fe.input_kind, "layout": fe.spec["stages"][0]["layout"]}
 
 
 WRITERS = {"torchscript": lambda fe, path, batch: _write_torchscript(fe, path),

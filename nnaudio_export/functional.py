@@ -54,6 +54,43 @@ def frame_count(num_samples: int, kernel: int, hop: int, center: bool) -> int:
     return (padded - kernel) // hop + 1
 
 
+def check_spectrum(x: Tensor, rank: int, bins: int, num_frames: int, min_frames: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``(batch, bins, frames)`` (``rank`` 3) or
+    ``(batch, bins, frames, 2)`` (``rank`` 4) with ``frames == num_frames`` (when >= 0) and
+    ``frames >= min_frames``; the messages name ``freq_bins`` / ``num_frames``."""
+    shape = "(batch, freq_bins={}, frames)".format(bins) if rank == 3 else \
+        "(batch, freq_bins={}, frames, 2)".format(bins)
+    if x.dim() != rank or x.size(1) != bins or (rank == 4 and x.size(3) != 2):
+        raise ValueError("spectrum: expected shape {}, got {}".format(shape, list(x.shape)))
+    frames = x.size(2)
+    if num_frames >= 0 and frames != num_frames:
+        raise ValueError("spectrum: expected num_frames={} frames, got {}".format(num_frames, frames))
+    if frames < min_frames:
+        raise ValueError("spectrum: need at least {} frames for this inverse, got {}".format(
+            min_frames, frames))
+
+
+def overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """Overlap-add ``(B, T, N)`` frames (time-major) ``hop`` samples apart into
+    ``(B, N + hop (T - 1))``: ``y[t hop + n] += frames[:, t, n]``.
+
+    Done by reshape, pad and sum: each frame is cut into ``R = ceil(N / hop)`` blocks of
+    ``hop`` samples; block ``r`` of frame ``t`` lands in output block ``t + r``, so the
+    output blocks are the sum of the ``R`` block columns shifted by ``r`` frames. ``R`` pads
+    and adds (no ``col2im``/``fold``, whose export support varies between runtimes)."""
+    t = frames.size(1)
+    n = frames.size(2)
+    blocks = (n + hop - 1) // hop
+    if blocks * hop != n:
+        frames = F.pad(frames, [0, blocks * hop - n])
+    parts = frames.reshape(frames.size(0), t, blocks, hop)
+    y = F.pad(parts[:, :, 0], [0, 0, 0, blocks - 1])
+    for r in range(1, blocks):
+        y = y + F.pad(parts[:, :, r], [0, 0, r, blocks - 1 - r])
+    y = y.reshape(frames.size(0), (t + blocks - 1) * hop)
+    return y[:, : n + hop * (t - 1)]
+
+
 def split_conv1d(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unscale: float,
                  thresholds: Tensor, scales: Tensor, stride: int) -> Tensor:
     """``conv1d(x, w, stride)`` for (B, 1, L) float32 audio with ~2^min(a, b) times less

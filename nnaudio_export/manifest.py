@@ -12,12 +12,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 BUNDLE_FORMAT = "nnaudio_export.bundle"
 BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
-INPUT_NAME, OUTPUT_NAME = "audio", "features"
+# Tensor names: an analysis bundle takes 'audio' and gives 'features'; a synthesis bundle
+# takes 'spectrum' and gives 'audio'. The manifest's input.name / output.name say which.
+AUDIO_NAME, SPECTRUM_NAME, FEATURES_NAME = "audio", "spectrum", "features"
+INPUT_NAME, OUTPUT_NAME = AUDIO_NAME, FEATURES_NAME     # an analysis bundle's
 # libtorch (and Triton's pytorch_libtorch backend) name TorchScript tensors by position.
 TORCHSCRIPT_INPUT_NAME, TORCHSCRIPT_OUTPUT_NAME = "INPUT__0", "OUTPUT__0"
 # torch.export gives a dynamic batch axis an upper bound; ONNX and .pt2 are exported with it.
@@ -31,16 +34,17 @@ class BundleError(ValueError):
 @dataclass(frozen=True)
 class ModelFormat:
     """One model format a bundle can hold: its file, the runtime backend that loads it,
-    the Triton model it becomes (platform, backend, model-name suffix, tensor names; None
-    when Triton has no backend for it) and the largest batch its dynamic axis takes."""
+    the Triton model it becomes (platform, backend, model-name suffix; None when Triton has
+    no backend for it), its tensor names (None: the bundle's own, see :func:`tensor_names`)
+    and the largest batch its dynamic axis takes."""
     name: str
     file: str
     backend: str
     triton_platform: Optional[str]
     triton_backend: Optional[str]
     triton_suffix: Optional[str]
-    input_name: str
-    output_name: str
+    input_name: Optional[str]
+    output_name: Optional[str]
     max_batch: Optional[int]          # None: no bound
 
 
@@ -48,9 +52,9 @@ FORMAT_TABLE = (
     ModelFormat("torchscript", "model.pt", "torchscript", "pytorch_libtorch", "pytorch", "libtorch",
                 TORCHSCRIPT_INPUT_NAME, TORCHSCRIPT_OUTPUT_NAME, None),
     ModelFormat("onnx", "model.onnx", "onnxruntime", "onnxruntime_onnx", "onnxruntime", "onnx",
-                INPUT_NAME, OUTPUT_NAME, MAX_EXPORTED_BATCH),
+                None, None, MAX_EXPORTED_BATCH),
     ModelFormat("pt2", "model.pt2", "pt2", None, None, None,
-                INPUT_NAME, OUTPUT_NAME, MAX_EXPORTED_BATCH),
+                None, None, MAX_EXPORTED_BATCH),
 )
 FORMATS = tuple(f.name for f in FORMAT_TABLE)
 MODEL_FILES = tuple(f.file for f in FORMAT_TABLE)
@@ -77,6 +81,14 @@ def format_for_file(name: str) -> Optional[ModelFormat]:
         if f.file == name:
             return f
     return None
+
+
+def tensor_names(fmt: ModelFormat, manifest: Dict[str, Any]) -> Tuple[str, str]:
+    """(input, output) tensor names of a bundle's model file of format ``fmt``: the
+    format's fixed names (TorchScript: by position), else the manifest's ``input.name`` /
+    ``output.name`` (an analysis bundle's 'audio' / 'features' when a manifest lacks them)."""
+    return (fmt.input_name or manifest["input"].get("name", INPUT_NAME),
+            fmt.output_name or manifest["output"].get("name", OUTPUT_NAME))
 
 
 def sha256_file(path: Union[str, Path]) -> str:

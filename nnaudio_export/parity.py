@@ -11,7 +11,6 @@ import torch
 from .builder import Frontend
 from .manifest import bundle_backends, check_files, model_format, read_manifest
 from .runtime import cuda_available, load
-from .signals import batch as signal_batch
 from .spec import transform_precisions
 
 # float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
@@ -142,8 +141,10 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
            signals: Sequence[str] = ("speech", "tones", "noise"),
            progress: Optional[Callable[[str], None]] = None) -> ParityReport:
     """Check every exported artifact x device against (a) the eager module rebuilt from the
-    spec (float32, same device) and (b) a float64 CPU reference. CUDA rows run only where
-    CUDA is available; otherwise they are listed as skipped (never as passed)."""
+    spec (float32, same device) and (b) a float64 CPU reference, on the frontend's example
+    input for ``signals`` (audio, or for a synthesis bundle the signals' STFT). CUDA rows
+    run only where CUDA is available; otherwise they are listed as skipped (never as
+    passed)."""
     say = progress or (lambda msg: None)
     d = Path(bundle_dir)
     manifest = read_manifest(d)
@@ -156,7 +157,7 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
     if backends is None:
         backends = bundle_backends(manifest)
     fe = Frontend.from_spec(spec)
-    x = signal_batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels, names=tuple(signals))
+    x = fe.example_input(tuple(signals))
     if manifest.get("batch"):
         reps = int(np.ceil(manifest["batch"] / x.shape[0]))
         x = np.concatenate([x] * reps)[: manifest["batch"]]

@@ -6,7 +6,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .manifest import FORMAT_TABLE, BundleError, check_files, format_for_backend, read_manifest
+from .manifest import (FORMAT_TABLE, INPUT_NAME, BundleError, check_files, format_for_backend,
+                       read_manifest, tensor_names)
 
 # One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
 BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
@@ -41,9 +42,11 @@ def ort_providers(device: str) -> List[Any]:
 
 
 class Runtime:
-    """A loaded bundle. ``rt(audio)`` takes numpy or torch ``(batch, num_samples)`` (stereo:
-    ``(batch, 2, num_samples)``) of the manifest's dtype and returns features of the same
-    kind (numpy in, numpy out; torch in, torch out on ``device``)."""
+    """A loaded bundle. ``rt(x)`` takes numpy or torch input of the manifest's input shape
+    and dtype (analysis: audio ``(batch, num_samples)``, stereo ``(batch, 2, num_samples)``;
+    synthesis: the spectrum, e.g. ``(batch, freq_bins, frames, 2)``) and returns the output
+    (features, or audio ``(batch, num_samples)``) of the same kind (numpy in, numpy out;
+    torch in, torch out on ``device``)."""
 
     def __init__(self, bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str = "cpu",
                  verify_files: bool = True, intra_op_num_threads: Optional[int] = None,
@@ -60,6 +63,7 @@ class Runtime:
         self.num_samples = int(self.manifest["num_samples"])
         self.sample_rate = float(self.manifest["sample_rate"])
         self.input_dtype = self.manifest["input"]["dtype"]
+        self.input_name = self.manifest["input"].get("name", INPUT_NAME)
         self.input_shape: Tuple[Any, ...] = tuple(self.manifest["input"]["shape"])
         self.output_shape: Tuple[Any, ...] = tuple(self.manifest["output"]["shape"])
         self.batch: Optional[int] = self.manifest.get("batch")
@@ -101,8 +105,7 @@ class Runtime:
             if device == "cuda" and "CUDAExecutionProvider" not in used:
                 raise RuntimeError(f"ONNX Runtime fell back to {used} although CUDA was asked for")
             self.providers = used
-            self._input_name = self.manifest["input"].get("name", fmt.input_name)
-            self._output_name = self.manifest["output"].get("name", fmt.output_name)
+            self._input_name, self._output_name = tensor_names(fmt, self.manifest)
 
     @property
     def expected_shape(self) -> str:
@@ -113,15 +116,15 @@ class Runtime:
         ok = len(shape) == len(self.input_shape) and all(
             d == "batch" and s >= 1 or d == s for d, s in zip(self.input_shape, shape))
         if not ok:
-            raise ValueError(f"audio: expected shape {self.expected_shape} {self.input_dtype}, "
+            raise ValueError(f"{self.input_name}: expected shape {self.expected_shape} {self.input_dtype}, "
                              f"got {tuple(shape)}")
         if dtype_name != self.input_dtype:
-            raise ValueError(f"audio: expected dtype {self.input_dtype}, got {dtype_name}")
+            raise ValueError(f"{self.input_name}: expected dtype {self.input_dtype}, got {dtype_name}")
 
     def __call__(self, audio: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
         is_torch = isinstance(audio, torch.Tensor)
         if not is_torch and not isinstance(audio, np.ndarray):
-            raise TypeError(f"audio must be a numpy array or torch tensor, got {type(audio).__name__}")
+            raise TypeError(f"{self.input_name} must be a numpy array or torch tensor, got {type(audio).__name__}")
         dtype_name = str(audio.dtype).replace("torch.", "")
         self._check(tuple(audio.shape), dtype_name)
         if self.backend == "onnxruntime":
@@ -145,7 +148,7 @@ class Runtime:
     def _run_ort_iobinding(self, x: torch.Tensor) -> torch.Tensor:
         """Bind CUDA torch tensors directly (no host round trip)."""
         if (x.device.index or 0) != self._cuda_index:
-            raise ValueError(f"audio is on {x.device}, but the ONNX Runtime session was created on "
+            raise ValueError(f"{self.input_name} is on {x.device}, but the ONNX Runtime session was created on "
                              f"cuda:{self._cuda_index}")
         x = x.contiguous()
         out_shape = [x.shape[0]] + [int(d) for d in self.output_shape[1:]]

@@ -175,6 +175,19 @@ def clip(name: str, sample_rate: float, seconds: float) -> np.ndarray:
     return TEST_SIGNALS[name](int(round(sample_rate * seconds)), sample_rate)
 
 
+def spectrum(name: str, freq_bins: int, num_frames: int, sample_rate: float) -> np.ndarray:
+    """Complex ``(freq_bins, num_frames)`` spectrum of the :data:`SIGNALS` generator
+    ``name``: a plain STFT (periodic Hann of ``n = 2 (freq_bins - 1)`` samples, hop
+    ``n // 4``, no padding, not normalised), computed in float64. A realistic input for
+    synthesis frontends (any spectrum of the shape would do: the inverse is linear)."""
+    n = max(1, 2 * (int(freq_bins) - 1))
+    hop = max(1, n // 4)
+    x = SIGNALS[name](n + hop * (int(num_frames) - 1), sample_rate).astype(np.float64)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+    frames = np.stack([x[t * hop: t * hop + n] for t in range(int(num_frames))], axis=1)
+    return np.fft.rfft(frames * window[:, None], n=n, axis=0)[: int(freq_bins)]
+
+
 def batch(num_samples: int, sample_rate: float, dtype: str = "float32", channels: int = 1,
           names=("speech", "tones", "noise")) -> np.ndarray:
     """(len(names), [channels,] num_samples) batch of the named :data:`SIGNALS` in ``dtype``."""

@@ -4,6 +4,12 @@ stage list) and its compilation into scriptable stage modules.
 Every stage type, its parameters, defaults and checks come from the registry in
 :mod:`nnaudio_export.stages`; this module only validates the top level, fills defaults and
 runs the chain.
+
+Two directions, told apart by the first stage: an analysis spec takes audio (its ``input``
+stage, inserted when missing) of ``num_samples`` samples; a synthesis spec starts with
+``spectrum_input``, whose ``num_frames`` (and ``freq_bins``) fix its input shape, and has no
+``num_samples`` / ``length_policy`` (its output length is the synthesis stage's ``length``,
+by default the natural one).
 """
 import copy
 import json
@@ -15,7 +21,8 @@ from torch import nn
 
 from .checks import is_int, is_number, require_choice
 from .layers import PRECISIONS
-from .stages import STAGES, Context, Stage
+from .manifest import AUDIO_NAME, FEATURES_NAME
+from .stages import STAGES, Context, InputStageBase, Stage, TensorInfo
 
 FORMAT = "nnaudio_export.frontend"
 FORMAT_VERSION = 1
@@ -36,13 +43,13 @@ PRECISION_STAGES = tuple(kind for kind, cls in STAGES.items()
 
 @dataclass
 class CompiledSpec:
-    """What compiling a spec gives: the stage modules and facts about the output."""
+    """What compiling a spec gives: the stage modules, the input and output tensors (the
+    output's kind: 'linear', 'log' or 'cepstral', a DCT of logs) and, for log outputs, dB
+    per output unit when known."""
     modules: List[nn.Module]
-    output_shape: Tuple[int, ...]
-    output_kind: str                 # 'linear', 'log' or 'cepstral' (DCT of logs)
-    db_per_unit: Optional[float]     # dB per output unit for log outputs, when known
-    input_dtype: str
-    input_channels: int
+    input: TensorInfo
+    output: TensorInfo
+    db_per_unit: Optional[float]
 
 
 def stage_error(index: int, kind: str, msg: str) -> ValueError:
@@ -69,6 +76,15 @@ def check_stage_params(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
     return full
 
 
+def input_kind(spec: Dict[str, Any]) -> str:
+    """'spectrum' for a synthesis spec (its first stage is ``spectrum_input``), else
+    'audio' (an analysis spec; its audio ``input`` stage may be left implicit)."""
+    stages = spec.get("stages")
+    first = stages[0] if isinstance(stages, list) and stages and isinstance(stages[0], dict) else {}
+    cls = STAGES.get(first.get("type"))
+    return cls.input_kind if cls is not None and issubclass(cls, InputStageBase) else "audio"
+
+
 def _check_top_level(spec: Dict[str, Any]) -> None:
     unknown = set(spec) - set(TOP_KEYS)
     if unknown:
@@ -81,10 +97,17 @@ def _check_top_level(spec: Dict[str, Any]) -> None:
     sr = spec.get("sample_rate")
     if not is_number(sr) or sr <= 0:
         raise ValueError(f"sample_rate must be a positive finite number, got {sr!r}")
-    n = spec.get("num_samples")
-    if not is_int(n) or n <= 0:
-        raise ValueError(f"num_samples must be a positive integer, got {n!r}")
-    require_choice(spec.get("length_policy", "exact"), "length_policy", LENGTH_POLICIES)
+    if input_kind(spec) == "spectrum":
+        for key in ("num_samples", "length_policy"):
+            if key in spec:
+                raise ValueError(f"{key}: a synthesis spec (spectrum_input first) has none: its "
+                                 "input shape is spectrum_input's num_frames and freq_bins, its "
+                                 "output length the synthesis stage's length")
+    else:
+        n = spec.get("num_samples")
+        if not is_int(n) or n <= 0:
+            raise ValueError(f"num_samples must be a positive integer, got {n!r}")
+        require_choice(spec.get("length_policy", "exact"), "length_policy", LENGTH_POLICIES)
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ValueError("stages must be a non-empty list")
@@ -109,14 +132,17 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
         except ValueError as exc:
             raise stage_error(i, kind, str(exc)) from None
         filled.append({"type": kind, **params})
-    if filled[0]["type"] != "input":
+    if STAGES[filled[0]["type"]].role != "input":
         filled.insert(0, {"type": "input", **copy.deepcopy(STAGE_DEFAULTS["input"])})
     out = {"format": FORMAT, "format_version": FORMAT_VERSION}
     for k in ("name", "description", "reference", "notes"):
         if k in spec:
             out[k] = copy.deepcopy(spec[k])
-    out.update({"sample_rate": spec["sample_rate"], "num_samples": spec["num_samples"],
-                "length_policy": spec.get("length_policy", "exact"), "stages": filled})
+    out["sample_rate"] = spec["sample_rate"]
+    if input_kind(spec) == "audio":
+        out.update({"num_samples": spec["num_samples"],
+                    "length_policy": spec.get("length_policy", "exact")})
+    out["stages"] = filled
     json.dumps(out, allow_nan=False)  # must be strict JSON
     return out
 
@@ -127,8 +153,9 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
     chain; raises ``ValueError`` naming the stage and parameter for an invalid chain.
     ``index_offset`` maps positions in ``spec['stages']`` to the ones the user wrote
     (-1 when :func:`normalize_spec` put the input stage in)."""
-    n = int(spec["num_samples"])
-    ctx = Context(sample_rate=float(spec["sample_rate"]), num_samples=n, dtype=dtype, shape=(n,))
+    n = int(spec.get("num_samples", 0))      # audio input length; 0: a spectrum input
+    ctx = Context(sample_rate=float(spec["sample_rate"]), num_samples=n, dtype=dtype,
+                  shape=(n,) if n else ())
     modules: List[Stage] = []
     in_shapes: List[Tuple[int, ...]] = []      # each module's input shape
     for i, st in enumerate(spec["stages"]):
@@ -149,13 +176,16 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
         except ValueError as exc:
             raise stage_error(i + index_offset, kind, str(exc)) from None
         if any(d <= 0 for d in shape):
-            raise stage_error(i + index_offset, kind,
-                              f"output shape {shape} is empty: num_samples={n} is too short")
+            short = f"num_samples={n}" if n else "spectrum_input.num_frames"
+            raise stage_error(i + index_offset, kind, f"output shape {shape} is empty: {short} is too short")
         ctx = ctx.but(shape=tuple(shape))
-    if ctx.domain == "audio":
+    if ctx.input.kind == "audio" and ctx.domain == "audio":
         raise ValueError("stages: a frontend needs a transform stage (stft, cqt or kaldi_stft)")
-    return CompiledSpec(modules, ctx.shape, ctx.output_kind, ctx.db_per_unit,
-                        ctx.input_dtype, ctx.input_channels)
+    if ctx.input.kind == "spectrum" and ctx.domain != "audio":
+        raise ValueError("stages: a synthesis spec needs a synthesis stage (istft or griffin_lim)")
+    name = AUDIO_NAME if ctx.domain == "audio" else FEATURES_NAME
+    output = TensorInfo(name, tuple(ctx.shape), "float32", ctx.output_kind)
+    return CompiledSpec(modules, ctx.input, output, ctx.db_per_unit)
 
 
 def transform_precisions(spec: Dict[str, Any]) -> set:
@@ -180,12 +210,25 @@ def with_precision(spec: Dict[str, Any], precision: str) -> Dict[str, Any]:
 
 
 def with_overrides(spec: Dict[str, Any], num_samples: Optional[int] = None,
-                   seconds: Optional[float] = None, precision: Optional[str] = None) -> Dict[str, Any]:
-    """A copy of ``spec`` with its duration (``num_samples`` or ``seconds``, not both) and
-    its transforms' ``precision`` replaced where given."""
+                   seconds: Optional[float] = None, precision: Optional[str] = None,
+                   num_frames: Optional[int] = None) -> Dict[str, Any]:
+    """A copy of ``spec`` with its duration and its transforms' ``precision`` replaced
+    where given. The duration of an analysis spec is its input audio (``num_samples`` or
+    ``seconds``, not both); of a synthesis spec its input frames (``num_frames``)."""
     spec = copy.deepcopy(spec)
     if num_samples is not None and seconds is not None:
         raise ValueError("give num_samples or seconds, not both")
+    synthesis = input_kind(spec) == "spectrum"
+    if synthesis and (num_samples is not None or seconds is not None):
+        raise ValueError("num_samples/seconds: a synthesis spec's duration is its input's "
+                         "num_frames (spectrum_input); give num_frames")
+    if num_frames is not None:
+        if not synthesis:
+            raise ValueError("num_frames: only a synthesis spec (spectrum_input first) has "
+                             "num_frames; give num_samples or seconds")
+        if not is_int(num_frames) or num_frames <= 0:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        spec["stages"][0]["num_frames"] = int(num_frames)
     if seconds is not None:
         if not is_number(seconds) or seconds <= 0:
             raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")

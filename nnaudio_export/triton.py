@@ -2,7 +2,8 @@
 
 ``write_triton_repo(bundle, repo)`` writes two models::
 
-    repo/<name>_onnx/config.pbtxt        platform onnxruntime_onnx, input 'audio', output 'features'
+    repo/<name>_onnx/config.pbtxt        platform onnxruntime_onnx, the bundle's tensor names
+                                         ('audio' -> 'features'; synthesis: 'spectrum' -> 'audio')
     repo/<name>_onnx/1/model.onnx
     repo/<name>_libtorch/config.pbtxt    platform pytorch_libtorch, INPUT__0 / OUTPUT__0
     repo/<name>_libtorch/1/model.pt
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .manifest import (FORMAT_TABLE, MAX_EXPORTED_BATCH, BundleError, ModelFormat, check_files,
-                       install_dir, read_manifest, sha256_file, staging_dir)
+                       install_dir, read_manifest, sha256_file, staging_dir, tensor_names)
 
 # The model formats Triton has a backend for, by the suffix of the model they become.
 TRITON_FORMATS: Dict[str, ModelFormat] = {f.triton_suffix: f for f in FORMAT_TABLE if f.triton_suffix}
@@ -134,9 +135,10 @@ def _write_model(bundle: Path, manifest: Dict[str, Any], fmt: ModelFormat, final
         if sha256_file(tmp / "1" / fmt.file) != manifest["files"][fmt.file]["sha256"]:
             raise BundleError(f"{bundle / fmt.file}: the copy's sha256 does not match manifest.json "
                               "(file changed while copying?)")
+        input_name, output_name = tensor_names(fmt, manifest)
         config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
-                        fmt.input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
-                        _dims(manifest["input"]["shape"], "input"), fmt.output_name,
+                        input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
+                        _dims(manifest["input"]["shape"], "input"), output_name,
                         _dims(manifest["output"]["shape"], "output"), comment)
         (tmp / "config.pbtxt").write_text(config)
         install_dir(tmp, final, overwrite)

@@ -1,14 +1,16 @@
-"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments, and the
-pieces they share: :func:`register_kernel` (a kernel as parameter or buffer),
+"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments (the
+inverses too: :class:`iSTFT`, :class:`GriffinLim`), and the pieces they share: :func:`register_kernel` (a kernel as parameter or buffer),
 :class:`FrontendLayer` (fixed lengths, known output shapes) and the frame-conv modules that
 apply a kernel bank at a chosen precision (:func:`frame_conv`)."""
 from .common import FrontendLayer, kernel_tensor, register_kernel
 from .cqt import CQT1992v2, CQT2010v2
 from .frame_conv import PRECISIONS, FrameConv, SplitFrameConv, frame_conv
+from .griffin_lim import GriffinLim
+from .istft import iSTFT
 from .kaldi import KaldiSTFT
 from .mel import MFCC, MelSpectrogram
 from .stft import STFT
 
-__all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "KaldiSTFT",
+__all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "KaldiSTFT", "iSTFT", "GriffinLim",
            "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
            "SplitFrameConv", "frame_conv"]

@@ -1,6 +1,6 @@
 """Stages on audio samples: the input (dtype, channels, scaling) and what runs before the
 transform (NeMo's whole-signal pre-emphasis, CLAP's repeat-padding)."""
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -9,11 +9,13 @@ from torch import Tensor
 
 from ..checks import REQUIRED, Param
 from ..layers import kernel_tensor
-from .base import Context, Shape, Stage, register
+from ..manifest import AUDIO_NAME
+from ..signals import batch as signal_batch
+from .base import Context, InputStageBase, Shape, Stage, TensorInfo, register
 
 
 @register
-class InputStage(Stage):
+class InputStage(InputStageBase):
     """PCM input: 'float32' or 'int16' (scaled by ``scale``, default 1/32768), mono or
     stereo (downmixed in the graph). Must be first; default float32 mono.
 
@@ -22,7 +24,7 @@ class InputStage(Stage):
     """
 
     type_name = "input"
-    role = "input"
+    input_kind = "audio"
     params = (Param("dtype", "float32", "str", choices=("float32", "int16")),
               Param("channels", 1, "int", choices=(1, 2)),
               Param("scale", None, "number", optional=True,
@@ -30,20 +32,16 @@ class InputStage(Stage):
                         "for int16, else 1)"))
 
     def __init__(self, num_samples: int, channels: int, scale: float,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, input_dtype: str = "float32"):
         super().__init__()
         self.num_samples = int(num_samples)
         self.channels = int(channels)
         self.scale = float(scale)
+        self.input_dtype = str(input_dtype)
         # Its dtype is the working dtype: it follows .to() / .double() like the kernels.
         self.register_buffer("dtype_probe", kernel_tensor(np.zeros(1), dtype))
         self.expected = "(batch, {})".format(num_samples) if channels == 1 else \
             "(batch, {}, {})".format(channels, num_samples)
-
-    @classmethod
-    def check_context(cls, ctx: Context) -> None:
-        if ctx.index != 0:
-            raise ValueError("must be the first stage")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -51,8 +49,16 @@ class InputStage(Stage):
         scale = p["scale"]
         if scale is None:
             scale = 1.0 / 32768.0 if p["dtype"] == "int16" else 1.0
-        module = cls(ctx.num_samples, p["channels"], float(scale), ctx.dtype)
-        return module, ctx.but(input_dtype=p["dtype"], input_channels=int(p["channels"]))
+        module = cls(ctx.num_samples, p["channels"], float(scale), ctx.dtype, p["dtype"])
+        return module, ctx.but(input=module.tensor())
+
+    def tensor(self) -> TensorInfo:
+        shape = (self.num_samples,) if self.channels == 1 else (self.channels, self.num_samples)
+        return TensorInfo(AUDIO_NAME, shape, self.input_dtype, "audio")
+
+    def example_input(self, names: Sequence[str], sample_rate: float) -> np.ndarray:
+        return signal_batch(self.num_samples, sample_rate, self.input_dtype, self.channels,
+                            names=tuple(names))
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (1, self.num_samples)
@@ -81,8 +87,8 @@ class AudioStage(Stage):
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
-        if ctx.domain != "audio":
-            raise ValueError("works on audio: put it before the transform")
+        if ctx.domain != "audio" or ctx.input is None or ctx.input.kind != "audio":
+            raise ValueError("works on the input audio: put it before the transform")
 
 
 @register

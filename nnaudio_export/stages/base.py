@@ -4,8 +4,8 @@
 A stage type is ONE class (an ``nn.Module``) that declares
 
 - ``type_name``: its ``"type"`` in a spec, and the builder method of the same name;
-- ``role``: 'input', 'audio', 'transform', 'spectral', 'scaling', 'normalisation' or
-  'layout' (the README's stage table and the ``stages/`` file it lives in);
+- ``role``: 'input', 'audio', 'transform', 'spectral', 'scaling', 'normalisation',
+  'layout' or 'synthesis' (the README's stage table and the ``stages/`` file it lives in);
 - ``params``: its parameters as :class:`~nnaudio_export.checks.Param` (name, default, type,
   range), from which the spec's defaults, the builder's signature and the type checks are
   all derived, so none of them can drift;
@@ -16,8 +16,9 @@ A stage type is ONE class (an ``nn.Module``) that declares
 a loop over a spec's stages that looks each one up here.
 """
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Dict, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Type
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +26,27 @@ from ..checks import Param
 
 Shape = Tuple[int, ...]
 
-ROLES = ("input", "audio", "transform", "spectral", "scaling", "normalisation", "layout")
+ROLES = ("input", "audio", "transform", "spectral", "scaling", "normalisation", "layout",
+         "synthesis")
 # What the chain carries: audio samples, a complex spectrum (B, F, T, 2), a power or
 # magnitude spectrum (B, F, T), or features derived from it.
 DOMAINS = ("audio", "complex", "power", "features")
+# What a frontend's input tensor is: audio samples (analysis: audio -> features) or a
+# spectrum (synthesis: spectrum -> audio).
+INPUT_KINDS = ("audio", "spectrum")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A frontend's input or output tensor: ``name`` (the bundle's tensor name), ``shape``
+    without the batch axis, ``dtype`` ('float32' | 'int16') and ``kind``: for an input
+    'audio' or 'spectrum' (:data:`INPUT_KINDS`), for an output how it is compared:
+    'linear', 'log' or 'cepstral'."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -54,8 +72,7 @@ class Context:
     log: bool = False
     cepstral: bool = False
     db_per_unit: Optional[float] = None
-    input_dtype: str = "float32"
-    input_channels: int = 1
+    input: Optional[TensorInfo] = None
     index: int = 0
 
     @property
@@ -80,7 +97,8 @@ class Stage(nn.Module):
         """Raise ``ValueError`` when the stage cannot follow the chain so far. Default:
         anything after a transform."""
         if ctx.domain == "audio":
-            raise ValueError("needs a transform (stft, cqt or kaldi_stft) before it")
+            raise ValueError("needs a transform (stft, cqt or kaldi_stft) before it: "
+                             "it works on a spectrum or features, not on audio")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -94,6 +112,28 @@ class Stage(nn.Module):
         return in_shape
 
 
+class InputStageBase(Stage):
+    """Base of the input stages (role 'input', always first): each declares the kind of
+    tensor it takes (``input_kind``: 'audio' or 'spectrum') and describes it
+    (:meth:`tensor`); ``build`` puts that description into the context (``ctx.input``)."""
+
+    role = "input"
+    input_kind: ClassVar[str] = ""
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if ctx.index != 0:
+            raise ValueError("must be the first stage")
+
+    def tensor(self) -> TensorInfo:
+        raise NotImplementedError(f"{type(self).__name__}.tensor")
+
+    def example_input(self, names: Sequence[str], sample_rate: float) -> np.ndarray:
+        """A deterministic input batch of :meth:`tensor`'s shape and dtype, one item per
+        :data:`nnaudio_export.signals.SIGNALS` name (for exports, parity and benchmarks)."""
+        raise NotImplementedError(f"{type(self).__name__}.example_input")
+
+
 STAGES: Dict[str, Type[Stage]] = {}
 
 
@@ -101,6 +141,10 @@ def register(cls: Type[Stage]) -> Type[Stage]:
     """Class decorator: add a stage type to :data:`STAGES` under its ``type_name``."""
     if not cls.type_name or cls.role not in ROLES:
         raise TypeError(f"{cls.__name__}: a stage needs a type_name and a role in {ROLES}")
+    if (cls.role == "input") != issubclass(cls, InputStageBase) or \
+            (cls.role == "input" and cls.input_kind not in INPUT_KINDS):
+        raise TypeError(f"{cls.__name__}: input stages derive from InputStageBase and declare "
+                        f"an input_kind in {INPUT_KINDS}")
     if cls.type_name in STAGES:
         raise TypeError(f"stage type {cls.type_name!r} is registered twice")
     names = [p.name for p in cls.params]
