@@ -18,12 +18,13 @@ Source = Union[Frontend, Dict[str, Any], str, Path]
 
 
 def resolve_frontend(source: Source, num_samples: Optional[int] = None,
-                     seconds: Optional[float] = None, precision: Optional[str] = None) -> Frontend:
+                     seconds: Optional[float] = None, precision: Optional[str] = None,
+                     num_frames: Optional[int] = None) -> Frontend:
     """A Frontend from a Frontend, a spec dict, a preset name or a spec JSON path;
-    ``num_samples`` / ``seconds`` override the duration, ``precision`` the transforms'
-    precision ('single' | 'extended')."""
+    ``num_samples`` / ``seconds`` override the duration (a synthesis spec's: ``num_frames``),
+    ``precision`` the transforms' precision ('single' | 'extended')."""
     if isinstance(source, Frontend):
-        if num_samples is None and seconds is None and precision is None:
+        if num_samples is None and seconds is None and precision is None and num_frames is None:
             return source
         spec = source.spec
     elif isinstance(source, dict):
@@ -37,11 +38,12 @@ def resolve_frontend(source: Source, num_samples: Optional[int] = None,
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"spec file {str(p)!r}: invalid JSON ({exc})") from None
     elif isinstance(source, str):
-        return presets.load(source, num_samples=num_samples, seconds=seconds, precision=precision)
+        return presets.load(source, num_samples=num_samples, seconds=seconds, precision=precision,
+                            num_frames=num_frames)
     else:
         raise ValueError(f"cannot export {type(source).__name__}: give a Frontend, a spec dict, "
                          "a preset name or a spec .json path")
-    return Frontend.from_spec(with_overrides(spec, num_samples, seconds, precision))
+    return Frontend.from_spec(with_overrides(spec, num_samples, seconds, precision, num_frames))
 
 
 def _check_formats(formats: Sequence[str]) -> tuple:
@@ -58,15 +60,17 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            batch: Optional[int] = None, overwrite: bool = False,
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
            verify: bool = True, progress: Optional[Callable[[str], None]] = None,
-           precision: Optional[str] = None) -> Path:
+           precision: Optional[str] = None, num_frames: Optional[int] = None) -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend`, a spec dict, a preset name or a spec ``.json`` path.
     ``formats``: any of 'torchscript' (``model.pt``, ``torch.jit.script``), 'onnx'
     (``model.onnx``, one file, opset 18 / IR 8, input ``audio`` output ``features``),
     'pt2' (``model.pt2``, AOTInductor for this CPU; needs a C++ compiler). ``batch=None``
-    keeps the batch axis dynamic; an int fixes it. ``precision`` ('single' | 'extended')
-    overrides the transforms' precision (presets choose their own). The bundle is written
+    keeps the batch axis dynamic; an int fixes it. ``num_samples`` / ``seconds`` (analysis)
+    or ``num_frames`` (synthesis: the input spectrum's frames) override the length;
+    ``precision`` ('single' | 'extended') the transforms' precision (presets choose their
+    own). A synthesis bundle's tensors are ``spectrum`` -> ``audio``. The bundle is written
     to a temporary directory beside ``out_dir``, verified on CPU unless ``verify=False``
     (parity figures, and for presets the error against the reference package, go into the
     manifest) and renamed into place; an existing ``out_dir`` is refused unless
@@ -79,7 +83,7 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
-    fe = resolve_frontend(source, num_samples, seconds, precision).eval()
+    fe = resolve_frontend(source, num_samples, seconds, precision, num_frames).eval()
     with staging_dir(out) as tmp:
         manifest = write_bundle(fe, tmp, formats, batch, say)
         if verify:

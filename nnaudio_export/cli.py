@@ -23,13 +23,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name in presets.names():
         spec = presets.get_spec(name)
         fe = presets.load(name)
-        rows.append((name, f"{spec['sample_rate']:g}", str(spec["num_samples"]),
-                     "x".join(str(d) for d in fe.output_shape), spec.get("reference", "-")))
-    head = ("preset", "sample_rate", "num_samples", "output_shape", "reference")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-    print("  ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + "  " + head[4])
+        rows.append((name, f"{spec['sample_rate']:g}", str(fe.num_samples),
+                     "x".join(str(d) for d in fe.output_shape),
+                     f"{fe.input_name} " + "x".join(str(d) for d in fe.input_shape),
+                     spec.get("reference", "-")))
+    head = ("preset", "sample_rate", "num_samples", "output_shape", "input", "reference")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
+    print("  ".join(h.ljust(w) for h, w in zip(head[:5], widths)) + "  " + head[5])
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
     return 0
 
 
@@ -39,7 +41,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.time()
     out = export(args.source, args.out, formats=formats, batch=args.batch, overwrite=args.force,
                  seconds=args.seconds, num_samples=args.num_samples, verify=not args.no_verify,
-                 progress=_progress, precision=args.precision)
+                 progress=_progress, precision=args.precision, num_frames=args.num_frames)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
@@ -73,9 +75,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         integrity = f"MISMATCH: {exc}"
     print(f"name:        {m['name']}")
     print(f"reference:   {m.get('reference') or '-'}")
-    print(f"sample rate: {m['sample_rate']:g} Hz, {m['num_samples']} samples "
+    audio = "input" if m["input"].get("kind", "audio") == "audio" else "output"
+    print(f"sample rate: {m['sample_rate']:g} Hz, {m['num_samples']} samples of {audio} audio "
           f"({m['num_samples'] / m['sample_rate']:.3f} s), length policy {m.get('length_policy', 'exact')}")
-    print(f"input:       {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}")
+    layout = f" (spectrum, layout {m['input']['layout']})" if "layout" in m["input"] else ""
+    print(f"input:       {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}{layout}")
     print(f"output:      {m['output']['name']} {m['output']['shape']} float32 ({m['output']['kind']})")
     print(f"created:     {m['created']}  torch {m['versions']['torch']}, onnx {m['versions'].get('onnx')}")
     for name, f in m["files"].items():
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = b.add_mutually_exclusive_group()
     g.add_argument("--seconds", type=float, default=None, help="override the duration")
     g.add_argument("--num-samples", type=int, default=None, help="override the input length")
+    g.add_argument("--num-frames", type=int, default=None,
+                   help="override a synthesis spec's input frames (spectrum_input.num_frames)")
     b.add_argument("--precision", choices=("single", "extended"), default=None,
                    help="Fourier transform precision: 'single' (one float32 conv, fastest) or "
                         "'extended' (error-free split, ~2-3x the transform's time, ~100x less "

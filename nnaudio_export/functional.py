@@ -183,6 +183,14 @@ def unit_phasor(real: Tensor, imag: Tensor) -> Tensor:
     return torch.stack([c, s], dim=-1)
 
 
+def rescale_factor(norm: Tensor, target: Tensor) -> Tensor:
+    """``target / norm`` where ``norm > 0``, else 0: the factor that gives a vector of length
+    ``norm`` the length ``target`` (a zero vector stays zero), with no division by 0."""
+    nonzero = norm > 0.0
+    safe = torch.where(nonzero, norm, torch.ones_like(norm))
+    return torch.where(nonzero, target / safe, torch.zeros_like(norm))
+
+
 def clamp_to_item_max(x: Tensor, value_range: float) -> Tensor:
     """``max(x, item_max - value_range)`` with the max taken over each batch item (axis 0)
     on its own, so an item's features never depend on what it was batched with."""

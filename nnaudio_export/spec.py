@@ -182,7 +182,7 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
     if ctx.input.kind == "audio" and ctx.domain == "audio":
         raise ValueError("stages: a frontend needs a transform stage (stft, cqt or kaldi_stft)")
     if ctx.input.kind == "spectrum" and ctx.domain != "audio":
-        raise ValueError("stages: a synthesis spec needs a synthesis stage (istft or griffin_lim)")
+        raise ValueError("stages: a synthesis spec needs a synthesis stage (istft)")
     name = AUDIO_NAME if ctx.domain == "audio" else FEATURES_NAME
     output = TensorInfo(name, tuple(ctx.shape), "float32", ctx.output_kind)
     return CompiledSpec(modules, ctx.input, output, ctx.db_per_unit)

@@ -15,7 +15,18 @@ warnings.filterwarnings("ignore")
 
 # Short clips keep the exports fast; the per-preset bundles hold every format.
 SHORT_SECONDS = 1.0
+SHORT_FRAMES = 64           # a synthesis preset's short input (spectrum frames)
 ALL_FORMATS = ("torchscript", "onnx", "pt2")
+
+
+def short_length(name: str) -> Dict[str, Any]:
+    """The overrides that make preset ``name`` short: SHORT_SECONDS of input audio, or
+    SHORT_FRAMES frames of a synthesis preset's input spectrum."""
+    import nnaudio_export as nx
+    from nnaudio_export.spec import input_kind
+    if input_kind(nx.presets.get_spec(name)) == "spectrum":
+        return {"num_frames": SHORT_FRAMES}
+    return {"seconds": SHORT_SECONDS}
 
 
 class BundleCache:
@@ -44,10 +55,10 @@ class BundleCache:
         return got
 
     def preset(self, name: str) -> Path:
-        """The preset at SHORT_SECONDS, every format, no export-time verify (the tests run
-        ``nx.verify`` themselves)."""
-        return self.get(f"preset_{name}", name, formats=ALL_FORMATS, seconds=SHORT_SECONDS,
-                        verify=False)
+        """The preset made short (:func:`short_length`), every format, no export-time verify
+        (the tests run ``nx.verify`` themselves)."""
+        return self.get(f"preset_{name}", name, formats=ALL_FORMATS, verify=False,
+                        **short_length(name))
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import nnaudio_export as nx
 from nnaudio_export import signals as sig
 from nnaudio_export import manifest as nx_manifest
 from nnaudio_export.manifest import BundleError
+from conftest import short_length
 
 warnings.filterwarnings("ignore")
 
@@ -50,8 +51,8 @@ def eager_for(bundle: Path) -> nx.Frontend:
 
 
 def inputs_for(fe: nx.Frontend, batch: int) -> np.ndarray:
-    names = tuple(("speech", "tones", "noise", "chirp")[i % 4] for i in range(batch))
-    return sig.batch(fe.num_samples, fe.sample_rate, fe.input_dtype, fe.input_channels, names=names)
+    """Audio, or a synthesis frontend's spectrum (the signals' STFT)."""
+    return fe.example_input(tuple(("speech", "tones", "noise", "chirp")[i % 4] for i in range(batch)))
 
 
 def run_eager(fe, x: np.ndarray) -> np.ndarray:
@@ -151,13 +152,14 @@ def test_verify_cpu_and_cuda(bundles, preset):
 def test_manifest(bundles, preset):
     d = bundles.preset(preset)
     m = read_manifest(d)
-    fe = nx.presets.load(preset, seconds=1.0)
+    fe = nx.presets.load(preset, **short_length(preset))
     assert m["format"] == "nnaudio_export.bundle" and m["format_version"] == 1
     assert m["name"] == preset
     assert m["spec"] == fe.spec
     assert m["sample_rate"] == fe.sample_rate and m["num_samples"] == fe.num_samples
     assert m["batch"] is None
-    assert m["input"]["name"] == "audio" and m["output"]["name"] == "features"
+    names = {"audio": ("audio", "features"), "spectrum": ("spectrum", "audio")}[fe.input_kind]
+    assert (m["input"]["name"], m["output"]["name"]) == (fe.input_name, fe.output_name) == names
     assert m["input"]["dtype"] == fe.input_dtype and m["output"]["dtype"] == "float32"
     assert m["input"]["shape"] == ["batch", *fe.input_shape]
     assert m["output"]["shape"] == ["batch", *fe.output_shape]
@@ -204,15 +206,15 @@ def test_onnx_artifact(bundles, preset):
     assert opsets.get("", opsets.get("ai.onnx", 0)) >= 17
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"STFT", "DFT"}, ops
-    assert [i.name for i in model.graph.input] == ["audio"]
-    assert [o.name for o in model.graph.output] == ["features"]
+    fe = eager_for(d)
+    assert [i.name for i in model.graph.input] == [fe.input_name]
+    assert [o.name for o in model.graph.output] == [fe.output_name]
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert dim0.dim_param and not dim0.dim_value
     # raw onnxruntime with batch 1 and 5
-    fe = eager_for(d)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for b in (1, 5):
-        y = sess.run(["features"], {"audio": inputs_for(fe, b)})[0]
+        y = sess.run([fe.output_name], {fe.input_name: inputs_for(fe, b)})[0]
         assert y.shape == (b,) + fe.output_shape
 
 

@@ -23,14 +23,20 @@ class GriffinLim(nn.Module):
         repeat n_iter times:
             rebuilt = STFT(iSTFT(angles))
             angles  = rebuilt - momentum / (1 + momentum) * previous rebuilt
-            angles  = S * angles / (|angles| + tiny)
+            angles  = S * angles / |angles|        (0 where |angles| = 0)
         return iSTFT(angles)
 
     with the :class:`~nnaudio_export.layers.STFT` and :class:`~nnaudio_export.layers.iSTFT`
     layers (same ``n_fft``, ``hop_length``, ``win_length``, ``window``, ``center``,
     ``pad_mode``, ``length``). The loop has a fixed count, so exporters unroll it: every
-    runtime runs the same ``n_iter`` iterations. ``tiny`` is the smallest normal number of
-    the kernels' dtype (librosa's ``util.tiny``).
+    runtime runs the same ``n_iter`` iterations. librosa divides by ``|angles| + tiny``
+    (its ``util.tiny``); we take 0 where ``|angles| = 0`` instead, the same numbers
+    (adding ``tiny`` changes no normal float), because exporters drop an ``x + 1e-38``.
+
+    In float32 the result depends on rounding chaotically on some inputs: from zero phase a
+    stationary tone's peak bin is rebuilt from near-cancelling frames, so its phase (and the
+    waveform) follows the rounding; librosa's own float32 run is as far from its float64
+    run there (see the tests). The float64 build matches ``librosa.griffinlim`` to ~1e-9.
 
     Arguments are nnAudio 0.3.x ``Griffin_Lim``'s (``n_fft``, ``n_iter``, ``hop_length``,
     ``win_length``, ``window``, ``center``, ``pad_mode``, ``momentum``) plus ``power``,
@@ -78,7 +84,6 @@ class GriffinLim(nn.Module):
         self.power = float(power)
         self.momentum = float(momentum)
         self.decay = self.momentum / (1.0 + self.momentum)
-        self.tiny = float(torch.finfo(dtype).tiny)
         self.has_init = init is not None
         phase = self._init_phase(init, bins, num_frames)
         self.register_buffer("init_cos", kernel_tensor(np.cos(phase), dtype))
@@ -124,7 +129,7 @@ class GriffinLim(nn.Module):
             # The first iteration has no previous estimate: zero, as librosa's tprev=None.
             real = rebuilt_real - self.decay * prev_real
             imag = rebuilt_imag - self.decay * prev_imag
-            scale = mag / (torch.sqrt(real * real + imag * imag) + self.tiny)
+            scale = FN.rescale_factor(torch.sqrt(real * real + imag * imag), mag)
             real, imag = real * scale, imag * scale
             prev_real, prev_imag = rebuilt_real, rebuilt_imag
         return self.istft.synthesize(real, imag)

@@ -1,8 +1,12 @@
 """Synthesis: a spectrum in, audio out. ``spectrum_input`` (the input of a synthesis chain:
-its layout, ``freq_bins`` and ``num_frames``), then ``istft`` (a complex spectrum) or
-``griffin_lim`` (a magnitude or power spectrogram) -> audio ``(B, L)``. Each wraps a layer
-(:class:`~nnaudio_export.layers.iSTFT`, :class:`~nnaudio_export.layers.GriffinLim`), whose
-arguments it takes."""
+its layout, ``freq_bins`` and ``num_frames``), then ``istft`` -> audio ``(B, L)``, which
+wraps the :class:`~nnaudio_export.layers.iSTFT` layer and takes its arguments.
+
+Griffin-Lim is a layer (:class:`~nnaudio_export.layers.GriffinLim`), not a stage: in float32
+its waveform follows the rounding chaotically on some inputs (a tone's phase from zero-phase
+start), so two runtimes' outputs differ by far more than a bundle's parity thresholds while
+being equally good reconstructions; judging such bundles needs a spectral-convergence
+criterion that ``nx.verify`` does not have."""
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -10,27 +14,24 @@ import torch
 from torch import Tensor
 
 from ..checks import REQUIRED, Param
-from ..layers import GriffinLim, iSTFT, kernel_tensor
+from ..layers import iSTFT, kernel_tensor
 from ..layers.istft import PADDINGS
-from ..layers.stft import PAD_MODES
 from ..manifest import SPECTRUM_NAME
 from ..signals import spectrum as signal_spectrum
 from .base import Context, InputStageBase, Shape, Stage, TensorInfo, register
 
-# Spectrum layouts: the input tensor's shape without batch, and the domain it starts.
-# 'log_magnitude_phase' is Vocos' ISTFTHead: log|X| rows, then phase rows, on one axis.
-LAYOUTS = ("complex", "magnitude_phase", "log_magnitude_phase", "magnitude", "power")
+# Spectrum layouts (see SpectrumInputStage). 'log_magnitude_phase' is Vocos' ISTFTHead:
+# log|X| rows, then phase rows, on one axis.
+LAYOUTS = ("complex", "magnitude_phase", "log_magnitude_phase")
 # Vocos clips exp(log-magnitude) here ("safeguard to prevent excessively large magnitudes").
 VOCOS_MAX_MAGNITUDE = 1e2
 
 
 def layout_shape(layout: str, freq_bins: int, num_frames: int) -> Shape:
     """The input shape (without batch) of a spectrum of ``layout``."""
-    if layout in ("complex", "magnitude_phase"):
-        return (freq_bins, num_frames, 2)
     if layout == "log_magnitude_phase":
         return (2 * freq_bins, num_frames)
-    return (freq_bins, num_frames)
+    return (freq_bins, num_frames, 2)
 
 
 @register
@@ -42,12 +43,10 @@ class SpectrumInputStage(InputStageBase):
     - 'magnitude_phase': ``(B, F, T, 2)`` ``|X|``, phase in radians;
     - 'log_magnitude_phase': ``(B, 2F, T)``, ``log|X|`` rows then phase rows, as Vocos'
       ``ISTFTHead`` splits its projection (``mag, p = x.chunk(2, dim=1)``);
-      ``|X| = min(exp(log|X|), 100)`` as there;
-    - 'magnitude' / 'power': ``(B, F, T)`` ``|X|`` / ``|X|^2`` (for ``griffin_lim``).
+      ``|X| = min(exp(log|X|), 100)`` as there.
 
-    The first three give the complex spectrum ``(B, F, T, 2)`` to ``istft``; the last two
-    a magnitude / power spectrogram to ``griffin_lim``. Other shapes raise ``ValueError``
-    naming ``freq_bins`` / ``num_frames``.
+    Each gives the complex spectrum ``(B, F, T, 2)`` to ``istft``. Other shapes raise
+    ``ValueError`` naming ``freq_bins`` / ``num_frames``.
     """
 
     type_name = "spectrum_input"
@@ -68,16 +67,13 @@ class SpectrumInputStage(InputStageBase):
         self.shape = list(shape)
         self.expected = "(batch, " + ", ".join(str(d) for d in shape) + ")"
         self.shape_names = "(batch, {}freq_bins, num_frames{})".format(
-            "2 x " if layout == "log_magnitude_phase" else "",
-            ", 2" if len(shape) == 3 else "")
+            "2 x " if layout == "log_magnitude_phase" else "", ", 2" if len(shape) == 3 else "")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         module = cls(p["layout"], p["freq_bins"], p["num_frames"], ctx.dtype)
-        power = {"magnitude": 1.0, "power": 2.0}.get(p["layout"], 0.0)
-        return module, ctx.but(input=module.tensor(), domain="power" if power else "complex",
-                               power=power, n_fft=0)
+        return module, ctx.but(input=module.tensor(), domain="complex", power=0.0, n_fft=0)
 
     def tensor(self) -> TensorInfo:
         return TensorInfo(SPECTRUM_NAME, tuple(self.shape), "float32", "spectrum")
@@ -89,8 +85,6 @@ class SpectrumInputStage(InputStageBase):
                                    self.layout) for name in names]).astype(np.float32)
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        if self.layout in ("magnitude", "power"):
-            return (self.freq_bins, self.num_frames)
         return (self.freq_bins, self.num_frames, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -113,9 +107,7 @@ def to_layout(z: np.ndarray, layout: str) -> np.ndarray:
         return np.stack([z.real, z.imag], axis=-1)
     if layout == "magnitude_phase":
         return np.stack([mag, phase], axis=-1)
-    if layout == "log_magnitude_phase":
-        return np.concatenate([np.log(np.maximum(mag, 1e-7)), phase], axis=0)
-    return mag if layout == "magnitude" else mag ** 2
+    return np.concatenate([np.log(np.maximum(mag, 1e-7)), phase], axis=0)
 
 
 def polar(magnitude: Tensor, phase: Tensor) -> Tensor:
@@ -124,21 +116,15 @@ def polar(magnitude: Tensor, phase: Tensor) -> Tensor:
 
 
 class SynthesisStage(Stage):
-    """Base of the synthesis stages: a spectrum from ``spectrum_input`` -> audio."""
+    """Base of the synthesis stages: a complex spectrum from ``spectrum_input`` -> audio."""
 
     role = "synthesis"
-    needs_domain = "complex"
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
-        if ctx.input is None or ctx.input.kind != "spectrum":
+        if ctx.input is None or ctx.input.kind != "spectrum" or ctx.domain != "complex":
             raise ValueError("a synthesis stage needs a spectrum input: start the chain with "
                              "spectrum_input (STFT -> iSTFT chains: use nnaudio_export.layers)")
-        if ctx.domain != cls.needs_domain:
-            need = "a complex spectrum (spectrum_input layout 'complex', 'magnitude_phase' or " \
-                   "'log_magnitude_phase')" if cls.needs_domain == "complex" else \
-                "a magnitude or power spectrogram (spectrum_input layout 'magnitude' or 'power')"
-            raise ValueError(f"needs {need}")
 
     def __init__(self, layer: torch.nn.Module):
         super().__init__()
@@ -149,10 +135,6 @@ class SynthesisStage(Stage):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layer(x)
-
-
-def _audio_context(ctx: Context) -> Context:
-    return ctx.but(domain="audio", power=0.0, n_fft=0, log=False, cepstral=False, db_per_unit=None)
 
 
 @register
@@ -181,31 +163,4 @@ class ISTFTStage(SynthesisStage):
                       hop_length=p["hop_length"], window=p["window"], center=p["center"],
                       normalized=p["normalized"], onesided=p["onesided"], length=p["length"],
                       padding=p["padding"], num_frames=ctx.shape[1], dtype=ctx.dtype)
-        return cls(layer), _audio_context(ctx)
-
-
-@register
-class GriffinLimStage(SynthesisStage):
-    """Griffin-Lim (the :class:`~nnaudio_export.layers.GriffinLim` layer's arguments):
-    ``n_iter`` fixed iterations from zero phase; a magnitude or power spectrogram from
-    ``spectrum_input`` (its layout sets ``power``)."""
-
-    type_name = "griffin_lim"
-    needs_domain = "power"
-    params = (Param("n_fft", 2048, "int", low=1),
-              Param("n_iter", 32, "int", low=1),
-              Param("hop_length", None, "int", optional=True, low=1),
-              Param("win_length", None, "int", optional=True, low=1),
-              Param("window", "hann", "window"),
-              Param("center", True, "bool"),
-              Param("pad_mode", "constant", "str", choices=PAD_MODES),
-              Param("momentum", 0.99, "number", low=0, high=1),
-              Param("length", None, "int", optional=True, low=1,
-                    doc="output samples (default: the natural length)"))
-
-    @classmethod
-    def build(cls, p: Dict[str, Any], ctx: Context,
-              previous: Optional[Stage]) -> Tuple[Stage, Context]:
-        layer = GriffinLim(power=ctx.power, freq_bins=ctx.shape[0], num_frames=ctx.shape[1],
-                           dtype=ctx.dtype, **p)
-        return cls(layer), _audio_context(ctx)
+        return cls(layer), ctx.but(domain="audio")
