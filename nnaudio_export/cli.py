@@ -25,7 +25,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
         fe = presets.load(name)
         rows.append((name, f"{spec['sample_rate']:g}", str(fe.num_samples),
                      "x".join(str(d) for d in fe.output_shape),
-                     f"{fe.input_name} " + "x".join(str(d) for d in fe.input_shape),
+                     f"{fe.input_name}:" + "x".join(str(d) for d in fe.input_shape),
                      spec.get("reference", "-")))
     head = ("preset", "sample_rate", "num_samples", "output_shape", "input", "reference")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]

@@ -159,6 +159,15 @@ def test_stereo_to_mono_bundle_refused(cli, mel_bundle, tmp_path):
     assert r.returncode == 2 and "expected 1 channel(s), got 2" in r.stderr, r.stderr
 
 
+def test_synthesis_bundle_refused(cli, bundles, tmp_path):
+    """A synthesis bundle (input 'spectrum', output 'audio') takes no WAV: one clear error."""
+    b = bundles.preset("vocos_istft_24khz")
+    write_wav(tmp_path / "in.wav", clip(16000), 24000, "float32")
+    r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "out.npy")
+    assert r.returncode == 2 and "input is 'spectrum', not audio" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.npy").exists()
+
+
 @pytest.mark.parametrize("delta", [-3000, 0, 2500])
 def test_pad_or_trim_policy(cli, whisper_bundle, tmp_path, delta):
     m = nx.runtime.read_manifest(whisper_bundle)

@@ -85,6 +85,10 @@ Manifest read_manifest(const std::string& dir) {
     if (m.length_policy != "exact" && m.length_policy != "pad_or_trim")
       throw InputError(path + ": unknown length_policy '" + m.length_policy + "'");
     const mini_json::Value& in = root.at("input");
+    // A synthesis bundle takes a spectrum ("spectrum" -> "audio"), not a WAV file.
+    if (const mini_json::Value* nm = in.find("name"); nm && nm->is_string() && nm->string != "audio")
+      throw InputError(path + ": this bundle's input is '" + nm->string + "', not audio (a synthesis "
+                       "bundle); frontend_cli runs bundles whose input is audio");
     m.input_dtype = in.at("dtype").str();
     if (m.input_dtype != "float32" && m.input_dtype != "int16")
       throw InputError(path + ": unsupported input dtype '" + m.input_dtype + "'");
