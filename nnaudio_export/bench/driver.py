@@ -19,27 +19,39 @@ import numpy as np
 import torch
 
 from ..api import export
-from ..manifest import INPUT_NAME, MODEL_FILES, OUTPUT_NAME, model_format
+from ..manifest import MODEL_FILES, model_format, read_manifest, tensor_names
 from ..presets import get_spec, load as load_preset, names as preset_names
 from ..runtime import load
-from ..spec import normalize_spec, transform_precisions
-from .measure import (Candidate, _err, _say, contention, count_flops, cpu_snapshot, gemm_gflops,
-                      machine_info, make_input, measure, probe_memory)
+from ..spec import input_kind, normalize_spec, transform_precisions
+from .measure import (SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
+                      gemm_gflops, machine_info, make_input, measure, probe_memory)
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
-PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84")
+PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84", "istft_1024")
 OURS = ("eager", "torchscript", "onnxruntime", "pt2")
 FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
+QUICK_FRAMES = 64   # a synthesis preset's input in --quick (its own length otherwise)
+
+
+def bench_length(raw: Dict[str, Any], quick: bool) -> Dict[str, int]:
+    """The length overrides of a run: the preset's own, or in --quick QUICK_SECONDS of
+    audio input (a synthesis preset: QUICK_FRAMES input frames)."""
+    if input_kind(raw) == "spectrum":
+        return {"num_frames": QUICK_FRAMES if quick else int(raw["stages"][0]["num_frames"])}
+    return {"num_samples": int(round(QUICK_SECONDS * float(raw["sample_rate"]))) if quick
+            else int(raw["num_samples"])}
 
 
 # ---------------------------------------------------------------- our bundles
 
-def ensure_bundle(preset: str, num_samples: int, root: Path, precision: Optional[str] = None) -> Path:
-    """Export ``preset`` (at ``precision``, default the preset's own) once into ``root``; reuse
-    a bundle whose manifest spec, torch version and files match."""
-    fe = load_preset(preset, num_samples=num_samples, precision=precision)
-    out = root / (f"{preset}-n{num_samples}" + (f"-{precision}" if precision else ""))
+def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None) -> Path:
+    """Export ``preset`` at ``length`` (:func:`bench_length`) and ``precision`` (default the
+    preset's own) once into ``root``; reuse a bundle whose manifest spec, torch version and
+    files match."""
+    fe = load_preset(preset, precision=precision, **length)
+    size = f"n{length['num_samples']}" if "num_samples" in length else f"t{length['num_frames']}"
+    out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else ""))
     mf = out / "manifest.json"
     if mf.is_file():
         try:
@@ -87,6 +99,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
     """The same model.onnx under different ORT SessionOptions (CPU), timed round-robin."""
     import onnxruntime as ort
     lv = ort.GraphOptimizationLevel
+    in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
     variants = [("default (as runtime.load)", {}, {}),
                 ("intra_op_num_threads=1", {"intra_op_num_threads": 1}, {}),
                 (f"intra_op_num_threads={os.cpu_count()}", {"intra_op_num_threads": os.cpu_count()}, {}),
@@ -105,7 +118,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
                 opts.add_session_config_entry(k, v)
             s = ort.InferenceSession(str(bundle / model_format("onnx").file), sess_options=opts,
                                      providers=["CPUExecutionProvider"])
-            cands.append(({"variant": name}, (lambda s=s: s.run([OUTPUT_NAME], {INPUT_NAME: xn})), None))
+            cands.append(({"variant": name}, (lambda s=s: s.run([out_name], {in_name: xn})), None))
         except Exception as exc:
             cands.append(({"variant": name, "error": _err(exc)}, None, None))
     measure(cands, cfg.warmup, cfg.repeats)  # round-robin, like the main table
@@ -137,26 +150,32 @@ class Config:
 def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     raw = get_spec(preset)
     sr = float(raw["sample_rate"])
-    n = int(round(QUICK_SECONDS * sr)) if cfg.quick else int(raw["num_samples"])
+    length = bench_length(raw, cfg.quick)
     b = cfg.batch or (QUICK_BATCH if cfg.quick else FULL_BATCH)
-    xn = make_input(n, sr, b)
+    if "num_samples" in length:
+        n = length["num_samples"]
+        xn = make_input(n, sr, b)
+    else:   # a synthesis preset: the STFT of the same signals, in its input layout
+        example = load_preset(preset, **length)
+        n = example.num_samples                     # the audio it produces
+        xn = example.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)] for i in range(b)))
     x = torch.from_numpy(xn).to(cfg.device)
     res: Dict[str, Any] = {"preset": preset, "batch": b, "num_samples": n, "sample_rate": sr,
                            "seconds": n / sr, "rows": [], "ort_variants": []}
     spec, bundle, cands = None, None, []
     try:
-        fe = load_preset(preset, num_samples=n)
+        fe = load_preset(preset, **length)
         spec = fe.spec
         res["output_shape"] = [b, *fe.output_shape]
-        bundle = ensure_bundle(preset, n, cfg.out / "bundles")
+        bundle = ensure_bundle(preset, length, cfg.out / "bundles")
         res["bundle"] = str(bundle)
         extended = transform_precisions(spec) == {"extended"}
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=", precision extended" if extended else "")
         if extended:
             # The preset computes its DFT at extended precision (reference parity 80 dB down);
             # time the single-precision build too: that is the speed/accuracy trade.
-            fe1 = load_preset(preset, num_samples=n, precision="single")
-            single = ensure_bundle(preset, n, cfg.out / "bundles", precision="single")
+            fe1 = load_preset(preset, precision="single", **length)
+            single = ensure_bundle(preset, length, cfg.out / "bundles", precision="single")
             cands += prepare_ours(single, fe1, x, xn, cfg.device, ("torchscript", "onnxruntime"),
                                   ", precision single")
     except Exception as exc:
@@ -165,9 +184,9 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
                     "identical_settings": True, "status": "error", "error": _err(exc)}, None, None) for be in OURS]
     if spec is None:  # our layer could not be built: the peers only need the preset's numbers
         try:
-            spec = normalize_spec(get_spec(preset, num_samples=n))
+            spec = normalize_spec(get_spec(preset, **length))
         except Exception:
-            spec = get_spec(preset, num_samples=n)
+            spec = get_spec(preset, **length)
     work = cfg.out / "peers"
     work.mkdir(parents=True, exist_ok=True)
     cands += prepare_peers(preset, spec, x, xn, cfg.device, work, cfg.quick)
@@ -185,7 +204,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         for row in res["rows"]:
             if row["group"] == "ours" and row.get("status") == "ok" and cfg.memory:
                 try:
-                    row.update(probe_memory(Path(row.get("bundle", bundle)), row["backend"], cfg.device, b, n, sr))
+                    row.update(probe_memory(Path(row.get("bundle", bundle)), row["backend"], cfg.device, b))
                 except Exception as exc:
                     row["note"] = ((row.get("note") or "") + f" memory probe: {_err(exc)}").strip()
         if cfg.ort_variants and cfg.device == "cpu":

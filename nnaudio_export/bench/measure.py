@@ -172,8 +172,11 @@ def _probe_main(argv: List[str]) -> None:
     import resource
     import threading
     cfg = json.loads(argv[0])
+    from ..builder import Frontend
+    from ..manifest import read_manifest
     from ..runtime import load
-    xn = make_input(cfg["num_samples"], cfg["sample_rate"], cfg["batch"])
+    fe = Frontend.from_spec(read_manifest(cfg["bundle"])["spec"])    # the same input as the run
+    xn = fe.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)] for i in range(cfg["batch"])))
     x = torch.from_numpy(xn).to(cfg["device"])
     gc.collect()
     base = _anon_bytes()
@@ -199,10 +202,8 @@ def _probe_main(argv: List[str]) -> None:
     print(json.dumps(res))
 
 
-def probe_memory(bundle: Path, backend: str, device: str, batch: int, num_samples: int,
-                 sample_rate: float) -> Dict[str, Any]:
-    cfg = json.dumps({"bundle": str(bundle), "backend": backend, "device": device, "batch": batch,
-                      "num_samples": num_samples, "sample_rate": sample_rate})
+def probe_memory(bundle: Path, backend: str, device: str, batch: int) -> Dict[str, Any]:
+    cfg = json.dumps({"bundle": str(bundle), "backend": backend, "device": device, "batch": batch})
     code = "import sys; from nnaudio_export.bench.measure import _probe_main; _probe_main(sys.argv[1:])"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     r = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=600, env=env)

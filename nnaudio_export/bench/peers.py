@@ -4,7 +4,9 @@ recipe), nnAudio, openai-whisper, transformers' WhisperFeatureExtractor, kaldi-n
 ONNX ``STFT`` op under ONNX Runtime; ``build_peers`` picks those that apply to a preset and
 ``prepare_peers`` turns them into timing candidates. FFT-based peers get the textbook FLOP model
 ``5 N log2 N`` per frame (+ the mel matmul), which is what a conv-DFT is up against; nnAudio's
-FLOPs are counted like ours. Depends only on ``measure``.
+FLOPs are counted like ours. Synthesis presets (an ``istft`` of a complex spectrum) are timed
+against ``torch.istft`` and ``librosa.istft`` (:func:`build_synthesis_peers`). Depends only on
+``measure`` (and ``spec`` to tell a synthesis spec).
 """
 import math
 import warnings
@@ -14,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..spec import input_kind
 from .measure import Candidate, _err, count_flops
 
 
@@ -274,11 +277,48 @@ def build_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarr
     return peers
 
 
+def build_synthesis_peers(spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray,
+                          device: str) -> List[Tuple[str, bool, str, PeerBuild]]:
+    """torch.istft (eager, complex64) and librosa.istft (float32, the whole batch in one call)
+    on the same spectra, for a spec ``spectrum_input(layout='complex') -> istft`` with
+    centre padding."""
+    import scipy.signal
+    first, st = spec["stages"][0], spec["stages"][1]
+    if first["layout"] != "complex" or st["type"] != "istft" or st["padding"] != "center":
+        raise ValueError("synthesis peers: only spectrum_input(layout='complex') -> istft(padding='center')")
+    n_fft = int(st["n_fft"])
+    win = int(st["win_length"] or n_fft)
+    hop = int(st["hop_length"] or win // 4)
+    window = scipy.signal.get_window(st["window"], win, fftbins=True).astype(np.float32)
+    b, frames = xn.shape[0], xn.shape[2]
+    flops = b * frames * 5.0 * n_fft * math.log2(n_fft)
+    kw = dict(center=bool(st["center"]), length=st["length"])
+
+    def torch_peer():
+        z = torch.view_as_complex(x.contiguous())
+        w = torch.from_numpy(window).to(x.device)
+
+        def fn():
+            with torch.inference_mode():
+                return torch.istft(z, n_fft, hop, win, w, normalized=bool(st["normalized"]), **kw)
+        return fn, flops, "torch.istft (complex64)"
+
+    def librosa_peer():
+        import librosa
+        z = (xn[..., 0] + 1j * xn[..., 1]).astype(np.complex64)
+        return (lambda: librosa.istft(z, n_fft=n_fft, hop_length=hop, win_length=win, window=window, **kw)), \
+            flops, "librosa.istft on the whole batch (float32)"
+    return [("torch.istft", True, device, torch_peer), ("librosa.istft", True, "cpu", librosa_peer)]
+
+
 def prepare_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray, device: str,
                   work: Path, quick: bool) -> List[Candidate]:
     cands: List[Candidate] = []
     try:
-        peers = build_peers(preset, spec, x, xn, device, work, quick)
+        if input_kind(spec) == "spectrum":
+            peers = build_synthesis_peers(spec, x, xn, device)
+        else:
+            peers = build_peers(preset, spec, x, xn, device, work, quick)
     except Exception as exc:
         return [({"impl": "peers", "group": "peer", "status": "error", "error": _err(exc)}, None, None)]
     for name, identical, dev, build in peers:
