@@ -18,9 +18,10 @@ $VPY -m pip install -q --upgrade pip
 $VPY -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 if [ "${1:-}" = "test" ]; then
     $VPY -m pip install -q -e ".[cpu,test]"
-    # References whose declared dependencies would pull old or CUDA builds.
+    # References whose declared dependencies would pull old or CUDA builds (vocos: torchaudio,
+    # which has no wheel for this torch; only its spectral_ops / heads files are loaded).
     $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625" \
-        "speechbrain==1.1.2" "torchlibrosa==0.1.0" "nemo_toolkit==3.0.0"
+        "speechbrain==1.1.2" "torchlibrosa==0.1.0" "nemo_toolkit==3.0.0" "vocos==0.1.0"
 else
     $VPY -m pip install -q -e ".[cpu]"
 fi

@@ -8,9 +8,11 @@ tone's peak bin is rebuilt from nearly cancelling frames (|rebuilt| / S ~ 1e-5 a
 first step), so its phase, and the waveform, follow the rounding; momentum 0.99 carries
 that on. Perturbing the magnitude by 6e-8 (relative, far below float32 rounding) moves
 librosa's own float64 result by ~1e-2 x peak on tones and ~2e-4 on speech, and librosa's
-float32 run is as far from its float64 run. So the waveform target of 1e-4 x peak is met
-on the well-conditioned first step and noise, and what is compared after 32 iterations
-is the quality Griffin-Lim optimises, the spectral convergence
+float32 run is as far from its float64 run. Measured after 32 iterations, ours float32 vs
+librosa float64 (librosa float32 vs float64): speech 8.7e-4 (1.5e-3), tones 3.8e-2 (2.2e-2),
+noise 6.6e-5 (5.3e-5), chirp 3.4e-4 (2.1e-4) x peak. So the waveform target of 1e-4 x peak
+is asserted on the well-conditioned first step (speech, noise), and what is compared after
+32 iterations is the quality Griffin-Lim optimises, the spectral convergence
 ``||S - |STFT(y)||| / ||S||``: ours equals librosa's float64 to 1 % (measured to 4 digits).
 """
 import warnings
@@ -64,15 +66,21 @@ def test_float64_is_librosa_griffinlim_step_for_step(name):
     assert rel(ours(s, 32, torch.float64), librosa_gl(s, 32)) <= 1e-8
 
 
-@pytest.mark.parametrize("name", ["speech", "noise", "chirp"])
+def nudged(s: np.ndarray) -> np.ndarray:
+    """``s`` times ``1 + 6e-8 N(0, 1)``: a change below float32 rounding."""
+    return s * (1 + 6e-8 * np.random.default_rng(0).standard_normal(s.shape))
+
+
+@pytest.mark.parametrize("name", ["speech", "noise"])
 def test_float32_first_step_within_1e_5(name):
+    """Where one step is well conditioned (librosa float64 moves < 2.5e-6 x peak when the
+    magnitude moves below float32 rounding; measured 1.6e-6 speech, 9e-7 noise), ours in
+    float32 is within 1e-5 (measured 1.6e-6 / 7.5e-7). Tones and the chirp are not: there
+    the nudge alone moves librosa by 2.6e-3 / 1.7e-5."""
     s = magnitude(name)
-    assert rel(ours(s, 1), librosa_gl(s, 1)) <= 1e-5
-
-
-def test_float32_noise_after_32_iterations_within_1e_4():
-    s = magnitude("noise")
-    assert rel(ours(s, 32), librosa_gl(s, 32)) <= 1e-4
+    exact = librosa_gl(s, 1)
+    assert rel(librosa_gl(nudged(s), 1), exact) <= 2.5e-6
+    assert rel(ours(s, 1), exact) <= 1e-5
 
 
 @pytest.mark.parametrize("name", SIGNALS)
@@ -89,8 +97,7 @@ def test_float32_waveform_on_tones_is_rounding_chaos_for_librosa_too():
     s = magnitude("tones")
     exact = librosa_gl(s, 32)
     assert rel(librosa_gl(s, 32, np.float32), exact) > 1e-3
-    nudged = s * (1 + 6e-8 * np.random.default_rng(0).standard_normal(s.shape))
-    assert rel(librosa_gl(nudged, 32), exact) > 1e-3
+    assert rel(librosa_gl(nudged(s), 32), exact) > 1e-3
 
 
 def test_power_input_and_given_start_phase():

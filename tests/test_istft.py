@@ -22,8 +22,8 @@ import scipy.signal
 import torch
 
 from nnaudio_export import signals
-from nnaudio_export.kernels.inverse import (inverse_fourier_kernels, nola_gap, synthesis_window,
-                                            window_sumsquare)
+from nnaudio_export.kernels.inverse import (factor_pair, irfft_factors, irfft_matrix, nola_gap,
+                                            synthesis_window, window_sumsquare)
 from nnaudio_export.layers import STFT, iSTFT
 from nnaudio_export.references.vocos import vocos_modules
 
@@ -212,15 +212,21 @@ def test_matches_vocos_istft(padding):
 
 # --------------------------------------------------------------------------- kernels
 
-@pytest.mark.parametrize("n_fft", [16, 15, 400, 1024])
+@pytest.mark.parametrize("n_fft", [16, 15, 400, 511, 1024, 2048])
 @pytest.mark.parametrize("normalized", [False, True])
-def test_inverse_kernels_are_windowed_irfft(n_fft, normalized):
-    w = synthesis_window("hann", n_fft, n_fft)
-    k = inverse_fourier_kernels(n_fft, w, normalized)
+def test_inverse_dft_kernels_are_irfft(n_fft, normalized):
+    """The matrix and the two-stage factors (applied in numpy, as the layer applies them)
+    both equal numpy.fft.irfft, ignoring Im of the DC / Nyquist bins as it does."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal(n_fft // 2 + 1) + 1j * rng.standard_normal(n_fft // 2 + 1)
-    ref = w * np.fft.irfft(X, n_fft, norm="ortho" if normalized else "backward")
-    np.testing.assert_allclose(k @ np.concatenate([X.real, X.imag]), ref, rtol=0, atol=1e-13)
+    ref = np.fft.irfft(X, n_fft, norm="ortho" if normalized else "backward")
+    z = np.concatenate([X.real, X.imag])
+    np.testing.assert_allclose(z @ irfft_matrix(n_fft, normalized), ref, rtol=0, atol=1e-13)
+    f, (p, q) = irfft_factors(n_fft, normalized), factor_pair(n_fft)
+    a = ((z[f["index"]] * f["sign"]).reshape(q, 2 * p) @ f["stage1"]).T          # (2P, Q)
+    b = np.concatenate([a[:p] * f["twiddle_cos"] - a[p:] * f["twiddle_sin"],
+                        a[:p] * f["twiddle_sin"] + a[p:] * f["twiddle_cos"]], axis=1)
+    np.testing.assert_allclose((b @ f["stage2"]).T.reshape(-1), ref, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("window,win_length,n_fft,hop", [("hann", 400, 512, 128), ("hamming", 1024, 1024, 256),
@@ -295,21 +301,34 @@ def test_bad_input_shapes_name_freq_bins_and_num_frames():
 
 # --------------------------------------------------------------------------- variants
 
-def test_unfixed_frames_and_trainable_window_give_the_same_output():
+def test_unfixed_frames_and_trainable_kernels_give_the_same_output():
+    """Without num_frames the envelope is computed per call; trainable kernels use the
+    inverse-DFT matrix (a parameter) instead of the factored DFT: the same numbers."""
     z = torch.view_as_real(spectra(N_FFT, 128, "hann", True)).float()
     fixed = iSTFT(N_FFT, hop_length=128, num_frames=FRAMES)
     free = iSTFT(N_FFT, hop_length=128)
     trainable = iSTFT(N_FFT, hop_length=128, num_frames=FRAMES, trainable_window=True,
                       trainable_kernels=True)
-    assert isinstance(trainable.window, torch.nn.Parameter) and isinstance(trainable.kernel, torch.nn.Parameter)
-    assert not isinstance(fixed.kernel, torch.nn.Parameter)
+    assert fixed.idft.method == "factored" and trainable.idft.method == "matrix"
+    assert isinstance(trainable.window, torch.nn.Parameter)
+    assert isinstance(trainable.idft.kernel, torch.nn.Parameter)
+    assert not isinstance(fixed.window, torch.nn.Parameter)
     with torch.no_grad():
         y = fixed(z)
         peak = y.abs().max()
         assert (free(z) - y).abs().max() <= TOL32 * peak
         assert (trainable(z) - y).abs().max() <= TOL32 * peak
     trainable(z).square().sum().backward()
-    assert trainable.window.grad is not None and trainable.kernel.grad.abs().sum() > 0
+    assert trainable.window.grad.abs().sum() > 0 and trainable.idft.kernel.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_fft", [15, 16, 400, 511])
+def test_matrix_and_factored_inverse_dft_agree_with_torch(n_fft):
+    z = spectra(n_fft, n_fft // 4, "hann", True)
+    ref = torch.istft(z, n_fft, n_fft // 4, window=torch_window("hann", n_fft)).numpy()
+    for trainable in (False, True):
+        y = ours(z, n_fft=n_fft, hop_length=n_fft // 4, trainable_kernels=trainable)
+        assert max(rel_err(y, ref, n_fft // 4).values()) <= TOL32
 
 
 # --------------------------------------------------------------------------- export
@@ -319,7 +338,7 @@ def _onnx(module, x, path):
                       input_names=["x"], output_names=["y"])
     model = onnx.load(str(path))
     ops = {n.op_type for n in model.graph.node}
-    assert not ops & {"STFT", "DFT", "ConvTranspose"}, ops
+    assert not ops & {"STFT", "DFT", "ConvTranspose", "Col2Im"}, ops
     sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, {"x": x.numpy()})[0]
 

@@ -6,6 +6,7 @@ from .common import FrontendLayer, kernel_tensor, register_kernel
 from .cqt import CQT1992v2, CQT2010v2
 from .frame_conv import PRECISIONS, FrameConv, SplitFrameConv, frame_conv
 from .griffin_lim import GriffinLim
+from .inverse_dft import FactoredIRFFT, MatrixIRFFT, irfft_module
 from .istft import iSTFT
 from .kaldi import KaldiSTFT
 from .mel import MFCC, MelSpectrogram
@@ -13,4 +14,4 @@ from .stft import STFT
 
 __all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "KaldiSTFT", "iSTFT", "GriffinLim",
            "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
-           "SplitFrameConv", "frame_conv"]
+           "SplitFrameConv", "frame_conv", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]

@@ -8,10 +8,10 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import require, require_choice, require_positive_int
-from ..kernels.inverse import (NOLA_TOLERANCE, inverse_fourier_kernels, nola_gap,
-                               synthesis_window, window_sumsquare)
+from ..kernels.inverse import NOLA_TOLERANCE, nola_gap, synthesis_window, window_sumsquare
 from ..kernels.windows import WindowSpec
 from .common import kernel_tensor, register_kernel
+from .inverse_dft import irfft_module
 
 PADDINGS = ("center", "same")
 
@@ -39,10 +39,11 @@ class iSTFT(nn.Module):
     """Inverse short-time Fourier transform: ``(B, freq_bins, T, 2)`` (real, imag; the
     :class:`~nnaudio_export.layers.STFT` layer's 'Complex' output) -> audio ``(B, L)``.
 
-    Each frame is ``w[n] irfft(X_t, n_fft)[n]``, one matmul with the float64-built kernels
-    of :func:`~nnaudio_export.kernels.inverse.inverse_fourier_kernels`; the frames are
-    overlap-added (:func:`~nnaudio_export.functional.overlap_add`) and divided by the
-    overlap-added squared window. Only matmul, pad, reshape and elementwise ops: it passes
+    Each frame is ``w[n] irfft(X_t, n_fft)[n]``, with an inverse real DFT of float64-built
+    constants (:mod:`~nnaudio_export.layers.inverse_dft`: two stages of small DFTs as
+    matmuls, or one matrix); the frames are overlap-added
+    (:func:`~nnaudio_export.functional.overlap_add`) and divided by the overlap-added
+    squared window. Only matmul, gather, pad, reshape and elementwise ops: it passes
     ``torch.jit.script`` and both ONNX exporters (``torch.istft`` does not export).
 
     Arguments are nnAudio 0.3.x ``nnAudio.features.iSTFT``'s (``n_fft``, ``win_length``,
@@ -117,9 +118,7 @@ class iSTFT(nn.Module):
         self.trim = n_fft // 2 if (center and padding == "center") else \
             max(0, (win_length - hop_length) // 2) if padding == "same" else 0
         self.trainable_window = bool(trainable_window)
-        # Trainable window: kernels without it, applied per call; else folded into them.
-        kernel = inverse_fourier_kernels(n_fft, np.ones(n_fft) if trainable_window else win, normalized)
-        register_kernel(self, "kernel", kernel.T, trainable_kernels, dtype)
+        self.idft = irfft_module(n_fft, normalized, trainable_kernels, dtype)
         register_kernel(self, "window", win, trainable_window, dtype)
         self._num_frames, self._min_frames = self._check_frames(num_frames, window, win)
         self.fixed_envelope = self._num_frames >= 0 and not trainable_window
@@ -209,11 +208,7 @@ class iSTFT(nn.Module):
 
     def frames_to_audio(self, z: Tensor) -> Tensor:
         """``(B, T, 2 (n_fft // 2 + 1))`` rows ``[Re X_t; Im X_t]`` -> audio ``(B, L)``."""
-        kernel = self.kernel
-        if self.trainable_window:
-            kernel = kernel * self.window.unsqueeze(0)
-        frames = torch.matmul(z, kernel)                         # (B, T, n_fft)
-        y = FN.overlap_add(frames, self.hop_length)
+        y = FN.overlap_add(self.idft(z) * self.window, self.hop_length)
         start, stop, out = self.region(z.size(1))
         y = y[:, start:stop]
         if self.fixed_envelope:
@@ -234,4 +229,4 @@ class iSTFT(nn.Module):
         return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
                 f"freq_bins={self.freq_bins}, center={self.center}, padding={self.padding!r}, "
                 f"normalized={self.normalized}, length={None if self.length < 0 else self.length}, "
-                f"num_frames={self.num_frames}")
+                f"num_frames={self.num_frames}, idft={self.idft.method!r}")
