@@ -216,17 +216,19 @@ def test_matches_vocos_istft(padding):
 @pytest.mark.parametrize("normalized", [False, True])
 def test_inverse_dft_kernels_are_irfft(n_fft, normalized):
     """The matrix and the two-stage factors (applied in numpy, as the layer applies them)
-    both equal numpy.fft.irfft, ignoring Im of the DC / Nyquist bins as it does."""
+    both equal numpy.fft.irfft (times the window), ignoring Im of the DC / Nyquist bins."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal(n_fft // 2 + 1) + 1j * rng.standard_normal(n_fft // 2 + 1)
+    w = rng.random(n_fft)
     ref = np.fft.irfft(X, n_fft, norm="ortho" if normalized else "backward")
     z = np.concatenate([X.real, X.imag])
     np.testing.assert_allclose(z @ irfft_matrix(n_fft, normalized), ref, rtol=0, atol=1e-13)
-    f, (p, q) = irfft_factors(n_fft, normalized), factor_pair(n_fft)
-    a = ((z[f["index"]] * f["sign"]).reshape(q, 2 * p) @ f["stage1"]).T          # (2P, Q)
-    b = np.concatenate([a[:p] * f["twiddle_cos"] - a[p:] * f["twiddle_sin"],
-                        a[:p] * f["twiddle_sin"] + a[p:] * f["twiddle_cos"]], axis=1)
-    np.testing.assert_allclose((b @ f["stage2"]).T.reshape(-1), ref, rtol=0, atol=1e-13)
+    f, (p, q) = irfft_factors(n_fft, w, normalized), factor_pair(n_fft)
+    rows = f["stage1"].shape[1] // 2
+    xs = np.pad(X * f["bin_scale"], (0, rows * q - X.shape[0]))
+    a = (f["stage1"] @ np.stack([xs.real, xs.imag]).reshape(2 * rows, q)).reshape(p, 2 * q)
+    y = np.einsum("cdk,ck->dc", f["stage2"], a).reshape(-1)         # n = c + P d
+    np.testing.assert_allclose(y, w * ref, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("window,win_length,n_fft,hop", [("hann", 400, 512, 128), ("hamming", 1024, 1024, 256),
@@ -310,19 +312,19 @@ def test_unfixed_frames_and_trainable_kernels_give_the_same_output():
     trainable = iSTFT(N_FFT, hop_length=128, num_frames=FRAMES, trainable_window=True,
                       trainable_kernels=True)
     assert fixed.idft.method == "factored" and trainable.idft.method == "matrix"
-    assert isinstance(trainable.window, torch.nn.Parameter)
+    assert isinstance(trainable.idft.window, torch.nn.Parameter)
     assert isinstance(trainable.idft.kernel, torch.nn.Parameter)
-    assert not isinstance(fixed.window, torch.nn.Parameter)
+    assert not isinstance(fixed.idft.window, torch.nn.Parameter)
     with torch.no_grad():
         y = fixed(z)
         peak = y.abs().max()
         assert (free(z) - y).abs().max() <= TOL32 * peak
         assert (trainable(z) - y).abs().max() <= TOL32 * peak
     trainable(z).square().sum().backward()
-    assert trainable.window.grad.abs().sum() > 0 and trainable.idft.kernel.grad.abs().sum() > 0
+    assert trainable.idft.window.grad.abs().sum() > 0 and trainable.idft.kernel.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("n_fft", [15, 16, 400, 511])
+@pytest.mark.parametrize("n_fft", [15, 16, 400, 511, 1024])
 def test_matrix_and_factored_inverse_dft_agree_with_torch(n_fft):
     z = spectra(n_fft, n_fft // 4, "hann", True)
     ref = torch.istft(z, n_fft, n_fft // 4, window=torch_window("hann", n_fft)).numpy()

@@ -147,6 +147,16 @@ def test_duration_overrides():
         nx.presets.load("mel_128", num_frames=10)
 
 
+def test_analysis_bundle_manifest_keeps_its_keys_and_names(mel_bundle):
+    """The input/output generalisation leaves an analysis bundle's manifest as it was
+    (the C++ example and Triton configs read it)."""
+    m = read_manifest(mel_bundle)
+    assert set(m["input"]) == {"name", "dtype", "shape", "torchscript_name"}
+    assert set(m["output"]) == {"name", "dtype", "shape", "kind", "db_per_unit", "torchscript_name"}
+    assert (m["input"]["name"], m["output"]["name"]) == ("audio", "features")
+    assert m["num_samples"] == m["input"]["shape"][-1]
+
+
 def test_runtime_names_the_expected_spectrum_shape(bundles):
     d = bundles.preset("vocos_istft_24khz")
     for backend in BACKENDS:

@@ -60,48 +60,51 @@ def factor_pair(n_fft: int) -> Tuple[int, int]:
 
 def factored_irfft_saves(n_fft: int) -> bool:
     """Whether :func:`irfft_factors` needs at most half the multiply-adds of
-    :func:`irfft_matrix`: ``(4 P + 2 Q) N`` against ``2 F N`` per frame."""
+    :func:`irfft_matrix`: about ``2 (P + Q) N`` against ``2 F N`` per frame."""
     p, q = factor_pair(n_fft)
-    return 4 * p + 2 * q <= (n_fft // 2 + 1)
+    return 2 * (p + q) <= n_fft // 2 + 1
 
 
-def irfft_factors(n_fft: int, normalized: bool = False) -> Dict[str, np.ndarray]:
-    """The inverse real DFT in two stages of small DFTs (Cooley-Tukey, ``N = P Q``), for a
-    frame ``z = [Re X, Im X]`` of ``F = N // 2 + 1`` bins. With ``k = Q a + b`` and
-    ``n = c + P d`` (``a, c < P``; ``b, d < Q``)::
+def irfft_factors(n_fft: int, window: np.ndarray, normalized: bool = False) -> Dict[str, np.ndarray]:
+    """The windowed inverse real DFT ``w[n] irfft(X, n_fft)[n]`` in two stages of small DFTs
+    (Cooley-Tukey, ``N = P Q``), reading only the ``F = N // 2 + 1`` one-sided bins. With
+    ``k = Q a + b`` and ``n = c + P d`` (``a, c < P``; ``b, d < Q``)::
 
-        irfft(X)[c + P d] = Re sum_b e^(2 pi i b d / Q) e^(2 pi i b c / N) A[c, b] / N,
-        A[c, b] = sum_a X[Q a + b] e^(2 pi i a c / P)
+        w[n] irfft(X)[n] = w[n] Re sum_b e^(2 pi i b n / N) A[c, b],
+        A[c, b]          = sum_a g_k X[Q a + b] e^(2 pi i a c / P)
 
-    where ``X[k] = conj X[N - k]`` above ``F`` (Hermitian). As arrays:
+    with ``X`` zero-padded to ``A_rows Q`` bins (``A_rows = ceil(F / Q)``) and
+    ``g_k = 2 / N`` (the conjugate half folded in, taking the real part), ``1 / N`` at DC
+    and Nyquist (whose imaginary parts drop out, as in ``numpy.fft.irfft``). As arrays:
 
-    - ``index``, ``sign`` (``2 P Q``): ``z[index] * sign`` lays the full spectrum out as
-      ``Q`` rows ``[Re X[Q a + b] for a, Im X[Q a + b] for a]`` (``sign`` -1: conjugates);
-    - ``stage1`` (``2P, 2P``): a row times it gives ``[Re A[c, b] for c, Im A[c, b] for c]``
-      (the ``1 / N`` folded in; ``normalized``: see :func:`_irfft_scale`);
-    - ``twiddle_cos``, ``twiddle_sin`` (``P, Q``): ``cos, sin(2 pi b c / N)``;
-    - ``stage2`` (``2Q, Q``): ``[Re B[c, b] for b, Im B[c, b] for b]`` times it is
-      ``irfft(X)[c + P d]`` for ``d = 0 .. Q - 1``.
+    - ``bin_scale`` (``F``): 1, and 1/2 at DC and Nyquist (``g_k = bin_scale[k] 2 / N``);
+    - ``stage1`` (``2P, 2 A_rows``): rows ``(c, Re | Im A)``, columns ``(Re | Im X, a)``:
+      ``stage1 @ [Re X[Q a + b]; Im X[Q a + b]]`` over ``a`` is ``A[c, b]`` (``2 / N``
+      folded in; ``normalized``: ``2 / sqrt(N)``, see :func:`_irfft_scale`);
+    - ``stage2`` (``P, Q, 2Q``): for each ``c``, rows ``d``, columns ``(Re | Im A, b)``:
+      ``w[n] (cos, -sin)(2 pi b n / N)``, so ``stage2[c] @ [Re A[c, :]; Im A[c, :]]`` is the
+      windowed frame at ``n = c + P d``.
 
-    ``(4 P + 2 Q) N`` multiply-adds per frame instead of ``2 F N``, and shorter sums (``2P``
-    and ``2Q`` terms instead of ``2F``), so less float32 rounding. Reference: Cooley &
-    Tukey (1965); the result equals :func:`irfft_matrix` (and numpy.fft.irfft).
+    About ``2 (P + Q) N`` multiply-adds per frame instead of ``2 F N``, and sums of ``2 A_rows``
+    and ``2Q`` terms instead of ``2F`` (less float32 rounding). Reference: Cooley & Tukey
+    (1965); the result equals ``window * (z @`` :func:`irfft_matrix` ``)`` and numpy.fft.irfft.
     """
     p, q = factor_pair(n_fft)
     bins = n_fft // 2 + 1
-    k = q * np.arange(p)[None, :] + np.arange(q)[:, None]             # (Q, P): k = Q a + b
-    mirrored = k >= bins
-    source = np.where(mirrored, n_fft - k, k)
-    index = np.concatenate([source, bins + source], axis=1)            # (Q, 2P)
-    sign = np.concatenate([np.ones((q, p)), np.where(mirrored, -1.0, 1.0)], axis=1)
-    ac = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(p)) % p) / p)  # [a, c]
-    cos1, sin1 = np.cos(ac), np.sin(ac)
-    stage1 = np.block([[cos1, sin1], [-sin1, cos1]]) * _irfft_scale(n_fft, normalized)
-    bc = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(q)) % n_fft) / n_fft)  # [c, b]
-    bd = 2.0 * np.pi * ((np.outer(np.arange(q), np.arange(q)) % q) / q)          # [b, d]
-    return {"index": index.reshape(-1), "sign": sign.reshape(-1), "stage1": stage1,
-            "twiddle_cos": np.cos(bc), "twiddle_sin": np.sin(bc),
-            "stage2": np.concatenate([np.cos(bd), -np.sin(bd)], axis=0)}
+    rows = -(-bins // q)
+    bin_scale = np.ones(bins)
+    bin_scale[0] = 0.5
+    if n_fft % 2 == 0:
+        bin_scale[-1] = 0.5
+    ac = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(rows)) % p) / p)        # [c, a]
+    g = 2.0 * _irfft_scale(n_fft, normalized)
+    cos1, sin1 = g * np.cos(ac), g * np.sin(ac)
+    stage1 = np.stack([np.stack([cos1, -sin1], axis=1), np.stack([sin1, cos1], axis=1)], axis=1)
+    n = np.arange(p)[:, None, None] + p * np.arange(q)[None, :, None]                # [c, d, 1]
+    bn = 2.0 * np.pi * (((np.arange(q)[None, None, :] * n) % n_fft) / n_fft)        # [c, d, b]
+    w = np.asarray(window, dtype=np.float64)[n]
+    stage2 = np.concatenate([np.cos(bn) * w, -np.sin(bn) * w], axis=2)
+    return {"bin_scale": bin_scale, "stage1": stage1.reshape(2 * p, 2 * rows), "stage2": stage2}
 
 
 def window_sumsquare(window: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:

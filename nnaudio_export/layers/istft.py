@@ -10,7 +10,7 @@ from .. import functional as FN
 from ..checks import require, require_choice, require_positive_int
 from ..kernels.inverse import NOLA_TOLERANCE, nola_gap, synthesis_window, window_sumsquare
 from ..kernels.windows import WindowSpec
-from .common import kernel_tensor, register_kernel
+from .common import kernel_tensor
 from .inverse_dft import irfft_module
 
 PADDINGS = ("center", "same")
@@ -41,9 +41,9 @@ class iSTFT(nn.Module):
 
     Each frame is ``w[n] irfft(X_t, n_fft)[n]``, with an inverse real DFT of float64-built
     constants (:mod:`~nnaudio_export.layers.inverse_dft`: two stages of small DFTs as
-    matmuls, or one matrix); the frames are overlap-added
+    matmuls on the spectrum's layout, or one matrix); the frames are overlap-added
     (:func:`~nnaudio_export.functional.overlap_add`) and divided by the overlap-added
-    squared window. Only matmul, gather, pad, reshape and elementwise ops: it passes
+    squared window. Only matmul, pad, reshape, transpose and elementwise ops: it passes
     ``torch.jit.script`` and both ONNX exporters (``torch.istft`` does not export).
 
     Arguments are nnAudio 0.3.x ``nnAudio.features.iSTFT``'s (``n_fft``, ``win_length``,
@@ -118,8 +118,7 @@ class iSTFT(nn.Module):
         self.trim = n_fft // 2 if (center and padding == "center") else \
             max(0, (win_length - hop_length) // 2) if padding == "same" else 0
         self.trainable_window = bool(trainable_window)
-        self.idft = irfft_module(n_fft, normalized, trainable_kernels, dtype)
-        register_kernel(self, "window", win, trainable_window, dtype)
+        self.idft = irfft_module(n_fft, win, normalized, trainable_kernels, trainable_window, dtype)
         self._num_frames, self._min_frames = self._check_frames(num_frames, window, win)
         self.fixed_envelope = self._num_frames >= 0 and not trainable_window
         inverse = np.zeros(0)
@@ -195,26 +194,26 @@ class iSTFT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         FN.check_spectrum(x, 4, self.freq_bins, self._num_frames, self._min_frames)
-        x = x[:, : self.bins_used]
-        # (B, F, T, 2) -> (B, T, 2F): one row [Re X_t; Im X_t] per frame.
-        z = x.permute(0, 2, 3, 1).reshape(x.size(0), x.size(2), 2 * self.bins_used)
-        return self.frames_to_audio(z)
+        return self.spectrum_to_audio(x)
 
     def synthesize(self, real: Tensor, imag: Tensor) -> Tensor:
         """Audio ``(B, L)`` of a spectrum given as real and imaginary parts, each
         ``(B, freq_bins, T)`` (shapes not checked: for callers that built them)."""
-        z = torch.cat([real[:, : self.bins_used], imag[:, : self.bins_used]], dim=1)
-        return self.frames_to_audio(z.transpose(1, 2))
+        return self.spectrum_to_audio(torch.stack([real, imag], dim=-1))
 
-    def frames_to_audio(self, z: Tensor) -> Tensor:
-        """``(B, T, 2 (n_fft // 2 + 1))`` rows ``[Re X_t; Im X_t]`` -> audio ``(B, L)``."""
-        y = FN.overlap_add(self.idft(z) * self.window, self.hop_length)
-        start, stop, out = self.region(z.size(1))
+    def spectrum_to_audio(self, x: Tensor) -> Tensor:
+        """``(B, freq_bins, T, 2)`` -> audio ``(B, L)`` (a two-sided spectrum's upper half
+        is not read)."""
+        if self.freq_bins != self.bins_used:
+            x = x[:, : self.bins_used]
+        frames = x.size(2)
+        y = FN.overlap_add(self.idft(x), self.hop_length)
+        start, stop, out = self.region(frames)
         y = y[:, start:stop]
         if self.fixed_envelope:
             y = y * self.inv_envelope
         else:
-            y = y / self.envelope(z.size(1))[:, start:stop]
+            y = y / self.envelope(frames)[:, start:stop]
         if out > stop - start:
             y = F.pad(y, [0, out - (stop - start)])
         return y
@@ -222,7 +221,7 @@ class iSTFT(nn.Module):
     def envelope(self, frames: int) -> Tensor:
         """The overlap-added squared window ``(1, n_fft + hop (frames - 1))``, from the
         current window (per call: used without a fixed ``num_frames`` or when trainable)."""
-        w2 = (self.window * self.window).reshape(1, 1, self.n_fft)
+        w2 = (self.idft.window * self.idft.window).reshape(1, 1, self.n_fft)
         return FN.overlap_add(w2.expand(1, frames, self.n_fft), self.hop_length)
 
     def extra_repr(self) -> str:
