@@ -20,7 +20,9 @@ class Frontend(nn.Module):
     ``nnaudio_export.presets.load``. Attributes: ``sample_rate``, ``num_samples``,
     ``output_shape`` (without batch), ``spec`` (normalised, JSON-serialisable),
     ``output_kind`` ('linear' | 'log'), ``db_per_unit`` (for log outputs when known),
-    ``input_dtype`` ('float32' | 'int16'), ``input_channels``.
+    ``input_dtype`` ('float32' | 'int16'), ``input_channels``, ``bytes_per_item`` (estimated
+    activation memory of one batch item; a build above the memory limit of
+    :func:`nnaudio_export.checks.memory_limit` is refused).
     """
 
     __jit_unused_properties__ = ["spec", "input_shape"]
@@ -40,6 +42,7 @@ class Frontend(nn.Module):
         self.db_per_unit = compiled.db_per_unit
         self.input_dtype = compiled.input_dtype
         self.input_channels = compiled.input_channels
+        self.bytes_per_item = compiled.bytes_per_item
         self.name = str(norm.get("name", "frontend"))
 
     @classmethod

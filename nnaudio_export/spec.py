@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .checks import is_int, is_number, require_choice
+from .checks import is_int, is_number, require_choice, require_memory
 from .layers import PRECISIONS
 from .stages import STAGES, Context, Stage
 
@@ -43,6 +43,7 @@ class CompiledSpec:
     db_per_unit: Optional[float]     # dB per output unit for log outputs, when known
     input_dtype: str
     input_channels: int
+    bytes_per_item: int              # estimated activation memory of one batch item
 
 
 def stage_error(index: int, kind: str, msg: str) -> ValueError:
@@ -154,8 +155,11 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
         ctx = ctx.but(shape=tuple(shape))
     if ctx.domain == "audio":
         raise ValueError("stages: a frontend needs a transform stage (stft, cqt or kaldi_stft)")
+    elements = ctx.input_channels * n + sum(m.work_elements(s) for m, s in zip(modules, in_shapes))
+    per_item = elements * torch.empty(0, dtype=dtype).element_size()
+    require_memory(per_item, "num_samples", f"one batch item of {n} samples through these stages")
     return CompiledSpec(modules, ctx.shape, ctx.output_kind, ctx.db_per_unit,
-                        ctx.input_dtype, ctx.input_channels)
+                        ctx.input_dtype, ctx.input_channels, int(per_item))
 
 
 def transform_precisions(spec: Dict[str, Any]) -> set:
