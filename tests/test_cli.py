@@ -136,7 +136,9 @@ def test_verify_json(built, tmp_path):
     out, res = built
     assert res.returncode == 0, res.stderr
     report = tmp_path / "report.json"
-    v = cli("verify", out, "--json", report)
+    digest = nx.manifest_sha256(out)
+    assert f"manifest sha256: {digest}" in res.stdout                 # build prints the pin
+    v = cli("verify", out, "--json", report, "--expect-sha256", digest)
     assert v.returncode == 0, v.stderr
     assert "PARITY OK" in v.stdout
     data = json.loads(report.read_text())
@@ -145,11 +147,17 @@ def test_verify_json(built, tmp_path):
     assert {r["backend"] for r in rows if r["device"] == "cpu"} >= {"eager", "onnxruntime", "torchscript"}
     cuda = [r for r in rows if r["device"] == "cuda"]
     if not nx.runtime.cuda_available():
-        assert cuda and all(r["status"] == "skipped" for r in cuda)
-        assert any("cuda" in s for s in data["skipped"])
-        assert "SKIPPED" in v.stdout
-    v_cpu = cli("verify", out, "--device", "cpu")
-    assert v_cpu.returncode == 0 and "| cuda |" not in v_cpu.stdout
+        assert not cuda and not data["not_checked"]                   # auto: cuda only where available
+        strict = cli("verify", out, "--device", "all")
+        assert strict.returncode == 1 and "NOT CHECKED: cuda" in strict.stdout
+        assert "| cuda |" in strict.stdout and "SKIPPED (no CUDA device)" in strict.stdout
+        lenient = cli("verify", out, "--device", "all", "--allow-skip")
+        assert lenient.returncode == 0 and "NOT CHECKED (allowed): cuda" in lenient.stdout
+    unpinned = cli("verify", out, "--device", "cpu")
+    assert unpinned.returncode == 0 and "| cuda |" not in unpinned.stdout
+    assert "| torchscript |" not in unpinned.stdout and "torchscript: not run" in unpinned.stdout
+    named = cli("verify", out, "--device", "cpu", "--backend", "torchscript")
+    assert named.returncode == 0 and "| torchscript | cpu |" in named.stdout
 
 
 def test_verify_tampered_exits_2_one_line(built, tmp_path):
@@ -165,10 +173,10 @@ def test_verify_tampered_exits_2_one_line(built, tmp_path):
     dbg = cli("--debug", "verify", d)
     assert dbg.returncode != 0
     assert "Traceback" in dbg.stderr and "BundleError" in dbg.stderr
-    # inspect still works and reports the mismatch
+    # inspect still shows the manifest, reports the mismatch and exits 1
     ins = cli("inspect", d)
-    assert ins.returncode == 0, ins.stderr
-    assert "MISMATCH" in ins.stdout
+    assert ins.returncode == 1, ins.stderr
+    assert "MISMATCH" in ins.stdout and "name:" in ins.stdout
 
 
 def test_verify_not_a_bundle(tmp_path):
