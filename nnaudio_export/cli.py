@@ -127,6 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.driver import cmd_bench as run_bench
+    return run_bench(args)
+
+
 def _common() -> argparse.ArgumentParser:
     """--debug, accepted after the command too (its default is left to the main parser)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -198,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build(sub, common)
     _add_bundle_commands(sub, common)
     add_triton(sub, parents=common)
-    add_bench(sub, parents=common)
+    add_bench(sub, parents=common).set_defaults(func=cmd_bench)
     return p
 
 

@@ -3,7 +3,7 @@ the usual peers (librosa, torch.stft, nnAudio, openai-whisper, transformers, kal
 the ONNX ``STFT`` op) on the same data in one process, with this machine's fp32 GEMM rate as
 the ceiling and each artifact's FLOP count.
 This module holds the orchestration (our bundles, the per-preset driver ``run_preset``, ``run``)
-and the CLI (``add_cli``, ``main``); the measurement primitives (timing, FLOPs, memory, machine
+and the command (``cmd_bench``, ``main``; its arguments are :mod:`.options`'s); the measurement primitives (timing, FLOPs, memory, machine
 and GEMM ceiling) live in :mod:`.measure`, the peers in :mod:`.peers` and the markdown / JSON /
 PNG writing in :mod:`.report`.
 """

@@ -1,6 +1,6 @@
 """The benchmark's command line (standard library only, so ``nnaudio-export --help`` does not
-import torch): what is measured by default and the ``bench`` arguments; the run itself is
-:mod:`.driver`'s, imported when the command runs."""
+import torch): what is measured by default and the ``bench`` arguments. The run itself is
+:mod:`.driver`'s (``cmd_bench``), which the CLI imports when the command runs."""
 import argparse
 from typing import Any
 
@@ -26,12 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ort-variants", dest="ort_variants", action="store_false")
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .driver import cmd_bench
-    return cmd_bench(args)
-
-
-def add_cli(subparsers: Any, **common: Any) -> None:
+def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:
+    """The ``bench`` subcommand's parser (the caller sets its ``func``)."""
     p = subparsers.add_parser("bench", help="benchmark our bundles against librosa, torch.stft, nnAudio, ...",
                               description="Benchmark our bundles against the peers. The peers need "
                                           f"{PEER_PACKAGES} (pip install -e .[bench] installs librosa "
@@ -39,4 +35,4 @@ def add_cli(subparsers: Any, **common: Any) -> None:
                                           "peer whose package is missing is reported, not timed.",
                               **common)
     add_arguments(p)
-    p.set_defaults(func=_cmd_bench)
+    return p
