@@ -66,12 +66,6 @@ def require_positive_int(value: Any, param: str) -> int:
     return int(value)
 
 
-def require_number(value: Any, param: str) -> float:
-    if not is_number(value):
-        raise ValueError(f"{param} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def memory_limit() -> int:
     """The byte limit for one kernel bank or one batch item's activations: the environment
     variable :data:`MEMORY_LIMIT_ENV` when set, else :data:`DEFAULT_MEMORY_LIMIT` (4 GiB)."""
