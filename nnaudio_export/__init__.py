@@ -19,12 +19,13 @@ _LAZY = {
     "export": ("api", "export"),
     "load": ("runtime", "load"),
     "verify": ("parity", "verify"),
+    "manifest_sha256": ("manifest", "manifest_sha256"),
     "layers": ("layers", None),
     "presets": ("presets", None),
 }
 
 __all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
-           "__version__"]
+           "manifest_sha256", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,14 +2,18 @@
 has (:func:`resolve_frontend`), and :func:`export` = write the bundle, verify it, measure the
 error against the preset's reference package, install it."""
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from . import presets
 from .builder import Frontend
 from .bundle import write_bundle
-from .checks import is_int
-from .manifest import FORMATS, MANIFEST, install_dir, staging_dir, write_json_atomic
+from .checks import is_int, require_memory
+from .install import (check_replaceable, install_dir, remove_leftovers, staging_dir, target_lock,
+                      target_path)
+from .manifest import (FORMATS, MANIFEST, bundle_backends, foreign_entries, model_format,
+                       write_json_atomic)
 from .parity import verify as verify_bundle
 from .references import measure_reference_error
 from .spec import with_overrides
@@ -29,21 +33,51 @@ def resolve_frontend(source: Source, num_samples: Optional[int] = None,
         spec = source.spec
     elif isinstance(source, dict):
         spec = source
-    elif isinstance(source, (str, Path)) and str(source).endswith(".json"):
-        p = Path(source)
-        if not p.is_file():
-            raise ValueError(f"spec file {str(p)!r} does not exist")
-        try:
-            spec = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"spec file {str(p)!r}: invalid JSON ({exc})") from None
+    elif isinstance(source, (str, Path)) and _looks_like_file(source):
+        spec = _read_spec_file(Path(source))
     elif isinstance(source, str):
+        if source not in presets.names():
+            raise ValueError(f"unknown preset {source!r}, and no spec file of that name; presets: "
+                             f"{', '.join(presets.names())}")
         return presets.load(source, num_samples=num_samples, seconds=seconds, precision=precision,
                             num_frames=num_frames)
     else:
         raise ValueError(f"cannot export {type(source).__name__}: give a Frontend, a spec dict, "
                          "a preset name or a spec .json path")
     return Frontend.from_spec(with_overrides(spec, num_samples, seconds, precision, num_frames))
+
+
+def _looks_like_file(source: Union[str, Path]) -> bool:
+    """A Path, an existing file, or a name that can only be a path (a '.json' suffix or a
+    directory separator); anything else is taken as a preset name."""
+    text = str(source)
+    return (isinstance(source, Path) or os.path.isfile(text) or text.endswith(".json")
+            or os.sep in text or (os.altsep is not None and os.altsep in text))
+
+
+def _read_spec_file(p: Path) -> Dict[str, Any]:
+    if not p.is_file():
+        raise ValueError(f"spec file {str(p)!r} does not exist")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"spec file {str(p)!r}: invalid JSON ({exc})") from None
+
+
+def _check_batch(batch: Optional[int], formats: Sequence[str], fe: Frontend) -> None:
+    """A fixed batch is exported, verified and run at that size: bounded by the formats'
+    batch bound and the memory limit (``nnaudio_export.checks.memory_limit``)."""
+    if batch is None:
+        return
+    if not is_int(batch) or batch < 1:
+        raise ValueError(f"batch must be >= 1 (or None for a dynamic batch axis), got {batch!r}")
+    bounds = [model_format(f).max_batch for f in formats if model_format(f).max_batch]
+    if bounds and batch > min(bounds):
+        raise ValueError(f"batch: {batch} is above {min(bounds)}, the largest batch an exported "
+                         "ONNX / .pt2 graph takes; export with a dynamic batch (no --batch) and let "
+                         "the runtime split large batches (nx.load(..., max_batch=N))")
+    require_memory(batch * fe.bytes_per_item, "batch",
+                   f"{batch} items of {fe.bytes_per_item / 2**20:.1f} MiB each (estimated)")
 
 
 def _check_formats(formats: Sequence[str]) -> tuple:
@@ -71,28 +105,38 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     or ``num_frames`` (synthesis: the input spectrum's frames) override the length;
     ``precision`` ('single' | 'extended') the transforms' precision (presets choose their
     own). A synthesis bundle's tensors are ``spectrum`` -> ``audio``. The bundle is written
-    to a temporary directory beside ``out_dir``, verified on CPU unless ``verify=False``
-    (parity figures, and for presets the error against the reference package, go into the
-    manifest) and renamed into place; an existing ``out_dir`` is refused unless
-    ``overwrite=True``.
+    to a marked temporary directory beside ``out_dir``, verified on CPU unless
+    ``verify=False`` (parity figures, and for presets the error against the reference
+    package, go into the manifest) and renamed into place (:mod:`nnaudio_export.install`):
+    one export per ``out_dir`` at a time (a second one fails at once), leftovers of an
+    interrupted export to the same path are removed first, and an existing ``out_dir`` is
+    replaced only with ``overwrite=True`` and only when it holds nothing but a bundle this
+    package wrote. A fixed ``batch`` must be <= 4096 (ONNX / .pt2) and fit the memory limit.
+    Returns the absolute path. The manifest's sha256 (:func:`nnaudio_export.manifest.
+    manifest_sha256`) is the bundle's digest to pin when loading it elsewhere.
     """
     say = progress or (lambda msg: None)
     formats = _check_formats(formats)
-    if batch is not None and (not is_int(batch) or batch <= 0):
-        raise ValueError(f"batch must be None (dynamic) or a positive integer, got {batch!r}")
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
+    out = target_path(out_dir)
+    check_replaceable(out, overwrite, foreign_entries)
     fe = resolve_frontend(source, num_samples, seconds, precision, num_frames).eval()
-    with staging_dir(out) as tmp:
-        manifest = write_bundle(fe, tmp, formats, batch, say)
-        if verify:
-            say("verifying parity on cpu")
-            manifest["parity"] = verify_bundle(tmp, devices=("cpu",), progress=progress).to_dict()
-            ref = measure_reference_error(fe)
-            if ref is not None:
-                manifest["reference_error"] = ref
-            write_json_atomic(tmp / MANIFEST, manifest)
-        install_dir(tmp, out, overwrite)
+    _check_batch(batch, formats, fe)
+    with target_lock(out):
+        for box in remove_leftovers(out):
+            say(f"removed {box.name}, left by an interrupted export")
+        check_replaceable(out, overwrite, foreign_entries)
+        with staging_dir(out) as tmp:
+            manifest = write_bundle(fe, tmp, formats, batch, say)
+            if verify:
+                say("verifying parity on cpu")
+                # Trusted: this process has just written every file.
+                report = verify_bundle(tmp, devices=("cpu",), backends=bundle_backends(manifest),
+                                       progress=progress)
+                manifest["parity"] = report.to_dict()
+                ref = measure_reference_error(fe)
+                if ref is not None:
+                    manifest["reference_error"] = ref
+                write_json_atomic(tmp / MANIFEST, manifest)
+            install_dir(tmp, out, overwrite, foreign_entries)
     say(f"wrote {out}")
     return out

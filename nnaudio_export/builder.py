@@ -28,7 +28,9 @@ class Frontend(nn.Module):
     ``input_kind`` ('audio' | 'spectrum'), ``input_shape`` / ``output_shape`` (without
     batch), ``input_dtype`` ('float32' | 'int16'), ``input_channels``; ``output_kind``
     ('linear' | 'log' | 'cepstral'), ``db_per_unit`` (for log outputs when known); ``spec``
-    (normalised, JSON-serialisable).
+    (normalised, JSON-serialisable); ``bytes_per_item`` (estimated activation memory of one
+    batch item; a build above the memory limit of :func:`nnaudio_export.checks.memory_limit`
+    is refused).
     """
 
     __jit_unused_properties__ = ["spec", "input_shape"]
@@ -52,6 +54,7 @@ class Frontend(nn.Module):
         self.db_per_unit = compiled.db_per_unit
         audio = self._input_shape if self.input_kind == "audio" else self.output_shape
         self.num_samples = int(audio[-1])
+        self.bytes_per_item = compiled.bytes_per_item
         self.name = str(norm.get("name", "frontend"))
 
     @classmethod

@@ -3,7 +3,9 @@
 versions). The format table, reading, checking and installing are
 :mod:`nnaudio_export.manifest`'s; verifying the result and measuring the error against a
 preset's reference are the caller's (:func:`nnaudio_export.export`)."""
+import contextlib
 import datetime as _dt
+import logging
 import platform
 import warnings
 from pathlib import Path
@@ -53,13 +55,26 @@ def _write_torchscript(fe: Frontend, path: Path) -> Dict[str, Any]:
     return info
 
 
+@contextlib.contextmanager
+def _quiet_onnx_exporter():
+    """The dynamo exporter logs one warning per torchvision op when torchvision is absent
+    (irrelevant here: no torchvision op is used); keep its registry quiet while exporting."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any]:
     import onnx
 
     x = example_input(fe, batch or 2)
     errors = []
     exporter = None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_onnx_exporter():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(fe, (x,), str(path), dynamo=True, external_data=False,
@@ -148,6 +163,9 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         "sample_rate": fe.sample_rate, "num_samples": fe.num_samples,
         "length_policy": spec.get("length_policy", "exact"),
         "batch": batch,
+        # Estimated activation memory of one batch item (float32): nx.load splits batches so
+        # that a call stays within its memory budget (max_batch).
+        "bytes_per_item": fe.bytes_per_item,
         "input": {"name": fe.input_name, "dtype": fe.input_dtype,
                   "shape": [batch if batch else "batch", *fe.input_shape],
                   "torchscript_name": TORCHSCRIPT_INPUT_NAME, **_input_extras(fe)},

@@ -1,16 +1,24 @@
-"""``nnaudio-export``: presets | build | verify | inspect (| triton | bench).
+"""nnaudio-export: presets | build | verify | inspect | run | triton | bench.
 
-User errors print one line on stderr and exit 2 (``--debug`` shows the traceback);
-``verify`` exits 1 when parity fails.
+User errors print one line on stderr and exit 2 (``--debug``, before or after the command,
+shows the traceback); ``verify`` exits 1 when parity fails or an asked-for device could not
+be checked, ``inspect`` when a file does not match the manifest. Heavy modules (torch) are
+imported by the commands that need them, so ``--help`` and ``--version`` are instant.
 """
 import argparse
-import json
+import signal
 import sys
 import time
 from typing import List, Optional
 
-from .bench import add_cli as add_bench
+from ._version import __version__
+from .bench.options import add_cli as add_bench
+from .manifest import FORMATS
 from .triton import add_cli as add_triton
+
+DESCRIPTION = ("Export spectrogram frontends (presets or spec files) as verified TorchScript / "
+               "ONNX / AOTInductor bundles, then verify, inspect, run or serve them.")
+BACKEND_CHOICES = ("onnxruntime", "torchscript", "pt2", "eager")
 
 
 def _progress(msg: str) -> None:
@@ -37,15 +45,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .api import export
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    from .manifest import manifest_sha256, read_manifest
     t0 = time.time()
-    out = export(args.source, args.out, formats=formats, batch=args.batch, overwrite=args.force,
+    out = export(args.source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
                  seconds=args.seconds, num_samples=args.num_samples, verify=not args.no_verify,
                  progress=_progress, precision=args.precision, num_frames=args.num_frames)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
     print(f"output {manifest['output']['name']}: {manifest['output']['shape']} float32")
+    print(f"manifest sha256: {manifest_sha256(out)}  (pin it: --expect-sha256 / expected_sha256=)")
+    if "reference_error" in manifest:
+        print(f"reference:   {_reference_line(manifest['reference_error'])}")
     if "parity" in manifest:
         from .parity import ParityReport
         rep = ParityReport.from_dict(manifest["parity"])
@@ -55,10 +66,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_line(ref: dict) -> str:
+    """The manifest's reference error in words (a missing package says how to get it)."""
+    if "max_abs_error" in ref:
+        return (f"max |ours - {ref.get('reference')}| = {ref['max_abs_error']:.3g} {ref.get('units', '')} "
+                f"({ref.get('signal')}, {ref.get('num_samples')} samples)")
+    err = str(ref.get("error", "unknown error"))
+    if err.startswith(("ModuleNotFoundError", "ImportError")):
+        return (f"not measured: the reference package {ref.get('package')!r} is not installed "
+                "(scripts/setup_env.sh test installs every reference; then rebuild)")
+    return f"not measured: {err}"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .parity import verify, write_report
-    devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
-    report = verify(args.bundle, devices=devices, progress=_progress)
+    devices = {"auto": None, "all": ("cpu", "cuda")}.get(args.device, (args.device,))
+    report = verify(args.bundle, devices=devices, backends=args.backend, progress=_progress,
+                    expected_sha256=args.expect_sha256, allow_skip=args.allow_skip)
     print(report.table())
     if args.json:
         write_report(report, args.json)
@@ -66,43 +90,67 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .manifest import check_files, read_manifest
-    m = read_manifest(args.bundle)
+    from .manifest import BundleError, check_files, manifest_sha256, read_manifest
+    m = read_manifest(args.bundle, args.expect_sha256)
     try:
         check_files(args.bundle, m)
         integrity = "all sha256 match"
-    except ValueError as exc:
+    except BundleError as exc:
         integrity = f"MISMATCH: {exc}"
-    print(f"name:        {m['name']}")
+    versions = m.get("versions") or {}
+    print(f"name:        {m.get('name', '-')}")
     print(f"reference:   {m.get('reference') or '-'}")
     audio = "input" if m["input"].get("kind", "audio") == "audio" else "output"
     print(f"sample rate: {m['sample_rate']:g} Hz, {m['num_samples']} samples of {audio} audio "
           f"({m['num_samples'] / m['sample_rate']:.3f} s), length policy {m.get('length_policy', 'exact')}")
     layout = f" (spectrum, layout {m['input']['layout']})" if "layout" in m["input"] else ""
-    print(f"input:       {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}{layout}")
-    print(f"output:      {m['output']['name']} {m['output']['shape']} float32 ({m['output']['kind']})")
-    print(f"created:     {m['created']}  torch {m['versions']['torch']}, onnx {m['versions'].get('onnx')}")
+    print(f"input:       {m['input'].get('name', '-')} {m['input']['shape']} {m['input']['dtype']}{layout}")
+    print(f"output:      {m['output'].get('name', '-')} {m['output']['shape']} float32 ({m['output']['kind']})")
+    print(f"created:     {m.get('created', '-')}  torch {versions.get('torch', '-')}, onnx {versions.get('onnx', '-')}")
     for name, f in m["files"].items():
         extra = {k: v for k, v in f.items() if k in ("method", "exporter", "opset", "ir_version", "device")}
         print(f"file:        {name:10s} {f['size']:>10d} B  sha256 {f['sha256'][:16]}…  {extra}")
+    print(f"manifest:    sha256 {manifest_sha256(args.bundle)}")
     print(f"integrity:   {integrity}")
-    if "parity" in m:
-        print(f"parity:      {'ok' if m['parity']['ok'] else 'FAILED'} at export (cpu)")
-    if "reference_error" in m:
-        print(f"reference:   {json.dumps(m['reference_error'])}")
+    if isinstance(m.get("parity"), dict):
+        print(f"parity:      {'ok' if m['parity'].get('ok') else 'FAILED'} at export (cpu)")
+    if isinstance(m.get("reference_error"), dict):
+        print(f"reference:   {_reference_line(m['reference_error'])}")
+    return 0 if integrity.startswith("all") else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runtime import load
+    from .wav import prepare, save_npy
+    rt = load(args.bundle, backend=args.backend, device=args.device, expected_sha256=args.expect_sha256)
+    x = prepare(args.wav, rt.manifest)
+    batch = rt.batch or 1   # a fixed-batch bundle: repeat the clip, keep item 0
+    y = rt(x[None].repeat(batch, axis=0))[0]
+    save_npy(args.out, y)
+    print(f"{args.wav} -> {args.out}: {list(y.shape)} float32 ({args.backend})")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnaudio-export", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
-    b = sub.add_parser("build", help="export a preset or spec to a bundle")
-    b.add_argument("source", help="preset name or spec .json path")
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.driver import cmd_bench as run_bench
+    return run_bench(args)
+
+
+def _common() -> argparse.ArgumentParser:
+    """--debug, accepted after the command too (its default is left to the main parser)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return p
+
+
+def _add_build(sub, common) -> None:
+    b = sub.add_parser("build", parents=common, help="export a preset or spec to a bundle")
+    b.add_argument("source", help="preset name, or a spec JSON file (any existing path is read as one)")
     b.add_argument("--out", required=True, help="bundle directory to create")
-    b.add_argument("--formats", default="torchscript,onnx,pt2")
-    b.add_argument("--batch", type=int, default=None, help="fix the batch size (default: dynamic)")
+    b.add_argument("--formats", default=",".join(FORMATS),
+                   help=f"comma-separated, any of {', '.join(FORMATS)} (default: all; pt2 needs a C++ compiler)")
+    b.add_argument("--batch", type=int, default=None,
+                   help="fix the batch size, 1..4096 (default: a dynamic batch axis)")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--seconds", type=float, default=None, help="override the duration")
     g.add_argument("--num-samples", type=int, default=None, help="override the input length")
@@ -112,29 +160,72 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Fourier transform precision: 'single' (one float32 conv, fastest) or "
                         "'extended' (error-free split, ~2-3x the transform's time, ~100x less "
                         "rounding); default: the preset's / spec's own")
-    b.add_argument("--force", action="store_true", help="replace an existing bundle")
+    b.add_argument("--force", action="store_true",
+                   help="replace an existing bundle this tool wrote (anything else is refused)")
     b.add_argument("--no-verify", action="store_true", help="skip the parity check at export")
     b.set_defaults(func=cmd_build)
-    v = sub.add_parser("verify", help="check a bundle's numerical parity (exit 1 on failure)")
+
+
+def _add_bundle_commands(sub, common) -> None:
+    pin = dict(default=None, metavar="HEX",
+               help="refuse the bundle unless its manifest.json has this sha256 (from build / inspect)")
+    v = sub.add_parser("verify", parents=common,
+                       help="check a bundle's numerical parity (exit 1 on failure)",
+                       description="Compare the bundle's backends with eager PyTorch and float64. "
+                                   "A bundle is code: without --expect-sha256 only ONNX Runtime and "
+                                   "eager run, unless --backend names others.")
     v.add_argument("bundle")
-    v.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    v.add_argument("--device", choices=("auto", "cpu", "cuda", "all"), default="auto",
+                   help="auto (default): cpu, and cuda where available; a device named here that "
+                        "cannot run fails the check unless --allow-skip")
+    v.add_argument("--backend", action="append", choices=BACKEND_CHOICES, default=None,
+                   help="run this backend (repeatable); default: see above")
+    v.add_argument("--expect-sha256", **pin)
+    v.add_argument("--allow-skip", action="store_true", help="an unavailable device is not a failure")
     v.add_argument("--json", default=None, help="write the report as JSON")
     v.set_defaults(func=cmd_verify)
-    i = sub.add_parser("inspect", help="show a bundle's manifest and check its files")
+    i = sub.add_parser("inspect", parents=common,
+                       help="show a bundle's manifest and digest, check its files (exit 1 on mismatch)")
     i.add_argument("bundle")
+    i.add_argument("--expect-sha256", **pin)
     i.set_defaults(func=cmd_inspect)
-    add_triton(sub)
-    add_bench(sub)
+    r = sub.add_parser("run", parents=common, help="run a bundle on one WAV file, write the features as .npy")
+    r.add_argument("bundle")
+    r.add_argument("wav", help="16-bit PCM or 32-bit float WAV at the bundle's sample rate")
+    r.add_argument("out", help="output .npy (float32, the clip's features without a batch axis)")
+    r.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--expect-sha256", **pin)
+    r.set_defaults(func=cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnaudio-export", description=DESCRIPTION)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"nnaudio-export {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = [_common()]
+    sub.add_parser("presets", parents=common, help="list presets").set_defaults(func=cmd_presets)
+    _add_build(sub, common)
+    _add_bundle_commands(sub, common)
+    add_triton(sub, parents=common)
+    add_bench(sub, parents=common).set_defaults(func=cmd_bench)
     return p
+
+
+def _interrupt(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so temporary directories are removed on the way out.
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("nnaudio-export: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, TypeError, OSError) as exc:
         if args.debug:
@@ -142,6 +233,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"nnaudio-export: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """The bundle format, at the bottom of the bundle side: what a bundle directory holds, the
 one table of its model formats, and how a bundle is read, checked and installed.
 
-Standard library only, so the writer (:mod:`~nnaudio_export.bundle`), the runtime, the
+Bundles are code (a ``.pt2`` is a shared library): every reader here opens only the fixed
+file names of :data:`FORMAT_TABLE` directly inside the bundle, never through a link, and the
+runtime loads the very bytes whose sha256 it checked. Standard library only, so the writer (:mod:`~nnaudio_export.bundle`), the runtime, the
 verifier, the Triton writer and the CLI all share it without importing torch.
 """
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 BUNDLE_FORMAT = "nnaudio_export.bundle"
 BUNDLE_VERSION = 1
@@ -25,6 +25,7 @@ INPUT_NAME, OUTPUT_NAME = AUDIO_NAME, FEATURES_NAME     # an analysis bundle's
 TORCHSCRIPT_INPUT_NAME, TORCHSCRIPT_OUTPUT_NAME = "INPUT__0", "OUTPUT__0"
 # torch.export gives a dynamic batch axis an upper bound; ONNX and .pt2 are exported with it.
 MAX_EXPORTED_BATCH = 4096
+INPUT_DTYPES = ("float32", "int16")
 
 
 class BundleError(ValueError):
@@ -99,48 +100,148 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
-def read_manifest(bundle_dir: Union[str, Path]) -> Dict[str, Any]:
-    """The bundle's manifest, checked for the keys every reader relies on; a missing,
-    malformed or foreign manifest raises :class:`BundleError` naming what is wrong."""
-    d = Path(bundle_dir)
-    path = d / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{d} is not a bundle: {MANIFEST} is missing")
+def read_bundle_file(bundle_dir: Union[str, Path], name: str) -> bytes:
+    """The bytes of ``name`` (one of a bundle's fixed file names, never a path) directly
+    inside ``bundle_dir``: a regular file, opened without following a link (a link, even
+    one pointing inside the bundle, is refused)."""
+    if name not in (MANIFEST,) + MODEL_FILES:
+        raise BundleError(f"{name!r} is not a bundle file name")
+    path = Path(bundle_dir) / name
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing") from None
+    except OSError as exc:
+        if path.is_symlink():
+            raise BundleError(f"{path}: is a symbolic link; a bundle's files must be regular "
+                              "files inside it") from None
+        raise BundleError(f"{path}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BundleError(f"{path}: not a regular file")
+        return f.read()
+
+
+def bundle_path(bundle_dir: Union[str, Path]) -> Path:
+    """The bundle directory with every link in its path resolved once, so that all its files
+    are read from one directory (a link to the bundle directory is fine; links inside it
+    are not)."""
+    d = Path(bundle_dir)
+    if not d.is_dir():
+        raise BundleError(f"{d} is not a bundle: no such directory" if not d.exists()
+                          else f"{d} is not a bundle: not a directory")
+    return d.resolve()
+
+
+def manifest_sha256(bundle_dir: Union[str, Path]) -> str:
+    """The sha256 of the bundle's ``manifest.json`` bytes: the bundle's own digest. The
+    manifest lists every model file's sha256, so pinning this one value (``nx.load(...,
+    expected_sha256=...)``, ``--expect-sha256``) pins the whole bundle."""
+    return hashlib.sha256(read_bundle_file(bundle_path(bundle_dir), MANIFEST)).hexdigest()
+
+
+def read_manifest(bundle_dir: Union[str, Path], expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+    """The bundle's manifest, checked for the keys every reader relies on; a missing,
+    malformed or foreign manifest raises :class:`BundleError` naming what is wrong. With
+    ``expected_sha256`` the manifest's bytes must have that digest (see
+    :func:`manifest_sha256`); the bytes checked are the bytes parsed."""
+    d = bundle_path(bundle_dir)
+    path = d / MANIFEST
+    if not os.path.lexists(path):
+        raise BundleError(f"{d} is not a bundle: {MANIFEST} is missing")
+    raw = read_bundle_file(d, MANIFEST)
+    if expected_sha256 is not None:
+        check_digest(hashlib.sha256(raw).hexdigest(), expected_sha256, path)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: not an nnaudio_export bundle manifest")
+    _check_manifest(manifest, path)
+    return manifest
+
+
+def check_digest(actual: str, expected: str, path: Path) -> None:
+    if not isinstance(expected, str) or len(expected.strip()) != 64:
+        raise ValueError(f"expected_sha256 must be 64 hex digits, got {expected!r}")
+    if actual != expected.strip().lower():
+        raise BundleError(f"{path}: sha256 is {actual}, not the pinned {expected.strip().lower()}; "
+                          "this is not the bundle you trusted")
+
+
+def _is_batched_shape(shape: Any) -> bool:
+    """``['batch' or N, d1, d2, ...]`` with positive integer dims."""
+    if not isinstance(shape, list) or len(shape) < 2:
+        return False
+    rest = shape[1:]
+    ok_batch = shape[0] == "batch" or (isinstance(shape[0], int) and not isinstance(shape[0], bool)
+                                        and shape[0] >= 1)
+    return ok_batch and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in rest)
+
+
+def _check_manifest(manifest: Dict[str, Any], path: Path) -> None:
     for key, kind in (("files", dict), ("input", dict), ("output", dict), ("spec", dict),
                       ("num_samples", int), ("sample_rate", (int, float))):
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise BundleError(f"{path}: '{key}' is missing or malformed")
+    if manifest["input"].get("dtype") not in INPUT_DTYPES or not _is_batched_shape(manifest["input"].get("shape")):
+        raise BundleError(f"{path}: 'input' needs dtype {INPUT_DTYPES} and shape [batch, ...]")
+    if not _is_batched_shape(manifest["output"].get("shape")) or not isinstance(manifest["output"].get("kind"), str):
+        raise BundleError(f"{path}: 'output' needs shape [batch, ...] and kind")
     for name, entry in manifest["files"].items():
         if name not in MODEL_FILES:
             raise BundleError(f"{path}: files lists {name!r}; a bundle holds only {MODEL_FILES}")
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
                 or not isinstance(entry.get("size"), int):
             raise BundleError(f"{path}: files.{name} lacks sha256 / size")
-    return manifest
+
+
+def read_checked(bundle_dir: Union[str, Path], manifest: Dict[str, Any], name: str) -> bytes:
+    """The bytes of the model file ``name``, refused unless listed in the manifest with this
+    size and sha256. Loading these bytes (not the path again) means what was checked is
+    what runs."""
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise BundleError(f"{bundle_dir} has no {name} (exported files: {sorted(manifest['files'])})")
+    try:
+        data = read_bundle_file(bundle_dir, name)
+    except BundleError as exc:
+        if "missing" in str(exc):
+            raise BundleError(f"{Path(bundle_dir) / name}: missing (listed in {MANIFEST})") from None
+        raise
+    if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BundleError(f"{Path(bundle_dir) / name}: sha256 does not match {MANIFEST}; the file was "
+                          "modified or corrupted. Re-export the bundle.")
+    return data
 
 
 def check_files(bundle_dir: Union[str, Path], manifest: Dict[str, Any],
                 names: Optional[Sequence[str]] = None) -> None:
     """Refuse any listed model file (``names``: only these) that is missing, is a link, or
     whose size or sha256 differs from the manifest."""
-    d = Path(bundle_dir)
-    for name, entry in manifest["files"].items():
-        if names is not None and name not in names:
-            continue
-        p = d / name
-        if p.is_symlink():
-            raise BundleError(f"{p}: is a symbolic link; a bundle's files must be regular files")
-        if not p.is_file():
-            raise BundleError(f"{p}: missing (listed in {MANIFEST})")
-        if p.stat().st_size != entry["size"] or sha256_file(p) != entry["sha256"]:
-            raise BundleError(f"{p}: sha256 does not match {MANIFEST}; the file was modified "
-                              "or corrupted. Re-export the bundle.")
+    for name in manifest["files"]:
+        if names is None or name in names:
+            read_checked(bundle_dir, manifest, name)
+
+
+def foreign_entries(bundle_dir: Path) -> Optional[str]:
+    """None when ``bundle_dir`` holds only what a bundle export writes (an nnaudio_export
+    ``manifest.json`` and model files; an empty directory too), else what else is there:
+    :func:`nnaudio_export.install.install_dir` replaces only such a directory."""
+    names = sorted(os.listdir(bundle_dir))
+    if not names:
+        return None
+    other = [n + ("/" if (bundle_dir / n).is_dir() else "") for n in names
+             if n not in (MANIFEST,) + MODEL_FILES]
+    if other:
+        return "holds " + ", ".join(other[:4]) + (f" and {len(other) - 4} more" if len(other) > 4 else "")
+    try:
+        raw = read_bundle_file(bundle_dir, MANIFEST)
+        ours = json.loads(raw.decode("utf-8")).get("format") == BUNDLE_FORMAT
+    except (BundleError, ValueError, AttributeError):
+        ours = False
+    return None if ours else f"has no nnaudio_export {MANIFEST} (it holds {', '.join(names)})"
 
 
 def bundle_backends(manifest: Dict[str, Any]) -> List[str]:
@@ -153,37 +254,3 @@ def write_json_atomic(path: Path, data: Dict[str, Any]) -> None:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n",
                    encoding="utf-8")
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A new empty directory beside ``final`` to assemble it in (same filesystem, so it can
-    be renamed into place); removed again when the block fails."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def install_dir(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Rename the finished directory ``tmp`` onto ``final`` (made 0755: mkdtemp gives 0700
-    and a bundle is meant to be shared). An existing ``final`` is refused unless
-    ``overwrite``; then it is moved aside, replaced, and put back if the replacement fails."""
-    os.chmod(tmp, 0o755)
-    if final.exists():
-        if not overwrite:
-            raise FileExistsError(f"{final} already exists; pass overwrite=True (CLI: --force) to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-        os.replace(final, old / final.name)
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            os.replace(old / final.name, final)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)

@@ -1,4 +1,11 @@
-"""Numerical parity of a bundle's artifacts against eager PyTorch and a float64 reference."""
+"""Numerical parity of a bundle's artifacts against eager PyTorch and a float64 reference.
+
+Running a backend runs the bundle's code (a ``.pt2`` is a shared library, TorchScript a
+program). :func:`verify` therefore runs, unless told otherwise, only what is safe on a
+bundle of unknown origin: ONNX Runtime (a graph of built-in operators) and the eager module
+rebuilt from the manifest's spec (data). TorchScript and ``.pt2`` run when asked for by name
+(``backends=``, CLI ``--backend``) or when the bundle is pinned by its manifest digest
+(``expected_sha256``, CLI ``--expect-sha256``)."""
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -10,7 +17,12 @@ import torch
 
 from .builder import Frontend
 from .manifest import bundle_backends, check_files, model_format, read_manifest
+from .runtime import BACKENDS
 from .runtime import cuda_available, load
+
+# Backends whose artifacts hold no native code or program: run on any bundle by default.
+DATA_ONLY_BACKENDS = ("onnxruntime",)
+DEVICES = ("cpu", "cuda")
 from .spec import transform_precisions
 
 # float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
@@ -61,11 +73,16 @@ class ParityReport:
     rows: List[ParityRow] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     log_db_window: float = LOG_DB_WINDOW
+    not_checked: List[str] = field(default_factory=list)   # asked for, but could not run
+    allow_skip: bool = False
 
     @property
     def ok(self) -> bool:
+        """Every row that ran passed, and (unless ``allow_skip``) nothing that was asked for
+        went unchecked (e.g. ``devices=('cuda',)`` on a machine without CUDA)."""
         ran = [r for r in self.rows if r.status != "skipped"]
-        return bool(ran) and all(r.status == "passed" for r in ran)
+        complete = self.allow_skip or not self.not_checked
+        return bool(ran) and complete and all(r.status == "passed" for r in ran)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"bundle": self.bundle, "ok": self.ok, "output_kind": self.output_kind,
@@ -73,14 +90,16 @@ class ParityReport:
                 "log_max_abs": LOG_ABS_TOL, "log_min_db": LOG_MIN_DB_TOL,
                 "normalized_log_max_abs": NORMALIZED_LOG_ABS_TOL,
                 "log_db_window": self.log_db_window},
-                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped}
+                "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
+                "not_checked": self.not_checked, "allow_skip": self.allow_skip}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ParityReport":
         """The report :meth:`to_dict` wrote (e.g. a manifest's ``parity``)."""
         return cls(d["bundle"], d["output_kind"], list(d["signals"]),
                    [ParityRow(**r) for r in d["rows"]], list(d.get("skipped", [])),
-                   d.get("thresholds", {}).get("log_db_window", LOG_DB_WINDOW))
+                   d.get("thresholds", {}).get("log_db_window", LOG_DB_WINDOW),
+                   list(d.get("not_checked", [])), bool(d.get("allow_skip", False)))
 
     def table(self) -> str:
         wide = any(r.max_abs_80db is not None for r in self.rows)
@@ -102,6 +121,8 @@ class ParityReport:
                          + ("; the 80 dB column is informational)" if self.log_db_window < 80 else ")"))
         for s in self.skipped:
             lines.append(f"SKIPPED: {s}")
+        for s in self.not_checked:
+            lines.append(f"NOT CHECKED{' (allowed)' if self.allow_skip else ''}: {s}")
         lines.append("PARITY OK" if self.ok else "PARITY FAILED")
         return "\n".join(lines)
 
@@ -136,26 +157,75 @@ def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[f
     return res
 
 
-def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"),
+def _choose_backends(manifest: Dict[str, Any], backends: Optional[Sequence[str]], pinned: bool,
+                     report: ParityReport) -> List[str]:
+    """The backends to run: those asked for (each must be in the bundle), else every one the
+    bundle has when it is pinned, else only the data-only ones (the others are listed)."""
+    have = bundle_backends(manifest)
+    if backends is not None:
+        if isinstance(backends, str):
+            backends = [backends]
+        bad = [b for b in backends if b not in BACKENDS or (b != "eager" and b not in have)]
+        if bad:
+            raise ValueError(f"backends: {bad} not in this bundle; it has {have} (and 'eager')")
+        return [b for b in dict.fromkeys(backends) if b != "eager"]
+    if pinned:
+        return have
+    held_back = [b for b in have if b not in DATA_ONLY_BACKENDS]
+    if held_back:
+        report.skipped.append(f"{', '.join(held_back)}: not run; a bundle is code and this one is not "
+                              "pinned (pass expected_sha256 / --expect-sha256, or name the backend)")
+    return [b for b in have if b in DATA_ONLY_BACKENDS]
+
+
+def _choose_devices(devices: Optional[Sequence[str]], backends: Sequence[str],
+                    report: ParityReport) -> List[str]:
+    """The devices to run on: those asked for (default: cpu, and cuda where available); an
+    asked-for device that is not available is recorded as not checked, its rows as skipped."""
+    if devices is None:
+        return ["cpu"] + (["cuda"] if cuda_available() else [])
+    if isinstance(devices, str):
+        devices = [devices]
+    bad = [d for d in devices if d not in DEVICES]
+    if bad or not devices:
+        raise ValueError(f"devices: unknown {bad}; choose from {DEVICES}")
+    run = []
+    for dev in dict.fromkeys(devices):
+        if dev == "cuda" and not cuda_available():
+            report.not_checked.append("cuda: asked for, but torch.cuda.is_available() is False on this "
+                                      "machine; CUDA parity NOT checked")
+            report.rows += [ParityRow(b, "cuda", "-", status="skipped", note="no CUDA device")
+                            for b in ["eager"] + list(backends)]
+        else:
+            run.append(dev)
+    return run
+
+
+def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None,
            backends: Optional[Sequence[str]] = None,
            signals: Sequence[str] = ("speech", "tones", "noise"),
-           progress: Optional[Callable[[str], None]] = None) -> ParityReport:
-    """Check every exported artifact x device against (a) the eager module rebuilt from the
+           progress: Optional[Callable[[str], None]] = None,
+           expected_sha256: Optional[str] = None, allow_skip: bool = False) -> ParityReport:
+    """Check exported artifacts x devices against (a) the eager module rebuilt from the
     spec (float32, same device) and (b) a float64 CPU reference, on the frontend's example
-    input for ``signals`` (audio, or for a synthesis bundle the signals' STFT). CUDA rows
-    run only where CUDA is available; otherwise they are listed as skipped (never as
-    passed)."""
+    input for ``signals`` (audio, or for a synthesis bundle the signals' STFT).
+
+    ``devices``: default cpu, plus cuda where available; a device asked for by name that
+    cannot run makes ``ok`` False unless ``allow_skip``. ``backends``: default every backend
+    of a bundle pinned by ``expected_sha256`` (its manifest's digest), else only ONNX Runtime
+    (TorchScript and .pt2 are code: they run on an unpinned bundle only when named here).
+    The eager rows always run."""
     say = progress or (lambda msg: None)
     d = Path(bundle_dir)
-    manifest = read_manifest(d)
+    manifest = read_manifest(d, expected_sha256)
     check_files(d, manifest)
     spec = manifest["spec"]
     kind = manifest["output"]["kind"]
     dbu = manifest["output"].get("db_per_unit")
     window = EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
-    report = ParityReport(str(d), kind, list(signals), log_db_window=window)
-    if backends is None:
-        backends = bundle_backends(manifest)
+    report = ParityReport(str(d), kind, list(signals), log_db_window=window, allow_skip=bool(allow_skip))
+    backends = _choose_backends(manifest, backends, expected_sha256 is not None, report)
+    run_devices = _choose_devices(devices, backends, report)
     fe = Frontend.from_spec(spec)
     x = fe.example_input(tuple(signals))
     if manifest.get("batch"):
@@ -167,14 +237,8 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
         y64 = ref64(xt).numpy()
     thr = log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL
     metric = "max_abs" if kind == "log" else "max_rel"
-    for dev in devices:
+    for dev in run_devices:
         if dev == "cuda":
-            if not cuda_available():
-                report.skipped.append("cuda: torch.cuda.is_available() is False on this machine; "
-                                      "CUDA parity NOT checked")
-                for b in ["eager"] + list(backends):
-                    report.rows.append(ParityRow(b, "cuda", "-", status="skipped", note="no CUDA device"))
-                continue
             disable_tf32()
         with torch.inference_mode():
             eager = fe.to(dev).eval()
@@ -188,7 +252,7 @@ def verify(bundle_dir: Union[str, Path], devices: Sequence[str] = ("cpu", "cuda"
                     report.rows.append(ParityRow(b, dev, "-", status="skipped",
                                                  note=f"{pt2} compiled for {manifest['files'][pt2].get('device')}"))
                     continue
-                rt = load(d, backend=b, device=dev, verify_files=False)
+                rt = load(d, backend=b, device=dev, expected_sha256=expected_sha256)
                 out = rt(xt.to(dev)).detach().cpu().numpy()
                 if not manifest.get("batch"):
                     # A dynamic batch axis must also take batch 1 (AOTInductor once refused it).

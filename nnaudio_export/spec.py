@@ -13,13 +13,14 @@ by default the natural one).
 """
 import copy
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .checks import is_int, is_number, require_choice
+from .checks import is_int, is_number, require_choice, require_memory
 from .layers import PRECISIONS
 from .manifest import AUDIO_NAME, FEATURES_NAME
 from .stages import STAGES, Context, InputStageBase, Stage, TensorInfo
@@ -50,6 +51,7 @@ class CompiledSpec:
     input: TensorInfo
     output: TensorInfo
     db_per_unit: Optional[float]
+    bytes_per_item: int              # estimated activation memory of one batch item
 
 
 def stage_error(index: int, kind: str, msg: str) -> ValueError:
@@ -72,7 +74,7 @@ def check_stage_params(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
             full[p.name] = copy.deepcopy(p.default)
             continue
         p.check(given[p.name])
-        full[p.name] = given[p.name]
+        full[p.name] = p.canonical(given[p.name])
     return full
 
 
@@ -185,7 +187,11 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
         raise ValueError("stages: a synthesis spec needs a synthesis stage (istft)")
     name = AUDIO_NAME if ctx.domain == "audio" else FEATURES_NAME
     output = TensorInfo(name, tuple(ctx.shape), "float32", ctx.output_kind)
-    return CompiledSpec(modules, ctx.input, output, ctx.db_per_unit)
+    elements = math.prod(ctx.input.shape) + sum(m.work_elements(s) for m, s in zip(modules, in_shapes))
+    per_item = elements * torch.empty(0, dtype=dtype).element_size()
+    what = f"one batch item of {n} samples" if n else f"one batch item of shape {list(ctx.input.shape)}"
+    require_memory(per_item, "num_samples" if n else "spectrum_input.num_frames", f"{what} through these stages")
+    return CompiledSpec(modules, ctx.input, output, ctx.db_per_unit, int(per_item))
 
 
 def transform_precisions(spec: Dict[str, Any]) -> set:

@@ -10,25 +10,55 @@
 
 both with ``max_batch_size`` and ``dynamic_batching {}``. Triton batches along the first
 axis, so the bundle must have been exported with a dynamic batch axis (the default); a
-fixed-batch bundle is refused. Each model directory is assembled beside its final place,
-the copied model file is checked against the manifest's sha256, and the directory is then
-renamed into place. CLI: ``nnaudio-export triton BUNDLE --repo REPO [--name N]
-[--max-batch 64] [--force]``.
+fixed-batch bundle is refused. Each model directory is assembled beside its final place
+(one writer at a time, leftovers of interrupted runs removed: :mod:`nnaudio_export.install`),
+the model file is written from the bytes checked against the manifest's sha256, and the
+directory is renamed into place. ``overwrite`` replaces a model directory only when it holds
+nothing but what this function writes (its ``config.pbtxt`` and version ``1/``): other
+versions or files there are refused, never deleted. CLI: ``nnaudio-export triton BUNDLE
+--repo REPO [--name N] [--max-batch 64] [--force] [--expect-sha256 HEX]``.
 """
 import argparse
+import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .manifest import (FORMAT_TABLE, MAX_EXPORTED_BATCH, BundleError, ModelFormat, check_files,
-                       install_dir, read_manifest, sha256_file, staging_dir, tensor_names)
+from .install import check_replaceable, install_dir, remove_leftovers, staging_dir, target_lock
+from .manifest import (FORMAT_TABLE, MAX_EXPORTED_BATCH, MODEL_FILES, BundleError, ModelFormat,
+                       check_files, read_checked, read_manifest, tensor_names)
 
 # The model formats Triton has a backend for, by the suffix of the model they become.
 TRITON_FORMATS: Dict[str, ModelFormat] = {f.triton_suffix: f for f in FORMAT_TABLE if f.triton_suffix}
 BACKENDS = tuple(TRITON_FORMATS)
 _TRITON_DTYPES = {"float32": "TYPE_FP32", "int16": "TYPE_INT16"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# The first line of every config.pbtxt written here: how a model directory is known as ours.
+CONFIG_MARK = "# nnaudio_export bundle "
+VERSION = "1"
+
+
+def foreign_in_model_dir(model_dir: Path) -> Optional[str]:
+    """None when ``model_dir`` holds only what :func:`write_triton_repo` writes (our
+    ``config.pbtxt`` and version ``1/`` with one model file), else what else is there."""
+    other = [n + ("/" if (model_dir / n).is_dir() else "") for n in sorted(os.listdir(model_dir))
+             if n not in ("config.pbtxt", VERSION)]
+    version = model_dir / VERSION
+    if version.is_dir() and not version.is_symlink():
+        other += [f"{VERSION}/{n}" for n in sorted(os.listdir(version)) if n not in MODEL_FILES]
+    elif os.path.lexists(version):
+        other.append(VERSION)
+    if other:
+        return "holds " + ", ".join(other[:4]) + (f" and {len(other) - 4} more" if len(other) > 4 else "")
+    config = model_dir / "config.pbtxt"
+    if os.path.lexists(config):
+        try:
+            ours = not config.is_symlink() and config.read_text(errors="replace").startswith(CONFIG_MARK)
+        except OSError:
+            ours = False
+        if not ours:
+            return "has a config.pbtxt"
+    return None
 
 
 def _dims(shape: Sequence[Any], what: str) -> List[int]:
@@ -81,17 +111,18 @@ def _check_bundle_for_triton(manifest: Dict[str, Any], bundle: Path) -> None:
 
 def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], name: Optional[str] = None,
                       max_batch: int = 64, overwrite: bool = False,
-                      backends: Sequence[str] = BACKENDS) -> Dict[str, Path]:
+                      backends: Sequence[str] = BACKENDS,
+                      expected_sha256: Optional[str] = None) -> Dict[str, Path]:
     """Write ``<name>_onnx`` and ``<name>_libtorch`` (``backends``) into the Triton model
     repository ``repo_dir`` (created if needed); returns ``{model_name: model_dir}``.
 
     ``name`` defaults to the manifest's name; ``max_batch`` (1..4096) becomes
     ``max_batch_size``. Existing model directories are refused unless ``overwrite``.
     Raises :class:`BundleError` (a ValueError) for a fixed-batch bundle, a missing model
-    file or a sha256 mismatch.
+    file or a sha256 mismatch (``expected_sha256`` pins the manifest itself).
     """
     bundle = Path(bundle_dir)
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, expected_sha256)
     _check_bundle_for_triton(manifest, bundle)
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_EXPORTED_BATCH:
         raise ValueError(f"max_batch must be an integer in 1..{MAX_EXPORTED_BATCH}, got {max_batch!r}")
@@ -110,11 +141,9 @@ def write_triton_repo(bundle_dir: Union[str, Path], repo_dir: Union[str, Path], 
 
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
-    targets = {b: repo / f"{name}_{b}" for b in backends}
-    if not overwrite:
-        taken = [str(p) for p in targets.values() if p.exists()]
-        if taken:
-            raise FileExistsError(f"{', '.join(taken)} already exist(s); pass overwrite=True (CLI: --force)")
+    targets = {b: repo.resolve() / f"{name}_{b}" for b in backends}
+    for target in targets.values():
+        check_replaceable(target, overwrite, foreign_in_model_dir)
     written: Dict[str, Path] = {}
     for b in backends:
         _write_model(bundle, manifest, TRITON_FORMATS[b], targets[b], max_batch, overwrite)
@@ -126,38 +155,42 @@ def _write_model(bundle: Path, manifest: Dict[str, Any], fmt: ModelFormat, final
                  max_batch: int, overwrite: bool) -> None:
     """One Triton model directory (``config.pbtxt`` + ``1/<model file>``), assembled beside
     ``final`` and renamed into place."""
-    comment = (f"nnaudio_export bundle {manifest['name']!r}: {manifest['sample_rate']:g} Hz, "
+    comment = (f"{CONFIG_MARK[2:]}{manifest['name']!r}: {manifest['sample_rate']:g} Hz, "
                f"{manifest['num_samples']} samples, length_policy {manifest.get('length_policy', 'exact')}, "
                f"output {manifest['output'].get('kind', '')}")
-    with staging_dir(final) as tmp:
-        (tmp / "1").mkdir()
-        shutil.copyfile(bundle / fmt.file, tmp / "1" / fmt.file)
-        if sha256_file(tmp / "1" / fmt.file) != manifest["files"][fmt.file]["sha256"]:
-            raise BundleError(f"{bundle / fmt.file}: the copy's sha256 does not match manifest.json "
-                              "(file changed while copying?)")
-        input_name, output_name = tensor_names(fmt, manifest)
-        config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
-                        input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
-                        _dims(manifest["input"]["shape"], "input"), output_name,
-                        _dims(manifest["output"]["shape"], "output"), comment)
-        (tmp / "config.pbtxt").write_text(config)
-        install_dir(tmp, final, overwrite)
+    data = read_checked(bundle, manifest, fmt.file)
+    input_name, output_name = tensor_names(fmt, manifest)
+    with target_lock(final):
+        remove_leftovers(final)
+        with staging_dir(final) as tmp:
+            (tmp / VERSION).mkdir()
+            (tmp / VERSION / fmt.file).write_bytes(data)
+            config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
+                            input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
+                            _dims(manifest["input"]["shape"], "input"), output_name,
+                            _dims(manifest["output"]["shape"], "output"), comment)
+            (tmp / "config.pbtxt").write_text(config)
+            install_dir(tmp, final, overwrite, foreign_in_model_dir)
 
 
 def cmd_triton(args: argparse.Namespace) -> int:
     written = write_triton_repo(args.bundle, args.repo, name=args.name, max_batch=args.max_batch,
-                                overwrite=args.force)
+                                overwrite=args.force, expected_sha256=args.expect_sha256)
     for model, path in written.items():
         print(f"{model}: {path / 'config.pbtxt'}")
     print(f"serve with: tritonserver --model-repository {Path(args.repo).resolve()}")
     return 0
 
 
-def add_cli(subparsers: Any) -> None:
-    t = subparsers.add_parser("triton", help="write a Triton model repository (onnx + libtorch) from a bundle")
+def add_cli(subparsers: Any, **common: Any) -> None:
+    t = subparsers.add_parser("triton", help="write a Triton model repository (onnx + libtorch) from a bundle",
+                              **common)
     t.add_argument("bundle", help="bundle directory (exported with a dynamic batch axis)")
     t.add_argument("--repo", required=True, help="Triton model repository directory (created if needed)")
     t.add_argument("--name", default=None, help="model name prefix (default: the manifest's name)")
     t.add_argument("--max-batch", type=int, default=64, help="max_batch_size (default 64)")
-    t.add_argument("--force", action="store_true", help="replace existing model directories")
+    t.add_argument("--force", action="store_true",
+                   help="replace model directories this tool wrote (others are refused)")
+    t.add_argument("--expect-sha256", default=None, metavar="HEX",
+                   help="refuse the bundle unless its manifest.json has this sha256")
     t.set_defaults(func=cmd_triton)

@@ -1,6 +1,7 @@
 """The builder API, specs, presets and the stages' numbers (against real references:
 openai-whisper, librosa, and closed-form numpy for the simple per-item stages)."""
 import json
+import math
 import re
 import warnings
 
@@ -488,3 +489,17 @@ def test_every_preset_builds_and_runs(name):
         assert full.num_samples == spec["num_samples"]
     else:
         assert full.input_shape[1] == spec["stages"][0]["num_frames"]
+
+
+def test_mel_peak_norm_is_stored_as_json_inf_and_matches_librosa():
+    """librosa's ``norm=np.inf`` (peak 1) cannot be written in strict JSON: a spec stores it
+    as "inf" (either spelling is accepted) and the filterbank is librosa's."""
+    import librosa
+    for norm in (math.inf, "inf"):
+        fe = _builder().stft(n_fft=512, hop_length=160).power(2.0).mel(n_mels=40, norm=norm).build()
+        stage = [s for s in fe.spec["stages"] if s["type"] == "mel"][0]
+        assert stage["norm"] == "inf"
+        json.loads(json.dumps(fe.spec, allow_nan=False))
+        want = librosa.filters.mel(sr=SR, n_fft=512, n_mels=40, norm=np.inf, dtype=np.float64)
+        got = fe.stages[2].weight.double().numpy()
+        assert np.max(np.abs(got - want)) <= 1e-7 * np.max(want)

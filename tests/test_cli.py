@@ -74,6 +74,8 @@ def test_build_prints_parity_table(built):
     assert "PARITY OK" in res.stdout
     assert "judged within 80 dB" in res.stdout            # preset at precision 'extended'
     assert "exporting model.onnx" in res.stderr            # progress goes to stderr
+    assert "torchvision" not in res.stderr                 # the ONNX exporter's registry is quiet
+    assert res.stdout.count("| backend | device |") == 1   # the parity table, once
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["files"]) == {"model.onnx", "model.pt"} and m["num_samples"] == 32000
     assert m["parity"]["ok"] is True
@@ -136,7 +138,9 @@ def test_verify_json(built, tmp_path):
     out, res = built
     assert res.returncode == 0, res.stderr
     report = tmp_path / "report.json"
-    v = cli("verify", out, "--json", report)
+    digest = nx.manifest_sha256(out)
+    assert f"manifest sha256: {digest}" in res.stdout                 # build prints the pin
+    v = cli("verify", out, "--json", report, "--expect-sha256", digest)
     assert v.returncode == 0, v.stderr
     assert "PARITY OK" in v.stdout
     data = json.loads(report.read_text())
@@ -144,12 +148,19 @@ def test_verify_json(built, tmp_path):
     rows = data["rows"]
     assert {r["backend"] for r in rows if r["device"] == "cpu"} >= {"eager", "onnxruntime", "torchscript"}
     cuda = [r for r in rows if r["device"] == "cuda"]
-    if not nx.runtime.cuda_available():
-        assert cuda and all(r["status"] == "skipped" for r in cuda)
-        assert any("cuda" in s for s in data["skipped"])
-        assert "SKIPPED" in v.stdout
-    v_cpu = cli("verify", out, "--device", "cpu")
-    assert v_cpu.returncode == 0 and "| cuda |" not in v_cpu.stdout
+    from nnaudio_export.runtime import cuda_available
+    if not cuda_available():
+        assert not cuda and not data["not_checked"]                   # auto: cuda only where available
+        strict = cli("verify", out, "--device", "all")
+        assert strict.returncode == 1 and "NOT CHECKED: cuda" in strict.stdout
+        assert "| cuda |" in strict.stdout and "SKIPPED (no CUDA device)" in strict.stdout
+        lenient = cli("verify", out, "--device", "all", "--allow-skip")
+        assert lenient.returncode == 0 and "NOT CHECKED (allowed): cuda" in lenient.stdout
+    unpinned = cli("verify", out, "--device", "cpu")
+    assert unpinned.returncode == 0 and "| cuda |" not in unpinned.stdout
+    assert "| torchscript |" not in unpinned.stdout and "torchscript: not run" in unpinned.stdout
+    named = cli("verify", out, "--device", "cpu", "--backend", "torchscript")
+    assert named.returncode == 0 and "| torchscript | cpu |" in named.stdout
 
 
 def test_verify_tampered_exits_2_one_line(built, tmp_path):
@@ -165,10 +176,10 @@ def test_verify_tampered_exits_2_one_line(built, tmp_path):
     dbg = cli("--debug", "verify", d)
     assert dbg.returncode != 0
     assert "Traceback" in dbg.stderr and "BundleError" in dbg.stderr
-    # inspect still works and reports the mismatch
+    # inspect still shows the manifest, reports the mismatch and exits 1
     ins = cli("inspect", d)
-    assert ins.returncode == 0, ins.stderr
-    assert "MISMATCH" in ins.stdout
+    assert ins.returncode == 1, ins.stderr
+    assert "MISMATCH" in ins.stdout and "name:" in ins.stdout
 
 
 def test_verify_not_a_bundle(tmp_path):
@@ -218,3 +229,57 @@ def test_usage_errors():
     assert res.returncode == 2 and "--out" in res.stderr
     res = cli("build", "whisper_80", "--out", "x", "--seconds", "1", "--num-samples", "5")
     assert res.returncode == 2 and "not allowed" in res.stderr
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys\nfrom nnaudio_export.cli import main\n"
+            "for argv in (['--help'], ['build', '--help'], ['verify', '--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, argv\n"
+            "print('torch' in sys.modules, 'scipy' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "False False"
+    assert "``" not in res.stdout                                   # no raw RST in --help
+    assert "any of torchscript, onnx, pt2" in res.stdout and "default: all" in res.stdout
+    assert f"nnaudio-export {nx.__version__}" in res.stdout
+
+
+def test_debug_is_accepted_after_the_command(tmp_path):
+    res = cli("verify", tmp_path / "missing", "--debug")
+    assert res.returncode != 0 and "Traceback" in res.stderr and "BundleError" in res.stderr
+    res = cli("verify", tmp_path / "missing")
+    assert_one_line_error(res, 2, "no such directory")
+
+
+def test_run_a_bundle_on_a_wav_file(built, tmp_path):
+    import wave
+    import numpy as np
+    out, res = built
+    assert res.returncode == 0, res.stderr
+    m = nx.runtime.read_manifest(out)
+    n = m["num_samples"] - 5000                                      # pad_or_trim (whisper)
+    pcm = (np.sin(np.arange(n) * 0.05) * 8000).astype("<i2")
+    with wave.open(str(tmp_path / "in.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    r = cli("run", out, tmp_path / "in.wav", tmp_path / "f.npy", "--expect-sha256", nx.manifest_sha256(out))
+    assert r.returncode == 0, r.stderr
+    x = np.zeros((1, m["num_samples"]), np.float32)
+    x[0, :n] = pcm / 32768.0
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), nx.load(out)(x)[0])
+    r = cli("run", out, tmp_path / "missing.wav", tmp_path / "g.npy")
+    assert_one_line_error(r, 2, "missing.wav")
+    r = cli("run", out, tmp_path / "in.wav", tmp_path / "g.npy", "--expect-sha256", "0" * 64)
+    assert_one_line_error(r, 2, "not the pinned")
+    assert not (tmp_path / "g.npy").exists()
+
+
+def test_reference_line_says_how_to_get_a_missing_package():
+    from nnaudio_export.cli import _reference_line
+    line = _reference_line({"package": "openai-whisper", "error": "ModuleNotFoundError: No module named 'whisper'"})
+    assert "'openai-whisper' is not installed" in line and "setup_env.sh test" in line and "{" not in line
+    ok = _reference_line({"reference": "openai-whisper", "max_abs_error": 3.85e-5, "units": "output units",
+                          "signal": "speech_like", "num_samples": 32000})
+    assert ok.startswith("max |ours - openai-whisper| = 3.85e-05 output units")

@@ -1,5 +1,11 @@
 """examples/cpp frontend_cli (libtorch): build it, run it on WAV files for both backends and
-compare with Python's ``nx.load(...)``; check the sample-rate / length / channel errors.
+compare with Python's ``nx.load(...)``; check the sample-rate / length / channel errors and
+the manifest pin (``--expect-sha256``).
+
+The C++ and Python runs are deterministic against each other: both use ONE intra-op thread
+(``--threads 1`` and ``torch.set_num_threads(1)``), so the two processes sum every conv in
+the same order. With different thread counts the float32 sums are split differently and
+differ by rounding (a fresh-clone run on a busy machine saw 2.5e-6 against 1e-6 x peak).
 
 The executable is built by scripts/build_cpp.sh into ``build/cpp`` (git-ignored, reused
 between runs; set NNX_CPP_BUILD_DIR to use another). A failed build FAILS the tests.
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import nnaudio_export as nx
 
@@ -95,15 +102,19 @@ def write_wav(path: Path, samples: np.ndarray, sr: int, kind: str, channels: int
     return x[:, 0].astype(np.float32) if channels == 1 else x.astype(np.float32)
 
 
-def run_cli(exe: Path, bundle: Path, wav: Path, out: Path, backend: str = "torchscript"):
-    return subprocess.run([str(exe), str(bundle), str(wav), str(out), "--backend", backend],
-                          capture_output=True, text=True, timeout=300)
+def run_cli(exe: Path, bundle: Path, wav: Path, out: Path, backend: str = "torchscript", *extra: str):
+    return subprocess.run([str(exe), str(bundle), str(wav), str(out), "--backend", backend, "--threads", "1",
+                           *extra], capture_output=True, text=True, timeout=300)
 
 
 def python_features(bundle: Path, backend: str, audio: np.ndarray) -> np.ndarray:
-    rt = nx.load(bundle, backend=backend)
-    x = audio[None]
-    return rt(x)[0]
+    """Python's features with one intra-op thread, as ``run_cli`` runs the C++ side."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nx.load(bundle, backend=backend)(audio[None])[0]
+    finally:
+        torch.set_num_threads(before)
 
 
 def assert_close(got: np.ndarray, want: np.ndarray, what: str) -> float:
@@ -206,6 +217,29 @@ def test_tampered_model_and_usage(cli, tmp_path, mel_bundle):
     assert r.returncode == 2 and "--backend" in r.stderr
     r = subprocess.run([str(cli), str(b)], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+    r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "out.npy", "torchscript", "--threads", "0")
+    assert r.returncode == 2 and "--threads must be an integer" in r.stderr, r.stderr
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
     r = run_cli(cli, mel_bundle, tmp_path / "bad.wav", tmp_path / "out.npy")
     assert r.returncode == 2 and "no fmt chunk" in r.stderr, r.stderr
+
+
+def test_expect_sha256_pins_the_manifest(cli, mel_bundle, tmp_path):
+    import shutil
+    m = nx.runtime.read_manifest(mel_bundle)
+    audio = write_wav(tmp_path / "in.wav", clip(m["num_samples"], seed=5), int(m["sample_rate"]), "int16")
+    digest = nx.manifest_sha256(mel_bundle)
+    r = run_cli(cli, mel_bundle, tmp_path / "in.wav", tmp_path / "out.npy", "pt2", "--expect-sha256", digest.upper())
+    assert r.returncode == 0, r.stderr
+    assert_close(np.load(tmp_path / "out.npy"), python_features(mel_bundle, "pt2", audio), "pinned pt2")
+    b = Path(shutil.copytree(mel_bundle, tmp_path / "b"))
+    text = (b / "manifest.json").read_text()
+    (b / "manifest.json").write_text(text.replace('"name"', '"name" ', 1))   # any change to the manifest
+    for backend in ("torchscript", "pt2"):
+        r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "o2.npy", backend, "--expect-sha256", digest)
+        assert r.returncode == 2 and "not the pinned" in r.stderr, r.stderr
+    assert not (tmp_path / "o2.npy").exists()
+    (b / "model.pt").unlink()
+    (b / "model.pt").symlink_to(mel_bundle / "model.pt")         # a link is refused, even to good bytes
+    r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "o2.npy")
+    assert r.returncode == 2 and "symbolic link" in r.stderr, r.stderr

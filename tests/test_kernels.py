@@ -160,3 +160,22 @@ def test_fourier_kernels_arbitrary_frequencies_are_dtft():
     n = np.arange(n_fft)
     ref = np.exp(-2j * np.pi * np.outer(f, n) / sr) @ (x * scipy.signal.get_window("hann", n_fft))
     np.testing.assert_allclose(cos @ x - 1j * (sin @ x), ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", ["hann", "hamming", "blackman", "boxcar"])
+def test_cosine_windows_equal_scipy(name):
+    # computed without scipy.signal (whose import pulls in scipy.stats); scipy is the reference
+    from nnaudio_export.kernels.windows import get_window
+    for n in (1, 2, 3, 16, 400, 401, 2048):
+        for periodic in (True, False):
+            ref = scipy.signal.get_window(name, n, fftbins=periodic)
+            np.testing.assert_allclose(get_window(name, n, periodic), ref, rtol=0, atol=4e-15)
+
+
+def test_building_a_preset_does_not_import_scipy_signal():
+    import subprocess
+    import sys
+    code = ("import sys, nnaudio_export as nx; nx.presets.load('whisper_80'); nx.presets.load('mel_128'); "
+            "print(sorted(m for m in ('scipy.signal', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,7 +3,7 @@ the usual peers (librosa, torch.stft, nnAudio, openai-whisper, transformers, kal
 the ONNX ``STFT`` op) on the same data in one process, with this machine's fp32 GEMM rate as
 the ceiling and each artifact's FLOP count.
 This module holds the orchestration (our bundles, the per-preset driver ``run_preset``, ``run``)
-and the CLI (``add_cli``, ``main``); the measurement primitives (timing, FLOPs, memory, machine
+and the command (``cmd_bench``, ``main``; its arguments are :mod:`.options`'s); the measurement primitives (timing, FLOPs, memory, machine
 and GEMM ceiling) live in :mod:`.measure`, the peers in :mod:`.peers` and the markdown / JSON /
 PNG writing in :mod:`.report`.
 """
@@ -25,12 +25,10 @@ from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
 from .measure import (SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
+from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, add_arguments
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
-PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84", "istft_1024")
-OURS = ("eager", "torchscript", "onnxruntime", "pt2")
-FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
 QUICK_FRAMES = 64   # a synthesis preset's input in --quick (its own length otherwise)
 
 
@@ -258,21 +256,6 @@ def run(cfg: Config) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- CLI
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help=f"smoke test: batch {QUICK_BATCH} x {QUICK_SECONDS:g} s, "
-                   "2 repeats, no ORT option sweep")
-    p.add_argument("--out", default="build/bench", help="output directory (bench.md, bench.json, bench.png, bundles/)")
-    p.add_argument("--presets", nargs="+", default=list(PRESETS), help="presets to measure")
-    p.add_argument("--batch", type=int, default=None, help=f"batch size (default {FULL_BATCH}; quick {QUICK_BATCH})")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation (default 5; quick 2)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3: TorchScript's profiling executor optimises after 2; quick 1)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--no-memory", action="store_true", help="skip the per-backend memory subprocesses")
-    p.add_argument("--ort-variants", dest="ort_variants", action="store_true", default=None,
-                   help="time ORT SessionOptions variants (default on, off with --quick)")
-    p.add_argument("--no-ort-variants", dest="ort_variants", action="store_false")
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     bad = [p for p in args.presets if p not in preset_names()]
     if bad:
@@ -285,12 +268,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")
     return 0
-
-
-def add_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser("bench", help="benchmark our bundles against librosa, torch.stft, nnAudio, ...")
-    add_arguments(p)
-    p.set_defaults(func=cmd_bench)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import scipy.signal
 
 from .windows import WindowSpec, get_window
 
@@ -110,6 +109,7 @@ def lowpass_filter(band_center: float = 0.5, kernel_length: int = 256,
     """Linear-phase FIR low-pass (``scipy.signal.firwin2``, frequencies relative to Nyquist)
     with gain 1 up to ``band_center / (1 + tb)`` and 0 from ``band_center * (1 + tb)``,
     as nnAudio's ``create_lowpass_filter`` (which then rounds it to float32)."""
+    import scipy.signal   # only CQT2010v2 needs it: not imported with the package
     pass_max = band_center / (1.0 + transition_bandwidth)
     stop_min = band_center * (1.0 + transition_bandwidth)
     return scipy.signal.firwin2(int(kernel_length), [0.0, pass_max, stop_min, 1.0],

@@ -12,6 +12,7 @@ from typing import Tuple
 
 import numpy as np
 
+from .mel import require_nonempty_filters
 from .windows import povey_window
 
 KALDI_WINDOWS = ("povey", "hanning", "hamming", "rectangular", "sine", "blackman")
@@ -94,6 +95,8 @@ def kaldi_mel_banks(num_bins: int, sample_rate: float, n_fft: int, low_freq: flo
     down = (right - mel) / (right - center)
     w = np.where(mel <= center, up, down)
     w = np.where((mel > left) & (mel < right), w, 0.0)
+    # Empty banks are kept (Kaldi asserts, torchaudio and kaldi-native-fbank do not): AST's
+    # 128 bins at n_fft 512 have one (bank 3), and its model was trained with it.
     return np.concatenate([w, np.zeros((num_bins, int(n_fft) // 2 + 1 - n_half))], axis=1)
 
 
@@ -200,4 +203,5 @@ def speechbrain_mel_filterbank(sample_rate: float, n_fft: int, n_mels: int = 40,
     center = hz[1:-1]
     freqs = np.linspace(0.0, float(int(sample_rate) // 2), int(n_fft) // 2 + 1)
     slope = (freqs[None, :] - center[:, None]) / band[:, None]
-    return np.maximum(0.0, np.minimum(slope + 1.0, 1.0 - slope))
+    return require_nonempty_filters(np.maximum(0.0, np.minimum(slope + 1.0, 1.0 - slope)),
+                                    sample_rate, n_fft)

@@ -47,6 +47,20 @@ def fft_frequencies(sr: float, n_fft: int) -> np.ndarray:
     return np.arange(n_fft // 2 + 1, dtype=np.float64) * float(sr) / n_fft
 
 
+def require_nonempty_filters(weights: np.ndarray, sr: float, n_fft: int) -> np.ndarray:
+    """``weights`` unchanged, or ``ValueError`` naming ``n_mels`` when some filter has no FFT
+    bin inside it (all zeros: its band would always be 0, -inf after a log). librosa and
+    nnAudio only warn ("Empty filters detected"); librosa's and SpeechBrain's filterbanks here
+    refuse (Kaldi's keeps them: AST was trained with one)."""
+    empty = np.flatnonzero(np.max(np.abs(weights), axis=1) == 0)
+    if empty.size:
+        shown = ", ".join(str(i) for i in empty[:6]) + (", ..." if empty.size > 6 else "")
+        raise ValueError(f"n_mels: {empty.size} of {weights.shape[0]} filters are empty (no FFT bin "
+                         f"falls inside filters {shown}; the bins are {sr / n_fft:.1f} Hz apart at "
+                         f"n_fft {n_fft}); use fewer mels or a larger n_fft")
+    return weights
+
+
 def mel_filterbank(sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
                    fmax: Optional[float] = None, htk: bool = False,
                    norm: Union[None, str, float] = "slaney") -> np.ndarray:
@@ -91,4 +105,4 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
         # librosa leaves rows whose norm is below the smallest normal float untouched.
         length = np.where(length < np.finfo(np.float64).tiny, 1.0, length)
         weights = weights / length[:, None]
-    return weights
+    return require_nonempty_filters(weights, sr, n_fft)

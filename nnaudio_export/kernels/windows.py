@@ -4,9 +4,29 @@ from __future__ import annotations
 from typing import Union, Tuple
 
 import numpy as np
-import scipy.signal
 
 WindowSpec = Union[str, Tuple, list, float]
+
+# Generalised cosine windows by their coefficients a_k (scipy.signal.windows.general_cosine):
+# computed here, so that the common windows do not import scipy.signal (~0.6 s, it pulls in
+# scipy.stats); every other window comes from scipy.signal.get_window.
+COSINE_WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46), "blackman": (0.42, 0.5, 0.08),
+                  "boxcar": (1.0,)}
+
+
+def cosine_window(coefficients: Tuple[float, ...], length: int, fftbins: bool = True) -> np.ndarray:
+    """``w[n] = sum_k (-1)^k a_k cos(2 pi k n / (M - 1))``, ``n = 0 .. M - 1``, with ``M =
+    length + 1`` and the last sample dropped when ``fftbins`` (periodic, DFT-even), else
+    ``M = length`` (symmetric); length 1 gives ``[1]``. Equal to scipy's ``get_window``
+    for 'hann', 'hamming', 'blackman' and 'boxcar' (to float64 rounding)."""
+    if length == 1:
+        return np.ones(1)
+    m = length + 1 if fftbins else length
+    n = np.arange(m, dtype=np.float64)
+    w = np.zeros(m)
+    for k, a in enumerate(coefficients):
+        w += (-1.0) ** k * a * np.cos(2.0 * np.pi * k * n / (m - 1))
+    return w[:length]
 
 
 def povey_window(length: int) -> np.ndarray:
@@ -42,6 +62,9 @@ def get_window(window: WindowSpec, length: int, fftbins: bool = True) -> np.ndar
             return get_window(window[: -len("_symmetric")], length, fftbins=False)
         if window in ("ones", "rectangular", "rect"):
             window = "boxcar"
+    if isinstance(window, str) and window in COSINE_WINDOWS and int(length) >= 1:
+        return cosine_window(COSINE_WINDOWS[window], int(length), fftbins)
+    import scipy.signal
     try:
         w = scipy.signal.get_window(window, length, fftbins=fftbins)
     except (ValueError, TypeError) as exc:

@@ -8,36 +8,59 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import functional as FN
-from ..checks import require, require_choice, require_positive_int
-from ..kernels.cqt import cqt2010_plan, cqt_kernels, cqt_n_bins, cqt_quality, lowpass_filter
+from ..checks import Param, check_args, pick, require, require_positive_int
+from ..kernels.cqt import (cqt2010_plan, cqt_filter_lengths, cqt_kernels, cqt_n_bins, cqt_quality,
+                           lowpass_filter)
 from ..kernels.windows import WindowSpec, get_window
-from .common import FrontendLayer, kernel_tensor, register_kernel
-from .frame_conv import FrameConv, frame_conv
+from .common import FrontendLayer, kernel_tensor, register_kernel, require_kernel_memory
+from .frame_conv import PRECISION, FrameConv, frame_conv
+from .stft import STFT_ARGS
 
 OUTPUT_FORMATS = ("Magnitude", "Complex", "Phase")
 PAD_MODES = ("reflect", "constant")
 NORMALIZATION_TYPES = ("librosa", "convolutional", "wrap")
 DECIMATION_TAPS = 256  # nnAudio's anti-aliasing FIR length (both filters)
 
+# The CQT layers' arguments (``kind`` is the ``cqt`` stage's choice of layer): the layers
+# check theirs with these and the stage declares its own from here.
+CQT_ARGS = (Param("kind", "1992v2", "str", choices=("1992v2", "2010v2")),
+            Param("hop_length", 512, "int", low=1),
+            Param("fmin", 32.70, "number", low=0, low_open=True),
+            Param("fmax", None, "number", optional=True),
+            Param("n_bins", 84, "int", low=1),
+            Param("bins_per_octave", 12, "int", low=1),
+            Param("filter_scale", 1, "number", low=0, low_open=True),
+            Param("norm", 1, "order", doc="1992v2: kernel normalisation order"),
+            Param("basis_norm", 1, "order", doc="2010v2: kernel normalisation order"),
+            Param("window", "hann", "window"),
+            Param("center", True, "bool"),
+            Param("pad_mode", "reflect", "str", choices=PAD_MODES),
+            Param("earlydownsample", True, "bool"),
+            Param("normalization_type", "librosa", "str", choices=NORMALIZATION_TYPES),
+            PRECISION,
+            Param("output_format", "Magnitude", "str", choices=OUTPUT_FORMATS)
+            ) + pick(STFT_ARGS, "sr", "trainable", "num_samples", "verbose")
+_COMMON_ARGS = pick(CQT_ARGS, "sr", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
+                    "filter_scale", "window", "pad_mode", "normalization_type", "precision",
+                    "output_format", "trainable", "num_samples", "verbose", "norm")
 
-def _check_common(sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
-                  pad_mode, output_format, normalization_type) -> Tuple[int, int, int]:
-    require(sr > 0, "sr", f"must be positive, got {sr}")
-    hop_length = require_positive_int(hop_length, "hop_length")
-    require(fmin > 0, "fmin", f"must be positive, got {fmin}")
-    bins_per_octave = require_positive_int(bins_per_octave, "bins_per_octave")
-    if fmax is not None:
-        require(fmax > fmin, "fmax", f"must be above fmin ({fmin}), got {fmax}")
+
+def _check_common(args, extra: Tuple[str, ...]) -> int:
+    """Check the layer's arguments (its ``locals()``); return ``n_bins`` (from ``fmax`` when
+    given). The kernel width follows from the lowest bin: refused before it is built when
+    it would pass the memory limit."""
+    check_args(_COMMON_ARGS + pick(CQT_ARGS, *extra), args)
+    fmin, fmax, bpo = args["fmin"], args["fmax"], args["bins_per_octave"]
     if fmax is None:
-        n_bins = require_positive_int(n_bins, "n_bins")
+        n_bins = args["n_bins"]
     else:
-        n_bins = require_positive_int(cqt_n_bins(fmin, fmax, 0, bins_per_octave), "fmax")
-    require(filter_scale > 0, "filter_scale", f"must be positive, got {filter_scale}")
-    require_choice(pad_mode, "pad_mode", PAD_MODES)
-    require_choice(output_format, "output_format", OUTPUT_FORMATS)
-    require_choice(normalization_type, "normalization_type", NORMALIZATION_TYPES)
-    get_window(window, 16)  # validates `window` early, naming it
-    return hop_length, n_bins, bins_per_octave
+        require(fmax > fmin, "fmax", f"must be above fmin ({fmin}), got {fmax}")
+        n_bins = require_positive_int(cqt_n_bins(fmin, fmax, 0, bpo), "fmax")
+    longest = float(cqt_filter_lengths(cqt_quality(args["filter_scale"], bpo), args["sr"], [fmin])[0])
+    width = int(2.0 ** np.ceil(np.log2(longest)))
+    require_kernel_memory(2 * max(n_bins, bpo), width, "fmin", "the CQT kernels", args["precision"])
+    get_window(args["window"], 16)  # validates `window` early, naming it
+    return n_bins
 
 
 def _format(real: Tensor, imag: Tensor, output_format: str, eps: float) -> Tensor:
@@ -82,9 +105,7 @@ class CQT1992v2(FrontendLayer):
                  num_samples: Optional[int] = None, verbose: bool = True,
                  precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
-        hop_length, n_bins, bins_per_octave = _check_common(
-            sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
-            pad_mode, output_format, normalization_type)
+        n_bins = _check_common(locals(), ("center",))
         Q = cqt_quality(filter_scale, bins_per_octave)
         real, imag, width, lengths, freqs = cqt_kernels(Q, sr, fmin, n_bins, bins_per_octave,
                                                         norm, window, fmax)
@@ -220,9 +241,7 @@ class CQT2010v2(FrontendLayer):
                  num_samples: Optional[int] = None, verbose: bool = True,
                  precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
-        hop_length, n_bins, bins_per_octave = _check_common(
-            sr, hop_length, fmin, fmax, n_bins, bins_per_octave, filter_scale, window,
-            pad_mode, output_format, normalization_type)
+        n_bins = _check_common(locals(), ("basis_norm", "earlydownsample"))
         plan = cqt2010_plan(sr, hop_length, fmin, n_bins, bins_per_octave, filter_scale,
                             bool(earlydownsample))
         param = "n_bins" if fmax is None else "fmax"

@@ -21,11 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import functional as FN
-from ..checks import require, require_choice
+from ..checks import Param, require, require_choice
 from ..kernels.split import power_of_two_table, split_bits, split_kernel
 from .common import kernel_tensor
 
 PRECISIONS = ("single", "extended")
+PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
+                  doc="'single' (one float32 conv) or 'extended' (error-free split)")
 
 
 class FrameConv(nn.Module):

@@ -7,11 +7,26 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as FN
-from ..checks import require, require_choice, require_number, require_positive_int
+from ..checks import REQUIRED, Param, check_args, require
 from ..kernels.windows import WindowSpec
 from .common import kernel_tensor
 from .istft import iSTFT
 from .stft import PAD_MODES, STFT
+
+
+GRIFFIN_LIM_ARGS = (Param("n_fft", REQUIRED, "int", low=2),
+                    Param("n_iter", 32, "int", low=1),
+                    Param("hop_length", None, "int", optional=True, low=1),
+                    Param("win_length", None, "int", optional=True, low=1),
+                    Param("window", "hann", "window"),
+                    Param("center", True, "bool"),
+                    Param("pad_mode", "constant", "str", choices=PAD_MODES),
+                    Param("momentum", 0.99, "number", low=0, high=1),
+                    Param("power", 1.0, "number", low=0, low_open=True,
+                          doc="1: magnitude, 2: power spectrogram"),
+                    Param("length", None, "int", optional=True, low=1),
+                    Param("freq_bins", None, "int", optional=True, low=1),
+                    Param("num_frames", None, "int", optional=True, low=1))
 
 
 class GriffinLim(nn.Module):
@@ -59,13 +74,9 @@ class GriffinLim(nn.Module):
                  freq_bins: Optional[int] = None, num_frames: Optional[int] = None,
                  init: Optional[np.ndarray] = None, dtype: torch.dtype = torch.float32):
         super().__init__()
-        n_fft = require_positive_int(n_fft, "n_fft")
-        self.n_iter = require_positive_int(n_iter, "n_iter")
-        momentum = require_number(momentum, "momentum")
-        require(0.0 <= momentum < 1.0, "momentum", f"must be in [0, 1), got {momentum}")
-        power = require_number(power, "power")
-        require(power > 0, "power", f"must be positive (1: magnitude, 2: power), got {power}")
-        require_choice(pad_mode, "pad_mode", PAD_MODES)
+        check_args(GRIFFIN_LIM_ARGS, locals())
+        require(momentum < 1.0, "momentum", f"must be in [0, 1), got {momentum}")
+        self.n_iter = int(n_iter)
         bins = n_fft // 2 + 1
         require(freq_bins is None or freq_bins == bins, "freq_bins",
                 f"Griffin-Lim takes a one-sided spectrogram of n_fft // 2 + 1 = {bins} bins, got {freq_bins!r}")

@@ -7,13 +7,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import functional as FN
-from ..checks import require, require_choice, require_positive_int
+from ..checks import Param, check_args, require
 from ..kernels.inverse import NOLA_TOLERANCE, nola_gap, synthesis_window, window_sumsquare
 from ..kernels.windows import WindowSpec
 from .common import kernel_tensor
 from .inverse_dft import irfft_module
 
 PADDINGS = ("center", "same")
+
+# The constructor's arguments, checked by the same rules as a spec's (the istft stage picks
+# its parameters from here).
+ISTFT_ARGS = (Param("n_fft", 2048, "int", low=2),
+              Param("win_length", None, "int", optional=True, low=1),
+              Param("freq_bins", None, "int", optional=True, low=1),
+              Param("hop_length", None, "int", optional=True, low=1),
+              Param("window", "hann", "window"),
+              Param("freq_scale", "no", "str", choices=("no",),
+                    doc="only 'no' (the DFT's own bins) has an exact inverse"),
+              Param("center", True, "bool"),
+              Param("fmin", 50, "number"),
+              Param("fmax", 6000, "number"),
+              Param("sr", 22050, "number", low=0, low_open=True),
+              Param("trainable_kernels", False, "bool"),
+              Param("trainable_window", False, "bool"),
+              Param("verbose", True, "bool"),
+              Param("refresh_win", True, "bool"),
+              Param("normalized", False, "bool"),
+              Param("onesided", None, "bool", optional=True),
+              Param("length", None, "int", optional=True, low=1,
+                    doc="output samples (default: the natural length)"),
+              Param("padding", "center", "str", choices=PADDINGS),
+              Param("num_frames", None, "int", optional=True, low=1))
 
 
 def _bins(n_fft: int, freq_bins: Optional[int], onesided: Optional[bool]) -> Tuple[int, bool]:
@@ -22,13 +46,11 @@ def _bins(n_fft: int, freq_bins: Optional[int], onesided: Optional[bool]) -> Tup
     half = n_fft // 2 + 1
     if freq_bins is None:
         return (n_fft, False) if onesided is False else (half, True)
-    freq_bins = require_positive_int(freq_bins, "freq_bins")
     if onesided is None:
         require(freq_bins in (half, n_fft), "freq_bins",
                 f"an inverse needs n_fft // 2 + 1 = {half} (one-sided) or n_fft = {n_fft} "
                 f"(two-sided) bins, got {freq_bins}")
         return freq_bins, freq_bins == half
-    require(isinstance(onesided, bool), "onesided", f"must be None or a boolean, got {onesided!r}")
     expected = half if onesided else n_fft
     require(freq_bins == expected, "freq_bins",
             f"onesided={onesided} with n_fft={n_fft} needs {expected} bins, got {freq_bins}")
@@ -91,19 +113,15 @@ class iSTFT(nn.Module):
                  padding: str = "center", num_frames: Optional[int] = None,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        n_fft = require_positive_int(n_fft, "n_fft")
-        win_length = n_fft if win_length is None else require_positive_int(win_length, "win_length")
+        check_args(ISTFT_ARGS, locals())
+        win_length = n_fft if win_length is None else win_length
         require(win_length <= n_fft, "win_length", f"must be <= n_fft ({n_fft}), got {win_length}")
-        hop_length = max(1, win_length // 4) if hop_length is None else \
-            require_positive_int(hop_length, "hop_length")
-        require(freq_scale == "no", "freq_scale",
-                f"only 'no' (the DFT's own bins) has an exact inverse, got {freq_scale!r}")
-        require_choice(padding, "padding", PADDINGS)
+        hop_length = max(1, win_length // 4) if hop_length is None else hop_length
         require(not (padding == "same" and center), "padding",
                 "'same' trims (win_length - hop_length) // 2 samples at both ends of uncentred "
                 "frames (Vocos); use it with center=False")
         freq_bins, onesided = _bins(n_fft, freq_bins, onesided)
-        self.length = -1 if length is None else require_positive_int(length, "length")
+        self.length = -1 if length is None else int(length)
         win = synthesis_window(window, win_length, n_fft)
         self.n_fft = n_fft
         self.win_length = win_length
@@ -159,7 +177,7 @@ class iSTFT(nn.Module):
         # From ceil(n_fft / hop) + 1 frames on, both edges are complete and the middle is the
         # steady state checked above: every longer input is usable when this one is.
         steady = -(-self.n_fft // self.hop_length) + 1
-        probe = steady if num_frames is None else require_positive_int(num_frames, "num_frames")
+        probe = steady if num_frames is None else int(num_frames)
         start, stop, out = self.region(probe)
         require(out > 0 and stop > start, "num_frames",
                 f"{probe} frames give no output samples (the overlap-add is {self.n_fft} + "

@@ -7,11 +7,23 @@ import torch
 from torch import Tensor
 
 from .. import functional as FN
-from ..checks import require, require_choice, require_positive_int
-from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_edge_indices, kaldi_fbank_kernels,
+from ..checks import Param, check_args, pick, require
+from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_edge_indices, kaldi_fbank_kernels, padded_length,
                              kaldi_num_frames)
-from .common import FrontendLayer, register_kernel
-from .frame_conv import frame_conv
+from .common import FrontendLayer, register_kernel, require_kernel_memory
+from .frame_conv import PRECISION, frame_conv
+from .stft import STFT_ARGS
+
+# The layer's arguments; the ``kaldi_stft`` stage declares its own from here.
+KALDI_ARGS = (Param("win_length", 400, "int", low=1),
+              Param("hop_length", 160, "int", low=1),
+              Param("window", "povey", "str", choices=KALDI_WINDOWS),
+              Param("remove_dc_offset", True, "bool"),
+              Param("preemphasis", 0.97, "number"),
+              Param("round_to_power_of_two", True, "bool"),
+              Param("snip_edges", True, "bool"),
+              PRECISION,
+              Param("num_samples", 16000, "int", low=1)) + pick(STFT_ARGS, "trainable")
 
 
 class KaldiSTFT(FrontendLayer):
@@ -34,12 +46,11 @@ class KaldiSTFT(FrontendLayer):
                  precision: str = "single", trainable: bool = False,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        win_length = require_positive_int(win_length, "win_length")
-        hop_length = require_positive_int(hop_length, "hop_length")
-        num_samples = require_positive_int(num_samples, "num_samples")
-        require_choice(window, "window", KALDI_WINDOWS)
+        check_args(KALDI_ARGS, locals())
         require(num_samples >= win_length, "num_samples",
                 f"{num_samples} is shorter than win_length {win_length}")
+        n_fft = padded_length(win_length, round_to_power_of_two)
+        require_kernel_memory(n_fft + 2, n_fft, "win_length", "the Kaldi kernels", precision)
         kern, n_fft = kaldi_fbank_kernels(win_length, window, remove_dc_offset, preemphasis,
                                           round_to_power_of_two)
         register_kernel(self, "kernel", kern[:, None, :], trainable, dtype)

@@ -9,9 +9,29 @@ from .. import functional as FN
 from ..kernels.dct import dct_matrix
 from ..kernels.mel import mel_filterbank
 from ..kernels.windows import WindowSpec
-from ..checks import require, require_positive_int
-from .common import FrontendLayer, register_kernel
-from .stft import STFT
+from ..checks import Param, check_args, pick, require
+from .common import FrontendLayer, register_kernel, require_kernel_memory
+from .stft import STFT, STFT_ARGS
+
+# The filterbank's arguments (the ``mel`` stage declares these too), the dB scaling's
+# (``db`` stage, MFCC) and the DCT's (``mfcc`` stage): one rule for layers and specs.
+MEL_ARGS = (Param("n_mels", 128, "int", low=1),
+            Param("fmin", 0.0, "number", low=0),
+            Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"),
+            Param("htk", False, "bool"),
+            Param("norm", "slaney", "norm"))
+DB_ARGS = (Param("ref", 1.0, "number"),
+           Param("amin", 1e-10, "number", low=0, low_open=True),
+           Param("top_db", None, "number", optional=True, low=0),
+           Param("multiplier", 10.0, "number"))
+MFCC_ARGS = (Param("n_mfcc", 20, "int", low=1),
+             Param("norm", "ortho", "str", optional=True, choices=("ortho", None)))
+_MEL_LAYER_ARGS = MEL_ARGS + pick(STFT_ARGS, "sr", "n_fft", "win_length", "hop_length", "window",
+                                  "center", "pad_mode", "num_samples", "verbose", "precision") + (
+    Param("power", 2.0, "number", low=0, low_open=True),
+    Param("trainable_mel", False, "bool"), Param("trainable_STFT", False, "bool"))
+_MFCC_LAYER_ARGS = MFCC_ARGS + pick(DB_ARGS, "ref", "amin", "top_db") + pick(
+    STFT_ARGS, "sr", "num_samples", "verbose")
 
 
 def nnaudio_mel_norm(norm) -> Union[None, str, float]:
@@ -22,16 +42,10 @@ def nnaudio_mel_norm(norm) -> Union[None, str, float]:
     normalises each filter's peak to 1 (nnAudio accepts it and silently does nothing).
     Any other number ``p`` is librosa's l_p row normalisation.
     """
-    if norm is None:
-        return None
-    if isinstance(norm, str):
-        require(norm == "slaney", "norm", f"must be None, 1, 'slaney', np.inf or a number, got {norm!r}")
-        return "slaney"
-    if isinstance(norm, bool):
-        raise ValueError(f"norm must be None, 1, 'slaney', np.inf or a number, got {norm!r}")
-    if float(norm) == 1.0:
-        return "slaney"
-    return float(norm)
+    MEL_ARGS[-1].check(norm)
+    if norm is None or norm == "slaney":
+        return norm
+    return "slaney" if float(norm) == 1.0 else float(norm)
 
 
 class MelSpectrogram(FrontendLayer):
@@ -60,13 +74,12 @@ class MelSpectrogram(FrontendLayer):
                  num_samples: Optional[int] = None, verbose: bool = True,
                  precision: str = "single", dtype: torch.dtype = torch.float32):
         super().__init__()
-        require(sr > 0, "sr", f"must be positive, got {sr}")
-        n_mels = require_positive_int(n_mels, "n_mels")
+        check_args(_MEL_LAYER_ARGS, locals())
         if fmax is None:
             fmax = sr / 2.0
         require(fmax <= sr / 2.0, "fmax", f"{fmax} Hz is above the Nyquist frequency {sr / 2.0} Hz")
         require(0.0 <= fmin < fmax, "fmin", f"need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax}")
-        require(power > 0, "power", f"must be positive, got {power}")
+        require_kernel_memory(n_mels, n_fft // 2 + 1, "n_mels", "the mel filterbank")
         self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
                          freq_scale="no", center=center, pad_mode=pad_mode, sr=sr,
                          trainable=trainable_STFT, output_format="Magnitude",
@@ -110,10 +123,8 @@ class MFCC(FrontendLayer):
                  verbose: bool = True, ref: float = 1.0, amin: float = 1e-10,
                  top_db: Optional[float] = 80.0, num_samples: Optional[int] = None, **kwargs):
         super().__init__()
-        require(amin > 0, "amin", f"must be strictly positive, got {amin}")
-        require(top_db is None or top_db >= 0, "top_db", f"must be non-negative or None, got {top_db}")
+        check_args(_MFCC_LAYER_ARGS, locals())
         self.melspec_layer = MelSpectrogram(sr=sr, num_samples=num_samples, verbose=verbose, **kwargs)
-        n_mfcc = require_positive_int(n_mfcc, "n_mfcc")
         require(n_mfcc <= self.melspec_layer.n_mels, "n_mfcc",
                 f"must be <= n_mels ({self.melspec_layer.n_mels}), got {n_mfcc}")
         register_kernel(self, "dct", dct_matrix(self.melspec_layer.n_mels, n_mfcc, norm),

@@ -9,12 +9,32 @@ from torch import Tensor
 from .. import functional as FN
 from ..kernels.fourier import FREQ_SCALES, fourier_bin_frequencies, fourier_kernels
 from ..kernels.windows import WindowSpec, get_window
-from ..checks import require, require_choice, require_positive_int
-from .common import FrontendLayer, register_kernel
-from .frame_conv import frame_conv
+from ..checks import Param, check_args, require
+from .common import FrontendLayer, register_kernel, require_kernel_memory
+from .frame_conv import PRECISION, frame_conv
 
 OUTPUT_FORMATS = ("Complex", "Magnitude", "Phase")
 PAD_MODES = ("reflect", "constant")
+
+# The STFT's arguments: the layer checks its own with these, and the ``stft`` stage declares
+# the ones it takes from here (one rule for layers, builder and specs).
+STFT_ARGS = (Param("n_fft", 2048, "int", low=2),
+             Param("win_length", None, "int", optional=True, low=1),
+             Param("hop_length", None, "int", optional=True, low=1),
+             Param("window", "hann", "window"),
+             Param("center", True, "bool"),
+             Param("pad_mode", "reflect", "str", choices=PAD_MODES),
+             Param("freq_bins", None, "int", optional=True, low=1),
+             Param("freq_scale", "no", "str", choices=FREQ_SCALES),
+             Param("fmin", 50.0, "number"),
+             Param("fmax", 6000.0, "number"),
+             PRECISION,
+             Param("sr", 22050, "number", low=0, low_open=True),
+             Param("iSTFT", False, "bool"),
+             Param("trainable", False, "bool"),
+             Param("output_format", "Complex", "str", choices=OUTPUT_FORMATS),
+             Param("num_samples", None, "int", optional=True, low=1),
+             Param("verbose", True, "bool"))
 
 
 class STFT(FrontendLayer):
@@ -53,21 +73,17 @@ class STFT(FrontendLayer):
                  verbose: bool = True, precision: str = "single",
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        n_fft = require_positive_int(n_fft, "n_fft")
-        win_length = n_fft if win_length is None else require_positive_int(win_length, "win_length")
+        check_args(STFT_ARGS, locals())
+        win_length = n_fft if win_length is None else win_length
         require(win_length <= n_fft, "win_length", f"must be <= n_fft ({n_fft}), got {win_length}")
         if hop_length is None:
             hop_length = max(1, win_length // 4)
-        hop_length = require_positive_int(hop_length, "hop_length")
-        freq_bins = n_fft // 2 + 1 if freq_bins is None else require_positive_int(freq_bins, "freq_bins")
-        require_choice(freq_scale, "freq_scale", FREQ_SCALES)
-        require_choice(output_format, "output_format", OUTPUT_FORMATS)
-        require_choice(pad_mode, "pad_mode", PAD_MODES)
+        freq_bins = n_fft // 2 + 1 if freq_bins is None else freq_bins
         require(not iSTFT, "iSTFT", "the inverse STFT is not provided by nnaudio_export")
-        require(sr > 0, "sr", f"must be positive, got {sr}")
         if freq_scale != "no":
             require(0 < fmin < fmax, "fmin", f"need 0 < fmin < fmax, got fmin={fmin}, fmax={fmax}")
             require(fmax <= sr / 2, "fmax", f"{fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        require_kernel_memory(2 * freq_bins, n_fft, "n_fft", "the STFT kernels", precision)
         get_window(window, win_length)  # validates `window` early, naming it
 
         cos, sin, _ = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr, freq_scale, window)

@@ -111,6 +111,14 @@ class Stage(nn.Module):
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
 
+    def work_elements(self, in_shape: Shape) -> int:
+        """Elements per batch item this module allocates when it runs (default: its output);
+        summed into the frontend's memory estimate."""
+        n = 1
+        for d in self.out_shape(in_shape):
+            n *= int(d)
+        return n
+
 
 class InputStageBase(Stage):
     """Base of the input stages (role 'input', always first): each declares the kind of

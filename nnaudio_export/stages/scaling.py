@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .. import functional as FN
 from ..checks import Param
+from ..layers.mel import DB_ARGS
 from .base import Context, Stage, register
 
 
@@ -77,10 +78,7 @@ class DbStage(LogDomainStage):
     clamped at the per-item max minus ``top_db``."""
 
     type_name = "db"
-    params = (Param("ref", 1.0, "number"),
-              Param("amin", 1e-10, "number", low=0, low_open=True),
-              Param("top_db", None, "number", optional=True, low=0),
-              Param("multiplier", 10.0, "number"))
+    params = DB_ARGS
 
     def __init__(self, ref: float, amin: float, top_db: float, multiplier: float):
         super().__init__()

@@ -1,6 +1,7 @@
 """Spectral stages: ``power`` (fused into the transform before it) and the fixed matrices
 applied along the feature axis: mel filterbanks (librosa, Kaldi, SpeechBrain) and the DCT
 of MFCCs."""
+import math
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -12,6 +13,8 @@ from ..kernels.dct import dct_matrix
 from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
+from ..layers.common import require_kernel_memory
+from ..layers.mel import MEL_ARGS, MFCC_ARGS
 from .base import Context, Shape, Stage, register
 from .transforms import FusablePowerTransform
 
@@ -64,17 +67,17 @@ class FilterbankStage(MatrixStage):
             raise ValueError(f"{cls.type_name} needs a power/magnitude spectrum of a plain stft "
                              "(freq_scale 'no', default freq_bins) or kaldi_stft right before it")
 
+    @staticmethod
+    def require_memory(n_mels: int, ctx: Context) -> None:
+        require_kernel_memory(n_mels, ctx.n_fft // 2 + 1, "n_mels", "the filterbank")
+
 
 @register
 class MelStage(FilterbankStage):
     """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
 
     type_name = "mel"
-    params = (Param("n_mels", 128, "int", low=1),
-              Param("fmin", 0.0, "number", low=0),
-              Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"),
-              Param("htk", False, "bool"),
-              Param("norm", "slaney", "norm"))
+    params = MEL_ARGS
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -85,8 +88,9 @@ class MelStage(FilterbankStage):
             raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
         if not p["fmin"] < fmax:
             raise ValueError(f"fmin: need 0 <= fmin < fmax, got {p['fmin']}")
-        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"],
-                            p["norm"])
+        cls.require_memory(p["n_mels"], ctx)
+        norm = math.inf if p["norm"] == "inf" else p["norm"]      # JSON spells inf "inf"
+        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm)
         return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
 
 
@@ -96,13 +100,14 @@ class KaldiMelStage(FilterbankStage):
     Nyquist + high_freq)."""
 
     type_name = "kaldi_mel"
-    params = (Param("n_mels", 80, "int", low=1),
+    params = (Param("n_mels", 80, "int", low=3),
               Param("low_freq", 20.0, "number", low=0),
               Param("high_freq", 0.0, "number"))
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        cls.require_memory(p["n_mels"], ctx)
         fb = kaldi_mel_banks(p["n_mels"], ctx.sample_rate, ctx.n_fft, float(p["low_freq"]),
                              float(p["high_freq"]))
         return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
@@ -121,6 +126,7 @@ class SpeechBrainMelStage(FilterbankStage):
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         fmax = None if p["fmax"] is None else float(p["fmax"])
+        cls.require_memory(p["n_mels"], ctx)
         fb = speechbrain_mel_filterbank(ctx.sample_rate, ctx.n_fft, p["n_mels"], float(p["fmin"]), fmax)
         return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
 
@@ -130,8 +136,7 @@ class MFCCStage(MatrixStage):
     """DCT-II of log/dB features (librosa ``feature.mfcc``), as a matmul."""
 
     type_name = "mfcc"
-    params = (Param("n_mfcc", 20, "int", low=1),
-              Param("norm", "ortho", "str", optional=True, choices=("ortho", None)))
+    params = MFCC_ARGS
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:

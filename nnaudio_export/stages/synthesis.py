@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import REQUIRED, Param
+from ..checks import REQUIRED, Param, pick
 from ..layers import iSTFT, kernel_tensor
-from ..layers.istft import PADDINGS
+from ..layers.istft import ISTFT_ARGS
 from ..manifest import SPECTRUM_NAME
 from ..signals import spectrum as signal_spectrum
 from .base import Context, InputStageBase, Shape, Stage, TensorInfo, register
@@ -145,16 +145,8 @@ class ISTFTStage(SynthesisStage):
     the natural one); ``padding='same'`` (with ``center=False``): Vocos' 'same' padding."""
 
     type_name = "istft"
-    params = (Param("n_fft", 2048, "int", low=1),
-              Param("win_length", None, "int", optional=True, low=1),
-              Param("hop_length", None, "int", optional=True, low=1),
-              Param("window", "hann", "window"),
-              Param("center", True, "bool"),
-              Param("normalized", False, "bool"),
-              Param("onesided", None, "bool", optional=True),
-              Param("length", None, "int", optional=True, low=1,
-                    doc="output samples (default: the natural length)"),
-              Param("padding", "center", "str", choices=PADDINGS))
+    params = pick(ISTFT_ARGS, "n_fft", "win_length", "hop_length", "window", "center",
+                  "normalized", "onesided", "length", "padding")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,

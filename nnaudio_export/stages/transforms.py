@@ -8,24 +8,26 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as FN
-from ..checks import Param
-from ..kernels.fourier import FREQ_SCALES
-from ..kernels.kaldi import KALDI_WINDOWS
-from ..layers import PRECISIONS, STFT, CQT1992v2, CQT2010v2, KaldiSTFT
-from ..layers.cqt import NORMALIZATION_TYPES
-from ..layers.stft import PAD_MODES
+from ..checks import pick
+from ..layers import STFT, CQT1992v2, CQT2010v2, KaldiSTFT
+from ..layers.cqt import CQT_ARGS
+from ..layers.kaldi import KALDI_ARGS
+from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
-
-
-def _precision() -> Param:
-    return Param("precision", "single", "str", choices=PRECISIONS,
-                 doc="'single' (one float32 conv) or 'extended' (error-free split)")
 
 
 class TransformStage(Stage):
     """Base of the transforms: they start the spectral part of a chain."""
 
     role = "transform"
+    layer: nn.Module
+
+    def work_elements(self, in_shape: Shape) -> int:
+        """The padded input and the conv's (real; imag) output, three times at precision
+        'extended' (split input, two products)."""
+        f, t = self.layer.output_shape_for(in_shape[-1])[:2]
+        copies = 3 if self.layer.precision == "extended" else 1
+        return copies * (2 * int(f) * int(t) + 2 * int(in_shape[-1])) + super().work_elements(in_shape)
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
@@ -55,17 +57,8 @@ class STFTStage(FusablePowerTransform):
     """STFT (the :class:`~nnaudio_export.layers.STFT` layer's arguments, sr from the builder)."""
 
     type_name = "stft"
-    params = (Param("n_fft", 2048, "int", low=1),
-              Param("win_length", None, "int", optional=True, low=1),
-              Param("hop_length", None, "int", optional=True, low=1),
-              Param("window", "hann", "window"),
-              Param("center", True, "bool"),
-              Param("pad_mode", "reflect", "str", choices=PAD_MODES),
-              Param("freq_bins", None, "int", optional=True, low=1),
-              Param("freq_scale", "no", "str", choices=FREQ_SCALES),
-              Param("fmin", 50.0, "number"),
-              Param("fmax", 6000.0, "number"),
-              _precision())
+    params = pick(STFT_ARGS, "n_fft", "win_length", "hop_length", "window", "center", "pad_mode",
+                  "freq_bins", "freq_scale", "fmin", "fmax", "precision")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -87,21 +80,9 @@ class CQTStage(FusablePowerTransform):
     """CQT: ``kind`` '1992v2' or '2010v2' and the CQT layers' arguments."""
 
     type_name = "cqt"
-    params = (Param("kind", "1992v2", "str", choices=("1992v2", "2010v2")),
-              Param("hop_length", 512, "int", low=1),
-              Param("fmin", 32.70, "number", low=0, low_open=True),
-              Param("fmax", None, "number", optional=True),
-              Param("n_bins", 84, "int", low=1),
-              Param("bins_per_octave", 12, "int", low=1),
-              Param("filter_scale", 1, "number", low=0, low_open=True),
-              Param("norm", 1, "order", doc="1992v2: kernel normalisation order"),
-              Param("basis_norm", 1, "order", doc="2010v2: kernel normalisation order"),
-              Param("window", "hann", "window"),
-              Param("center", True, "bool"),
-              Param("pad_mode", "reflect", "str", choices=PAD_MODES),
-              Param("earlydownsample", True, "bool"),
-              Param("normalization_type", "librosa", "str", choices=NORMALIZATION_TYPES),
-              _precision())
+    params = pick(CQT_ARGS, "kind", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
+                  "filter_scale", "norm", "basis_norm", "window", "center", "pad_mode",
+                  "earlydownsample", "normalization_type", "precision")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -134,14 +115,8 @@ class KaldiSTFTStage(TransformStage):
     (:class:`~nnaudio_export.layers.KaldiSTFT`)."""
 
     type_name = "kaldi_stft"
-    params = (Param("win_length", 400, "int", low=1),
-              Param("hop_length", 160, "int", low=1),
-              Param("window", "povey", "str", choices=KALDI_WINDOWS),
-              Param("remove_dc_offset", True, "bool"),
-              Param("preemphasis", 0.97, "number"),
-              Param("round_to_power_of_two", True, "bool"),
-              Param("snip_edges", True, "bool"),
-              _precision())
+    params = pick(KALDI_ARGS, "win_length", "hop_length", "window", "remove_dc_offset", "preemphasis",
+                  "round_to_power_of_two", "snip_edges", "precision")
 
     def __init__(self, layer: KaldiSTFT):
         super().__init__()

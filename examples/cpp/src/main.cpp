@@ -1,7 +1,10 @@
-// frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--no-verify]
+// frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]
+//              [--threads N] [--no-verify]
 //
-// Runs an nnaudio_export bundle on one WAV file from C++ (libtorch): reads manifest.json,
-// checks the model file's sha256, reads a 16-bit PCM or 32-bit float WAV, checks its sample
+// Runs an nnaudio_export bundle on one WAV file from C++ (libtorch): reads manifest.json (and,
+// with --expect-sha256, refuses it unless its sha256 is the pinned one: a bundle is code, a
+// .pt2 is a shared library), checks the model file's sha256 and loads the very bytes it
+// hashed (no links followed), reads a 16-bit PCM or 32-bit float WAV, checks its sample
 // rate, channel count and length against the manifest (pads / trims only when the manifest's
 // length_policy is 'pad_or_trim'), runs model.pt (torch::jit) or model.pt2 (AOTInductor) with
 // batch 1 and writes the features, without the batch axis, as a float32 .npy.
@@ -9,10 +12,12 @@
 // Sample conversion: a float32 bundle gets int16 WAV samples as s / 32768; an int16 bundle
 // gets float WAV samples as round(clamp(s * 32768, -32768, 32767)).
 // Exit status: 0 ok, 2 usage / bundle / input errors, 1 inference failed.
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 #include "json.hpp"
@@ -37,9 +43,12 @@ struct InputError : std::runtime_error {  // exit 2
 };
 
 const char* kUsage =
-    "usage: frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--no-verify]\n"
-    "  --backend     torchscript (model.pt, default) or pt2 (model.pt2, AOTInductor)\n"
-    "  --no-verify   skip the sha256 check of the model file against manifest.json\n";
+    "usage: frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]\n"
+    "                    [--threads N] [--no-verify]\n"
+    "  --backend        torchscript (model.pt, default) or pt2 (model.pt2, AOTInductor)\n"
+    "  --expect-sha256  refuse the bundle unless manifest.json has this sha256 (nnaudio-export inspect)\n"
+    "  --threads        intra-op threads (default: libtorch's); equal counts give equal rounding\n"
+    "  --no-verify      skip the sha256 check of the model file against manifest.json\n";
 
 struct Manifest {
   std::string name;
@@ -53,7 +62,11 @@ struct Manifest {
   mini_json::Value files;
 };
 
+// A bundle file: a regular file, never a link (a bundle's files must be inside it).
 std::string read_text(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+    throw InputError(path + ": is a symbolic link; a bundle's files must be regular files inside it");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open");
   std::ostringstream ss;
@@ -67,13 +80,27 @@ int64_t as_int(const mini_json::Value& v, const std::string& what) {
   return static_cast<int64_t>(x);
 }
 
-Manifest read_manifest(const std::string& dir) {
+std::string hex_sha256(const std::string& bytes) {
+  sha256::Hasher h;
+  h.update(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  return h.hexdigest();
+}
+
+Manifest read_manifest(const std::string& dir, const std::string& expected_sha256) {
   const std::string path = dir + "/manifest.json";
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) throw InputError(dir + " is not a bundle: manifest.json is missing");
+  if (lstat(path.c_str(), &st) != 0) throw InputError(dir + " is not a bundle: manifest.json is missing");
+  const std::string text = read_text(path);
+  if (!expected_sha256.empty()) {
+    std::string want = expected_sha256;
+    std::transform(want.begin(), want.end(), want.begin(), [](unsigned char c) { return std::tolower(c); });
+    const std::string got = hex_sha256(text);
+    if (got != want)
+      throw InputError(path + ": sha256 is " + got + ", not the pinned " + want + "; this is not the bundle you trusted");
+  }
   mini_json::Value root;
   try {
-    root = mini_json::parse(read_text(path));
+    root = mini_json::parse(text);
     const mini_json::Value* fmt = root.find("format");
     if (!fmt || !fmt->is_string() || fmt->string != "nnaudio_export.bundle")
       throw InputError(path + ": not an nnaudio_export bundle manifest");
@@ -111,7 +138,9 @@ Manifest read_manifest(const std::string& dir) {
   }
 }
 
-void verify_file(const std::string& dir, const Manifest& m, const std::string& fname) {
+// The model file's bytes, checked against the manifest unless !verify: these bytes are what
+// gets loaded, so the file cannot change between the check and the load.
+std::string read_model(const std::string& dir, const Manifest& m, const std::string& fname, bool verify) {
   const mini_json::Value* entry = m.files.find(fname);
   if (!entry) {
     std::string have;
@@ -120,15 +149,36 @@ void verify_file(const std::string& dir, const Manifest& m, const std::string& f
   }
   const std::string path = dir + "/" + fname;
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) throw InputError(path + ": missing (listed in manifest.json)");
+  if (lstat(path.c_str(), &st) != 0) throw InputError(path + ": missing (listed in manifest.json)");
+  const std::string bytes = read_text(path);
+  if (!verify) return bytes;
   const mini_json::Value* size = entry->find("size");
   const mini_json::Value* sha = entry->find("sha256");
   if (!size || !sha || !size->is_number() || !sha->is_string())
     throw InputError("manifest.json: files." + fname + " lacks size / sha256");
-  if (static_cast<int64_t>(st.st_size) != static_cast<int64_t>(size->number) ||
-      sha256::file_hexdigest(path) != sha->string)
+  if (static_cast<int64_t>(bytes.size()) != static_cast<int64_t>(size->number) || hex_sha256(bytes) != sha->string)
     throw InputError(path + ": sha256 does not match manifest.json; the file was modified or corrupted. "
                      "Re-export the bundle.");
+  return bytes;
+}
+
+// AOTInductor loads a package from a path: a private copy (0700 directory) of the checked bytes.
+std::vector<torch::Tensor> run_pt2(const std::string& bytes, const torch::Tensor& x) {
+  char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
+  const std::string dir = tmpl, path = dir + "/model.pt2";
+  struct Cleanup {
+    std::string dir, path;
+    ~Cleanup() { std::remove(path.c_str()); rmdir(dir.c_str()); }
+  } cleanup{dir, path};
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("cannot write " + path);
+  }
+  torch::inductor::AOTIModelPackageLoader loader(path);
+  std::remove(path.c_str());  // loaded (extracted by the loader): the copy is no longer needed
+  return loader.run({x});
 }
 
 std::string fmt_seconds(double s) {
@@ -190,18 +240,34 @@ torch::Tensor first_tensor(const c10::IValue& v) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
-  std::string backend = "torchscript";
+  std::string backend = "torchscript", expected_sha256;
+  int threads = 0;
   bool verify = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") { std::cout << kUsage; return 0; }
     if (a == "--no-verify") { verify = false; continue; }
-    if (a == "--backend" || a.rfind("--backend=", 0) == 0) {
-      if (a == "--backend") {
-        if (++i >= argc) { std::cerr << "frontend_cli: error: --backend needs a value\n" << kUsage; return 2; }
-        backend = argv[i];
+    std::string* value = nullptr;
+    std::string number;
+    std::string name = a.substr(0, a.find('='));
+    if (name == "--backend") value = &backend;
+    if (name == "--expect-sha256") value = &expected_sha256;
+    if (name == "--threads") value = &number;
+    if (value) {
+      if (a.find('=') != std::string::npos) {
+        *value = a.substr(a.find('=') + 1);
       } else {
-        backend = a.substr(10);
+        if (++i >= argc) { std::cerr << "frontend_cli: error: " << a << " needs a value\n" << kUsage; return 2; }
+        *value = argv[i];
+      }
+      if (value == &number) {
+        char* end = nullptr;
+        long n = std::strtol(number.c_str(), &end, 10);
+        if (number.empty() || *end != '\0' || n < 1 || n > 1024) {
+          std::cerr << "frontend_cli: error: --threads must be an integer in 1..1024, got '" << number << "'\n";
+          return 2;
+        }
+        threads = static_cast<int>(n);
       }
       continue;
     }
@@ -216,12 +282,14 @@ int main(int argc, char** argv) {
   const std::string dir = pos[0], wav_path = pos[1], out_path = pos[2];
   const std::string fname = backend == "pt2" ? "model.pt2" : "model.pt";
 
+  if (threads > 0) at::set_num_threads(threads);
+
   Manifest m;
   torch::Tensor x;
+  std::string model_bytes;
   try {
-    m = read_manifest(dir);
-    if (verify) verify_file(dir, m, fname);
-    else if (!m.files.find(fname)) throw InputError(dir + " has no " + fname);
+    m = read_manifest(dir, expected_sha256);
+    model_bytes = read_model(dir, m, fname, verify);
     if (backend == "pt2") {
       const mini_json::Value* dev = m.files.at(fname).find("device");
       if (dev && dev->is_string() && dev->string != "cpu")
@@ -240,19 +308,18 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   try {
     c10::InferenceMode guard;
-    const std::string model_path = dir + "/" + fname;
     if (backend == "torchscript") {
-      torch::jit::script::Module module = torch::jit::load(model_path, torch::kCPU);
+      std::istringstream stream(model_bytes);
+      torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
       module.eval();
       t0 = std::chrono::steady_clock::now();
       y = first_tensor(module.forward({x}));
     } else {
       // Without this the .pt2 does not check input shapes / dtypes (read when the model loads).
       setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
-      torch::inductor::AOTIModelPackageLoader loader(model_path);
       t0 = std::chrono::steady_clock::now();
       // nx.export compiles with aot_inductor.check_lowerbound=False, so batch 1 passes the check.
-      std::vector<torch::Tensor> outs = loader.run({x});
+      std::vector<torch::Tensor> outs = run_pt2(model_bytes, x);
       if (outs.empty()) throw std::runtime_error("the model returned no tensor");
       y = outs[0].narrow(0, 0, 1);
     }

@@ -74,17 +74,4 @@ class Hasher {
   }
 };
 
-inline std::string file_hexdigest(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error("cannot open " + path);
-  Hasher h;
-  std::vector<uint8_t> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) h.update(buf.data(), n);
-  bool err = std::ferror(f);
-  std::fclose(f);
-  if (err) throw std::runtime_error("read error on " + path);
-  return h.hexdigest();
-}
-
 }  // namespace sha256

@@ -1,0 +1,38 @@
+"""The benchmark's command line (standard library only, so ``nnaudio-export --help`` does not
+import torch): what is measured by default and the ``bench`` arguments. The run itself is
+:mod:`.driver`'s (``cmd_bench``), which the CLI imports when the command runs."""
+import argparse
+from typing import Any
+
+PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84", "istft_1024")
+OURS = ("eager", "torchscript", "onnxruntime", "pt2")
+FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
+# What the peers need (the `bench` extra, or the test extra that includes them).
+PEER_PACKAGES = "librosa, nnAudio 0.3.4, openai-whisper, transformers, kaldi-native-fbank, matplotlib"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help=f"smoke test: batch {QUICK_BATCH} x {QUICK_SECONDS:g} s, "
+                   "2 repeats, no ORT option sweep")
+    p.add_argument("--out", default="build/bench", help="output directory (bench.md, bench.json, bench.png, bundles/)")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), help="presets to measure")
+    p.add_argument("--batch", type=int, default=None, help=f"batch size (default {FULL_BATCH}; quick {QUICK_BATCH})")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation (default 5; quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3: TorchScript's profiling executor optimises after 2; quick 1)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-backend memory subprocesses")
+    p.add_argument("--ort-variants", dest="ort_variants", action="store_true", default=None,
+                   help="time ORT SessionOptions variants (default on, off with --quick)")
+    p.add_argument("--no-ort-variants", dest="ort_variants", action="store_false")
+
+
+def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:
+    """The ``bench`` subcommand's parser (the caller sets its ``func``)."""
+    p = subparsers.add_parser("bench", help="benchmark our bundles against librosa, torch.stft, nnAudio, ...",
+                              description="Benchmark our bundles against the peers. The peers need "
+                                          f"{PEER_PACKAGES} (pip install -e .[bench] installs librosa "
+                                          "and matplotlib; the rest as in scripts/setup_env.sh); a "
+                                          "peer whose package is missing is reported, not timed.",
+                              **common)
+    add_arguments(p)
+    return p

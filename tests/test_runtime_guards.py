@@ -1,0 +1,107 @@
+"""The runtime's guards: large batches run in chunks (the manifest's bytes_per_item sets the
+default), NaN / Inf input is refused naming the items, ``length_policy: pad_or_trim`` is
+honoured by ``nx.load`` as by the C++ example and serve_ort, and bad batches say what is
+expected. Bundles are exported once per module (ONNX and TorchScript only: fast)."""
+import numpy as np
+import pytest
+import torch
+
+import nnaudio_export as nx
+from nnaudio_export import runtime
+from nnaudio_export.manifest import MAX_EXPORTED_BATCH
+
+TINY = {"sample_rate": 8000, "num_samples": 800,
+        "stages": [{"type": "stft", "n_fft": 64, "hop_length": 32}, {"type": "power"},
+                   {"type": "mel", "n_mels": 8}, {"type": "log10", "floor": 1e-10}]}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return nx.export(TINY, tmp_path_factory.mktemp("rt") / "tiny", formats=("onnx", "torchscript"),
+                     verify=False)
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory):
+    """whisper_80 at 0.25 s: length_policy 'pad_or_trim'."""
+    return nx.export("whisper_80", tmp_path_factory.mktemp("rt") / "w", seconds=0.25,
+                     formats=("onnx",), verify=False, precision="single")
+
+
+def audio(n, length=800, seed=0):
+    return (0.1 * np.random.default_rng(seed).standard_normal((n, length))).astype(np.float32)
+
+
+def test_bytes_per_item_in_manifest_sets_the_default_max_batch(tiny):
+    m = nx.runtime.read_manifest(tiny)
+    fe = nx.Frontend.from_spec(m["spec"])
+    assert m["bytes_per_item"] == fe.bytes_per_item > 4 * 800
+    rt = nx.load(tiny)
+    assert rt.max_batch == min(MAX_EXPORTED_BATCH, runtime.CHUNK_BYTES // m["bytes_per_item"])
+    with pytest.raises(ValueError, match="max_batch: 5000 is above 4096"):
+        nx.load(tiny, max_batch=5000)
+    with pytest.raises(ValueError, match="max_batch must be an integer >= 1"):
+        nx.load(tiny, max_batch=0)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
+def test_chunked_batch_equals_the_chunks_run_alone(tiny, backend):
+    rt = nx.load(tiny, backend=backend, max_batch=3)
+    x = audio(8)
+    y = rt(x)
+    assert y.shape == (8, 8, 26)
+    for i in range(0, 8, 3):
+        np.testing.assert_array_equal(y[i:i + 3], rt(x[i:i + 3]))
+    yt = rt(torch.from_numpy(x))
+    assert isinstance(yt, torch.Tensor) and torch.equal(yt, torch.from_numpy(y))
+
+
+def test_batch_above_the_exported_bound_runs(tiny):
+    rt = nx.load(tiny)
+    y = rt(audio(MAX_EXPORTED_BATCH + 5))
+    assert y.shape[0] == MAX_EXPORTED_BATCH + 5 and np.all(np.isfinite(y))
+
+
+def test_nan_and_inf_are_refused_naming_the_items(tiny):
+    rt = nx.load(tiny)
+    x = audio(5)
+    x[1, 10] = np.nan
+    x[3, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"batch item\(s\) 1, 3 hold NaN or Inf"):
+        rt(x)
+    with pytest.raises(ValueError, match=r"item\(s\) 1, 3"):
+        rt(torch.from_numpy(x))
+    y = nx.load(tiny, check_finite=False)(x)
+    assert np.isnan(y[1]).any() and np.all(np.isfinite(y[[0, 2, 4]]))   # silently NaN without the check
+
+
+def test_pad_or_trim_is_honoured(whisper):
+    rt = nx.load(whisper)
+    n = rt.num_samples
+    x = audio(2, n + 700, seed=1)
+    short = x[:, : n - 1000]
+    padded = np.concatenate([short, np.zeros((2, 1000), np.float32)], axis=1)
+    np.testing.assert_array_equal(rt(short), rt(padded))
+    np.testing.assert_array_equal(rt(x), rt(x[:, :n]))
+    np.testing.assert_array_equal(rt(torch.from_numpy(short)).numpy(), rt(padded))
+
+
+def test_exact_policy_and_bad_batches_say_what_is_expected(tiny):
+    rt = nx.load(tiny)
+    with pytest.raises(ValueError, match=r"expected shape \(batch, 800\).*length_policy is 'exact'"):
+        rt(audio(2, 700))
+    with pytest.raises(ValueError, match=r"batch must hold >= 1 item"):
+        rt(np.zeros((0, 800), np.float32))
+    with pytest.raises(ValueError, match="expected dtype float32, got float64"):
+        rt(np.zeros((1, 800)))
+
+
+def test_export_batch_bounds(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"batch must be >= 1 \(or None"):
+        nx.export(TINY, tmp_path / "a", batch=0, formats=("onnx",))
+    with pytest.raises(ValueError, match="batch: 100000 is above 4096"):
+        nx.export(TINY, tmp_path / "a", batch=100000, formats=("onnx",))
+    monkeypatch.setenv("NNAUDIO_EXPORT_MEMORY_LIMIT", "1MiB")
+    with pytest.raises(ValueError, match="batch: 4000 items .* memory limit of 1.0 MiB"):
+        nx.export(TINY, tmp_path / "a", batch=4000, formats=("torchscript",))
+    assert list(tmp_path.iterdir()) == []
