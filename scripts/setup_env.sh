@@ -20,7 +20,7 @@ if [ "${1:-}" = "test" ]; then
     $VPY -m pip install -q -e ".[cpu,test]"
     # References whose declared dependencies would pull old or CUDA builds (vocos: torchaudio,
     # which has no wheel for this torch; only its spectral_ops / heads files are loaded).
-    $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "openai-whisper==20250625" \
+    $VPY -m pip install -q --no-deps "nnaudio==0.3.4" "nnaudio2==2.0.3" "openai-whisper==20250625" \
         "speechbrain==1.1.2" "torchlibrosa==0.1.0" "nemo_toolkit==3.0.0" "vocos==0.1.0"
 else
     $VPY -m pip install -q -e ".[cpu]"
