@@ -20,6 +20,7 @@ import nnaudio_export as nx
 from nnaudio_export import signals as sig
 from nnaudio_export import manifest as nx_manifest
 from nnaudio_export.manifest import BundleError
+from nnaudio_export.spec import input_kind
 from conftest import short_length
 
 warnings.filterwarnings("ignore")
@@ -178,7 +179,7 @@ def test_manifest(bundles, preset):
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["size"] == len(data) > 0
         assert entry["format"] == {v: k for k, v in FILE_OF.items()}[name]
-    assert m["files"]["model.pt"]["method"] in ("script", "trace")
+    assert m["files"]["model.pt"]["method"] == "script", m["files"]["model.pt"].get("note")
     assert m["files"]["model.onnx"]["opset"] >= 17
     assert m["files"]["model.pt2"]["device"] == "cpu"
     v = m["versions"]
@@ -495,3 +496,19 @@ def test_export_sources_give_the_same_spec(tmp_path):
     assert read_manifest(d)["spec"] == fe.spec
     d = nx.export(fe, tmp_path / "override", formats=("torchscript",), num_samples=4000, verify=False)
     assert read_manifest(d)["num_samples"] == 4000
+
+
+@pytest.mark.parametrize("name", nx.presets.names())
+def test_every_preset_scripts_and_the_script_equals_eager(name):
+    # The TorchScript bundle must be compiled, not traced: a trace freezes Python-side
+    # branches silently (regression: a class-level nn.Module annotation made every spectral
+    # frontend fall back to tracing).
+    audio_in = input_kind(nx.presets.get_spec(name)) == "audio"
+    fe = nx.presets.load(name, seconds=1.0) if audio_in else nx.presets.load(name)
+    scripted = torch.jit.script(fe)
+    x = torch.from_numpy(fe.example_input())
+    with torch.no_grad():
+        ref = fe(x).numpy()
+        out = scripted(x).numpy()
+    # Same ops in the same order: equal up to float32 rounding of a fused op at most.
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * max(1.0, float(np.abs(ref).max())))

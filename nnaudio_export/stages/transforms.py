@@ -17,10 +17,11 @@ from .base import Context, Shape, Stage, register
 
 
 class TransformStage(Stage):
-    """Base of the transforms: they start the spectral part of a chain."""
+    """Base of the transforms: they start the spectral part of a chain. Subclasses hold their
+    layer as ``self.layer`` (no class-level annotation: TorchScript cannot compile an
+    ``nn.Module``-typed attribute annotation, and the whole frontend must script)."""
 
     role = "transform"
-    layer: nn.Module
 
     def work_elements(self, in_shape: Shape) -> int:
         """The padded input and the conv's (real; imag) output, three times at precision
