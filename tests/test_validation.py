@@ -11,6 +11,7 @@ import librosa
 import pytest
 
 import nnaudio_export as nx
+from nnaudio_export import api
 from nnaudio_export.checks import MEMORY_LIMIT_ENV, memory_limit
 from nnaudio_export.layers import MFCC, STFT, CQT1992v2, CQT2010v2, KaldiSTFT, MelSpectrogram
 from nnaudio_export.layers.cqt import CQT_ARGS
@@ -136,13 +137,13 @@ def test_per_item_memory_is_estimated_before_running():
 def test_sources_spec_files_and_presets(tmp_path):
     p = tmp_path / "frontend_spec"          # no .json suffix: still a spec file
     p.write_text(json.dumps(spec(STFT0, {"type": "power"})))
-    assert nx.api.resolve_frontend(str(p)).output_shape == (201, 101)
+    assert api.resolve_frontend(str(p)).output_shape == (201, 101)
     with pytest.raises(ValueError, match="does not exist"):
-        nx.api.resolve_frontend(str(tmp_path / "missing"))
+        api.resolve_frontend(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="unknown preset 'whisper80', and no spec file of that name"):
-        nx.api.resolve_frontend("whisper80")
-    assert nx.api._check_formats("onnx") == ("onnx",)
-    assert nx.api._check_formats("onnx, pt2") == ("onnx", "pt2")
+        api.resolve_frontend("whisper80")
+    assert api._check_formats("onnx") == ("onnx",)
+    assert api._check_formats("onnx, pt2") == ("onnx", "pt2")
 
 
 @pytest.mark.parametrize("args, words", [
