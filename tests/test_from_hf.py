@@ -198,3 +198,107 @@ def test_from_hf_matches_the_extractor(case_id, signal):
     # and the float64 path itself, without any allowance, where the mask holds
     exact = (np.abs(y - r64) * scale)[mask].max()
     assert exact <= tol, f"{case_id} {signal} vs float64: {exact:.3g} > {tol}"
+
+
+# ----------------------------------------------------------------------------- sources and errors
+
+def test_config_file_model_directory_and_object_give_the_same_frontend(tmp_path):
+    e = transformers.SeamlessM4TFeatureExtractor(num_mel_bins=40, stride=3)
+    e.save_pretrained(tmp_path)                 # writes preprocessor_config.json, offline
+    from_object = hf_spec(e, seconds=1.0)
+    assert hf_spec(tmp_path, seconds=1.0) == from_object
+    assert hf_spec(tmp_path / "preprocessor_config.json", seconds=1.0) == from_object
+    assert hf_spec(str(tmp_path), num_samples=16000) == from_object
+    # a config written by hand with only the changed attributes: transformers' defaults fill the rest
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_extractor_type": "SeamlessM4TFeatureExtractor", "num_mel_bins": 40, "stride": 3}))
+    assert hf_spec(tmp_path, seconds=1.0) == from_object
+    fe = nx.from_hf(tmp_path, seconds=1.0)
+    assert fe.output_shape == (32, 120) and fe.spec["stages"][-2] == {"type": "stack_frames", "stride": 3}
+
+
+def _config(kind, **attrs):
+    return {"feature_extractor_type": kind, **attrs}
+
+
+@pytest.mark.parametrize("source, seconds, needles", [
+    (_config("WhisperFeatureExtractor", feature_size=80, spectrogram_mode="power"), None,
+     ["WhisperFeatureExtractor", "spectrogram_mode", "not reproduced"]),
+    (_config("WhisperFeatureExtractor", sampling_rate=8000), None, ["sampling_rate=8000", "8000 Hz"]),
+    (_config("WhisperFeatureExtractor", dither=0.1), None, ["dither=0.1", "random"]),
+    (_config("WhisperFeatureExtractor", chunk_length=30, n_samples=160000), None, ["n_samples=160000", "480000"]),
+    (_config("WhisperFeatureExtractor"), 10.0, ["chunk_length", "480000"]),
+    (_config("ASTFeatureExtractor", sampling_rate=22050), 1.0, ["sampling_rate=22050"]),
+    (_config("ClapFeatureExtractor", padding="repeat"), 3.0, ["padding='repeat'", "repeatpad"]),
+    (_config("ClapFeatureExtractor", truncation="crop"), 3.0, ["truncation='crop'"]),
+    (_config("ClapFeatureExtractor"), 12.0, ["max_length_s", "random"]),
+    (_config("SeamlessM4TFeatureExtractor"), None, ["SeamlessM4TFeatureExtractor", "seconds"]),
+    (_config("Wav2Vec2FeatureExtractor", do_normalize=False), 1.0, ["do_normalize=False"]),
+    (_config("SpeechT5FeatureExtractor", win_function="hamming_window"), 1.0, ["win_function='hamming_window'"]),
+    (_config("SpeechT5FeatureExtractor", sampling_rate=24000), 1.0, ["win_length=64", "power of two"]),
+    (_config("SpeechT5FeatureExtractor", dither=0.5), 1.0, ["dither", "not reproduced"]),
+    (_config("EncodecFeatureExtractor"), 1.0, ["feature_extractor_type='EncodecFeatureExtractor'", "supported"]),
+    ({"sampling_rate": 16000}, 1.0, ["feature_extractor_type=None"]),
+])
+def test_what_is_not_reproduced_raises_naming_it(source, seconds, needles):
+    with pytest.raises(ValueError) as e:
+        nx.from_hf(source, seconds=seconds)
+    msg = str(e.value)
+    assert all(n in msg for n in needles) and "\n" not in msg, msg
+
+
+def test_unsupported_attribute_of_a_real_extractor_object_is_named():
+    e = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, model_input_names_extra=1)
+    with pytest.raises(ValueError, match=r"model_input_names_extra"):
+        nx.from_hf(e, seconds=1.0)
+
+
+def test_missing_or_bad_config_path(tmp_path):
+    with pytest.raises(ValueError, match="preprocessor_config.json"):
+        nx.from_hf(tmp_path, seconds=1.0)
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        nx.from_hf(tmp_path, seconds=1.0)
+
+
+# ----------------------------------------------------------------------------- bundles and the CLI
+
+def test_cli_builds_an_hf_config_whose_bundle_equals_the_extractor(tmp_path):
+    """``nnaudio-export build hf:DIR``: export, parity at export, then ONNX Runtime against
+    transformers' SpeechT5 extractor (log10 |X| mel, the presets' 80 dB mask)."""
+    e = transformers.SpeechT5FeatureExtractor(num_mel_bins=64)
+    e.save_pretrained(tmp_path / "model")
+    out = tmp_path / "bundle"
+    res = subprocess.run([sys.executable, "-m", "nnaudio_export.cli", "build", f"hf:{tmp_path / 'model'}",
+                          "--out", str(out), "--seconds", "1", "--formats", "onnx"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "[batch, 63, 64]" in res.stdout.replace("'", "")
+    rt = nx.load(out, backend="onnxruntime")
+    for signal in SIGNALS:
+        x = clip(signal, 16000, 1.0)
+        with float64_spectrogram():
+            r64 = _speecht5(e, x)
+        y = np.asarray(rt(x[None]), dtype=np.float64)[0]
+        mask = (r64.max() - r64) * 20.0 <= 80.0
+        assert np.abs(y - r64)[mask].max() <= 1e-4, signal
+
+
+def test_cli_hf_errors_are_one_line(tmp_path, capsys):
+    from nnaudio_export.cli import main
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(_config("WhisperFeatureExtractor", dither=0.1)))
+    assert main(["build", f"hf:{tmp_path}", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "dither=0.1" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "b").exists(), err
+
+
+def test_seamless_stride_stacking_exports_to_onnx(tmp_path):
+    """The new layout stage through ONNX Runtime: the bundle equals the eager frontend."""
+    fe = nx.from_hf(transformers.SeamlessM4TFeatureExtractor(stride=3), seconds=1.0).eval()
+    out = nx.export(fe, tmp_path / "b", formats=("onnx",), verify=False)
+    x = fe.example_input(("speech", "noise"))
+    with torch.no_grad():
+        ref = fe(torch.from_numpy(x)).numpy()
+    got = nx.load(out, backend="onnxruntime")(x)
+    assert got.shape == (2, 32, 240) and np.abs(got - ref).max() <= 1e-4
+
