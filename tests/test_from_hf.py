@@ -109,7 +109,7 @@ CASES = {
     "wav2vec2_8k": ("Wav2Vec2FeatureExtractor", dict(sampling_rate=8000), 1.5, _call("input_values"), _wav2vec2_64,
                     1e-5, None, None),
     "speecht5_default": ("SpeechT5FeatureExtractor", {}, 1.0, _speecht5, None, 1e-4, 80.0, 20.0),
-    "speecht5_40_24k": ("SpeechT5FeatureExtractor", dict(num_mel_bins=40, sampling_rate=32000, win_length=32,
+    "speecht5_40_32k": ("SpeechT5FeatureExtractor", dict(num_mel_bins=40, sampling_rate=32000, win_length=32,
                                                          hop_length=10, fmin=0, fmax=16000), 1.0,
                         _speecht5, None, 1e-4, 80.0, 20.0),
 }
