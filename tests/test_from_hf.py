@@ -239,6 +239,7 @@ def _config(kind, **attrs):
     (_config("SpeechT5FeatureExtractor", dither=0.5), 1.0, ["dither", "not reproduced"]),
     (_config("EncodecFeatureExtractor"), 1.0, ["feature_extractor_type='EncodecFeatureExtractor'", "supported"]),
     ({"sampling_rate": 16000}, 1.0, ["feature_extractor_type=None"]),
+    (_config("Wav2Vec2FeatureExtractor", sampling_rate="16k"), 1.0, ["sampling_rate='16k'", "number"]),
 ])
 def test_what_is_not_reproduced_raises_naming_it(source, seconds, needles):
     with pytest.raises(ValueError) as e:

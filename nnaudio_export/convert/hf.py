@@ -334,7 +334,7 @@ def hf_spec(source: Source, seconds: Optional[float] = None, num_samples: Option
     if seconds is not None:
         if not is_number(seconds) or seconds <= 0:
             raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
-        num_samples = int(round(float(seconds) * float(c.values["sampling_rate"])))
+        num_samples = int(round(float(seconds) * c.number("sampling_rate", 1)))
     if num_samples is not None and (not is_int(num_samples) or num_samples <= 0):
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     spec = CONVERTERS[kind](c, num_samples)
