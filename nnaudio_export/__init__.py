@@ -22,10 +22,11 @@ _LAZY = {
     "manifest_sha256": ("manifest", "manifest_sha256"),
     "layers": ("layers", None),
     "presets": ("presets", None),
+    "from_hf": ("convert.hf", "from_hf"),
 }
 
 __all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
-           "manifest_sha256", "__version__"]
+           "manifest_sha256", "from_hf", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

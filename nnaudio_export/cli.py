@@ -21,6 +21,9 @@ DESCRIPTION = ("Export spectrogram frontends (presets or spec files) as verified
 BACKEND_CHOICES = ("onnxruntime", "torchscript", "pt2", "eager")
 
 
+HF_PREFIX = "hf:"
+
+
 def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -47,8 +50,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .api import export
     from .manifest import manifest_sha256, read_manifest
     t0 = time.time()
-    out = export(args.source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
-                 seconds=args.seconds, num_samples=args.num_samples, verify=not args.no_verify,
+    source, seconds, num_samples = args.source, args.seconds, args.num_samples
+    if source.startswith(HF_PREFIX):      # a Hugging Face extractor's config: its own length rules
+        from .convert.hf import hf_spec
+        source = hf_spec(source[len(HF_PREFIX):], seconds=seconds, num_samples=num_samples)
+        seconds = num_samples = None
+    out = export(source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
+                 seconds=seconds, num_samples=num_samples, verify=not args.no_verify,
                  progress=_progress, precision=args.precision, num_frames=args.num_frames)
     manifest = read_manifest(out)
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
@@ -145,7 +153,8 @@ def _common() -> argparse.ArgumentParser:
 
 def _add_build(sub, common) -> None:
     b = sub.add_parser("build", parents=common, help="export a preset or spec to a bundle")
-    b.add_argument("source", help="preset name, or a spec JSON file (any existing path is read as one)")
+    b.add_argument("source", help="preset name, or a spec JSON file (any existing path is read as one), "
+                                  "or hf:PATH (a Hugging Face preprocessor_config.json or model directory)")
     b.add_argument("--out", required=True, help="bundle directory to create")
     b.add_argument("--formats", default=",".join(FORMATS),
                    help=f"comma-separated, any of {', '.join(FORMATS)} (default: all; pt2 needs a C++ compiler)")

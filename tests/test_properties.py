@@ -105,9 +105,13 @@ def synthesis_specs(draw, sr):
     n_fft = draw(st.sampled_from([128, 256, 400]))
     hop = n_fft // draw(st.sampled_from([2, 4]))
     same = draw(st.integers(0, 3)) == 0
+    center = not same and draw(st.booleans())
+    # not centred, 'center' padding: an edge sample has one frame, so the window must not
+    # be 0 at its ends (Hann is refused there)
+    windows = ["hann", "hamming"] if same or center else ["hamming"]
     istft = {"type": "istft", "n_fft": n_fft, "hop_length": hop,
-             "window": draw(st.sampled_from(["hann", "hamming"])),
-             "center": not same and draw(st.booleans()), "normalized": draw(st.booleans()),
+             "window": draw(st.sampled_from(windows)),
+             "center": center, "normalized": draw(st.booleans()),
              "padding": "same" if same else "center"}
     if draw(st.booleans()):
         istft["length"] = draw(st.integers(hop, 20 * hop))
@@ -126,6 +130,9 @@ def valid_specs(draw):
     # CQT2010v2's octaves halve the signal up to 4 times: its reflect padding needs more
     n = draw(st.integers(10000, 12000) if kind == "cqt" else st.integers(3000, 6000))
     stages, _ = draw(audio_stages(n))
+    if draw(st.integers(0, 11)) == 0:       # the waveform itself, normalised (Wav2Vec2)
+        stages.append({"type": "normalize_waveform", "eps": draw(floats(1e-9, 1e-3))})
+        return {"sample_rate": sr, "num_samples": n, "stages": stages}
     tr, plain, n_fft = draw(transform(kind, sr))
     stages.append(tr)
     if tr["type"] != "kaldi_stft":
@@ -162,14 +169,19 @@ def valid_specs(draw):
         stages.append({"type": "standardize", "mean": draw(floats(-5.0, 5.0)), "std": draw(floats(0.5, 4.0))})
     elif norm == "normalize" and scale:
         stages.append({"type": "normalize", "mode": draw(st.sampled_from(["per_feature", "global"])),
-                       "eps": draw(floats(1e-5, 1e-2)), "unbiased": draw(st.booleans())})
+                       "eps": draw(floats(1e-5, 1e-2)), "unbiased": draw(st.booleans()),
+                       "eps_on": draw(st.sampled_from(["std", "variance"]))})
     for layout in draw(st.lists(st.sampled_from(["trim_frames", "fix_frames", "pad_to_multiple"]),
                                 max_size=2, unique=True)):
-        stages.append({"trim_frames": {"type": "trim_frames", "start": draw(st.integers(0, 2)),
-                                       "end": draw(st.integers(0, 2))},
+        # at most 2 frames trimmed: fix_frames leaves at least 4
+        stages.append({"trim_frames": {"type": "trim_frames", "start": draw(st.integers(0, 1)),
+                                       "end": draw(st.integers(0, 1))},
                        "fix_frames": {"type": "fix_frames", "frames": draw(st.integers(4, 60)),
                                       "value": draw(floats(-1.0, 1.0))},
                        "pad_to_multiple": {"type": "pad_to_multiple", "multiple": draw(st.integers(1, 16))}}[layout])
+    if draw(st.integers(0, 3)) == 0:          # after enough frames for any stride drawn
+        stages.append({"type": "fix_frames", "frames": draw(st.integers(4, 60))})
+        stages.append({"type": "stack_frames", "stride": draw(st.integers(1, 3))})
     if draw(st.booleans()):
         stages.append({"type": "time_major"})
     return {"sample_rate": sr, "num_samples": n, "stages": stages}

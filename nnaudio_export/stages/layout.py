@@ -111,3 +111,45 @@ class TimeMajorStage(Stage):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.transpose(1, 2)
+
+
+@register
+class StackFramesStage(Stage):
+    """Stack ``stride`` consecutive frames into one (SeamlessM4T's stride stacking):
+    (B, F, T) -> (B, stride * F, T // stride), output frame ``t`` holding input frames
+    ``t * stride .. t * stride + stride - 1`` one after the other (row ``k * F + f`` is
+    feature ``f`` of frame ``t * stride + k``), so that after ``time_major`` it is
+    transformers' ``reshape(T // stride, F * stride)`` of the time-major features. The
+    last ``T % stride`` frames are dropped, as transformers drops them."""
+
+    type_name = "stack_frames"
+    role = "layout"
+    params = (Param("stride", 2, "int", low=1),)
+
+    def __init__(self, stride: int, in_features: int, in_frames: int):
+        super().__init__()
+        self.stride = int(stride)
+        self.in_features = int(in_features)
+        self.frames = int(in_frames) // self.stride
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        super().check_context(ctx)
+        if len(ctx.shape) != 2:
+            raise ValueError(f"needs (features, frames) input, got shape {list(ctx.shape)}")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        features, frames = ctx.shape
+        if frames < p["stride"]:
+            raise ValueError(f"stride {p['stride']} is more than the {frames} frames")
+        return cls(p["stride"], features, frames), ctx
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (self.stride * self.in_features, self.frames)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = x.size(0)
+        x = x[..., : self.frames * self.stride].reshape(b, self.in_features, self.frames, self.stride)
+        return x.permute(0, 3, 1, 2).reshape(b, self.stride * self.in_features, self.frames)

@@ -1,5 +1,6 @@
-"""Normalisation stages: fixed standardisation, and per-item mean/std computed from the
-features themselves (NeMo)."""
+"""Normalisation stages: fixed standardisation, per-item mean/std computed from the
+features themselves (NeMo, SeamlessM4T), and the per-item waveform normalisation of
+Wav2Vec2-style models."""
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -8,7 +9,7 @@ from torch import Tensor
 
 from ..checks import Param
 from ..layers import kernel_tensor
-from .base import Context, Stage, register
+from .base import Context, Shape, Stage, register
 
 
 @register
@@ -63,10 +64,14 @@ class NormalizeStage(Stage):
               Param("eps", 1e-5, "number", low=0),
               Param("unbiased", True, "bool"),
               Param("valid_frames", None, "int", optional=True, low=0,
-                    doc="frames the statistics use (None: all)"))
+                    doc="frames the statistics use (None: all)"),
+              Param("eps_on", "std", "str", choices=("std", "variance"),
+                    doc="add eps to the std (NeMo) or to the variance under the root"))
 
-    def __init__(self, per_feature: bool, eps: float, unbiased: bool, valid_frames: int):
+    def __init__(self, per_feature: bool, eps: float, unbiased: bool, valid_frames: int,
+                 eps_on_variance: bool = False):
         super().__init__()
+        self.eps_on_variance = bool(eps_on_variance)
         self.per_feature = bool(per_feature)
         self.eps = float(eps)
         self.unbiased = bool(unbiased)
@@ -78,7 +83,8 @@ class NormalizeStage(Stage):
         vf = 0 if p["valid_frames"] is None else int(p["valid_frames"])
         if vf > ctx.shape[-1] or vf == 1:
             raise ValueError(f"valid_frames must be in 2..{ctx.shape[-1]}, got {vf}")
-        module = cls(p["mode"] == "per_feature", float(p["eps"]), p["unbiased"], vf)
+        module = cls(p["mode"] == "per_feature", float(p["eps"]), p["unbiased"], vf,
+                     p["eps_on"] == "variance")
         return module, ctx.but(db_per_unit=None)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,4 +102,46 @@ class NormalizeStage(Stage):
             mean_d = torch.mean(d, dim=[-2, -1], keepdim=True)
             var = torch.sum((d - mean_d) ** 2, dim=[-2, -1], keepdim=True)
         var = var / float(n - 1 if self.unbiased else n)
+        if self.eps_on_variance:
+            return ((x - x0) - mean_d) / torch.sqrt(var + self.eps)
         return ((x - x0) - mean_d) / (torch.sqrt(var) + self.eps)
+
+
+@register
+class NormalizeWaveformStage(Stage):
+    """Zero-mean, unit-variance audio per item, ``(x - mean) / sqrt(var + eps)`` with the
+    population variance over all samples (transformers' ``zero_mean_unit_var_norm``,
+    Wav2Vec2 ``do_normalize``); the normalised waveform is the frontend's output, shape
+    (num_samples,) per item. The mean is taken relative to the first sample, as in
+    ``normalize``, so that constant input gives exactly 0."""
+
+    type_name = "normalize_waveform"
+    role = "normalisation"
+    params = (Param("eps", 1e-7, "number", low=0),)
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = float(eps)
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if ctx.domain != "audio" or ctx.input is None or ctx.input.kind != "audio":
+            raise ValueError("works on the input audio and ends the chain: nothing but audio "
+                             "stages before it")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        if float(p["eps"]) <= 0:
+            raise ValueError("eps must be positive (digital silence has variance 0)")
+        return cls(float(p["eps"])), ctx.but(domain="features", db_per_unit=None)
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (in_shape[-1],)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.squeeze(1)
+        d = x - x[:, :1]
+        mean_d = torch.mean(d, dim=-1, keepdim=True)
+        var = torch.mean((d - mean_d) ** 2, dim=-1, keepdim=True)
+        return (d - mean_d) / torch.sqrt(var + self.eps)
