@@ -29,6 +29,7 @@ ORDER = [
     {"runtime"},
     {"parity"},
     {"references"},
+    {"convert"},
     {"api"},
     {"triton", "bench"},
     {"cli"},
