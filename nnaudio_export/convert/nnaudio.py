@@ -52,11 +52,21 @@ def _bins_per_octave(freqs: np.ndarray, default: int = 12) -> int:
     return int(round(1.0 / np.log2(float(freqs[1]) / float(freqs[0]))))
 
 
-def _filter_scale(length0: float, fmin: float, sr: float, bins_per_octave: int) -> float:
-    """A ``filter_scale`` that gives the longest filter nnAudio built (``length0`` samples
-    at ``sr`` for ``fmin``): half a sample short so that the ceiling lands on it."""
-    q = (float(length0) - 0.5) * fmin / sr
-    return q * (2.0 ** (1.0 / bins_per_octave) - 1.0)
+def _filter_scale(lengths, freqs: np.ndarray, sr: float, bins_per_octave: int) -> float:
+    """The ``filter_scale`` nnAudio was built with, from its filter lengths at ``sr``:
+    ``N_k = ceil(Q sr / f_k)`` puts ``Q`` in ``((N_k - 1) f_k / sr, N_k f_k / sr]`` for every
+    bin; the shortest decimal ``filter_scale = Q (2 ** (1 / bpo) - 1)`` in all of them (the
+    one a user typed) is taken, else the middle of the intersection."""
+    n = np.asarray(lengths.detach().double().cpu() if torch.is_tensor(lengths) else lengths,
+                   dtype=np.float64)
+    f = np.asarray(freqs, dtype=np.float64)[:len(n)]
+    lo, hi = float(np.max((n - 1) * f / sr)), float(np.min(n * f / sr))
+    alpha = 2.0 ** (1.0 / bins_per_octave) - 1.0
+    for digits in range(7):
+        scale = round(0.5 * (lo + hi) * alpha, digits)
+        if lo < float(scale) / alpha and np.all(np.ceil(float(scale) / alpha * sr / f) == n):
+            return float(scale)
+    return 0.5 * (lo + hi) * alpha
 
 
 def _stft(layer, num_samples, sr, **_):
@@ -114,7 +124,7 @@ def _cqt1992_args(layer, sr: float) -> Dict:
     bpo = _bins_per_octave(freqs)
     return dict(sr=sr, hop_length=int(layer.hop_length), fmin=float(freqs[0]),
                 n_bins=len(freqs), bins_per_octave=bpo,
-                filter_scale=_filter_scale(float(layer.lenghts[0]), float(freqs[0]), sr, bpo),
+                filter_scale=_filter_scale(layer.lenghts, freqs, sr, bpo),
                 pad_mode=layer.pad_mode, trainable=bool(layer.trainable),
                 output_format=layer.output_format)
 
@@ -161,8 +171,7 @@ def _cqt2010(layer, num_samples, sr, normalization_type, fix_nnaudio_bugs=False,
     factor = int(layer.downsample_factor)
     ours = CQT2010v2(sr=sr, hop_length=int(layer.hop_length) * factor, fmin=float(freqs[0]),
                      n_bins=len(freqs), bins_per_octave=bpo,
-                     filter_scale=_filter_scale(float(layer.lenghts[0]), float(freqs[0]),
-                                                sr / factor, bpo),
+                     filter_scale=_filter_scale(layer.lenghts, freqs, sr / factor, bpo),
                      earlydownsample=factor > 1, pad_mode=layer.pad_mode,
                      trainable=bool(layer.trainable), output_format=layer.output_format,
                      normalization_type=normalization_type, num_samples=num_samples)
