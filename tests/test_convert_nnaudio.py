@@ -196,9 +196,8 @@ def test_converted_model_scripts_and_runs_in_onnxruntime(name, tmp_path):
     x = _batch(sr)
     with torch.no_grad():
         want = model(x).numpy()
-    if name != "nnAudio2-mel":
-        with pytest.raises(Exception):  # nnAudio's multirate layers do not script
-            torch.jit.script(model)
+    with pytest.raises(Exception):  # nnAudio's layers (but nnAudio2's STFT) do not script
+        torch.jit.script(model)
     assert nx.convert_nnaudio(model, num_samples=x.shape[-1]) is model
     assert type(model.frontend).__module__.startswith("nnaudio_export")
     scripted = torch.jit.script(model)
@@ -211,3 +210,22 @@ def test_converted_model_scripts_and_runs_in_onnxruntime(name, tmp_path):
     sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     (out,) = sess.run(None, {"audio": x.numpy()})
     assert _rel(out, want) <= 1e-5, name
+
+
+@pytest.mark.parametrize("pkg,kind,kw", [("nnAudio", "STFT", dict(n_fft=512, hop_length=128)),
+                                         ("nnAudio2", "CQT2010v2", dict(fmin=55.0, n_bins=72, hop_length=256))])
+def test_converted_phase_matches_nnaudio(pkg, kind, kw):
+    """'Phase': the STFT's angle equal modulo 2 pi (ours folds the branch cut, see STFT);
+    the CQT's unit phasors equal where the bin is not ~0."""
+    sr = 16000
+    x = _batch(sr)
+    ref = getattr(PACKAGES[pkg], kind)(sr=sr, verbose=False, output_format="Phase", **kw)
+    with torch.no_grad():
+        got = nx.from_nnaudio(ref, num_samples=x.shape[-1], sr=sr)(x).numpy()
+        want = ref(x).numpy()
+        mag = ref(x, output_format="Magnitude").numpy()
+    keep = mag > 1e-3 * mag.max()
+    if kind == "STFT":
+        assert np.abs(np.angle(np.exp(1j * (got - want))))[keep].max() <= 1e-6
+    else:
+        assert np.abs(got - want).max(-1)[keep].max() <= 1e-6
