@@ -160,3 +160,18 @@ def test_gammatonegram_bad_arguments():
         Gammatonegram(sr=16000, fmax=9000.0)
     with pytest.raises(ValueError, match="n_bins"):
         Gammatonegram(sr=16000, n_bins=0)
+
+
+def test_vqt_fewer_bins_than_an_octave_fixed():
+    """n_bins < bins_per_octave: nnAudio2's multirate VQT builds its bins from
+    fmin 2 ** ((n_bins - bpo) / bpo), below fmin (and here, early downsampling by
+    ``factor``, at the wrong rate too): a tone at bin 3 is lost. Ours: peak at bin 3, at
+    librosa's level (0.2 dB)."""
+    kw = dict(gamma=10.0, n_bins=8, fmin=440.0)
+    y = _tone(440.0 * 2 ** (3 / 12))
+    ours = _plateau(VQT(sr=SR, **kw)(torch.from_numpy(y)[None]).numpy()[0])
+    theirs = _plateau(N2.VQT(sr=SR, verbose=False, **kw)(torch.from_numpy(y)[None]).numpy()[0])
+    lib = _plateau(np.abs(librosa.vqt(y, sr=SR, hop_length=512, pad_mode="reflect", **kw)))
+    assert int(np.argmax(ours)) == 3 == int(np.argmax(lib))
+    assert abs(20 * np.log10(ours[3] / lib[3])) <= 0.2
+    assert theirs.max() < 1e-2 * ours[3]
