@@ -158,6 +158,17 @@ def test_unsupported_layers_and_arguments_raise():
         nx.from_nnaudio(N2.VQT(sr=22050, gamma=5.0, n_bins=8, fmin=440.0, verbose=False))
 
 
+def _nnaudio_modules(model):
+    return (m for m in model.modules() if type(m).__module__.split(".")[0] in PACKAGES)
+
+
+def test_convert_keeps_shared_layers_shared():
+    mel = N1.MelSpectrogram(sr=16000, n_fft=512, hop_length=160, n_mels=40, verbose=False)
+    model = nn.ModuleDict({"a": mel, "b": nn.Sequential(mel)})
+    nx.convert_nnaudio(model, num_samples=16000, sr=16000)
+    assert model["a"] is model["b"][0] and not list(_nnaudio_modules(model))
+
+
 class SmallNet(nn.Module):
     """A spectrogram layer, log compression and a small conv net: what users train."""
 
@@ -187,8 +198,8 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_converted_model_scripts_and_runs_in_onnxruntime(name, tmp_path):
+@pytest.mark.parametrize("name,dynamo", [(name, False) for name in MODELS] + [("nnAudio2-vqt", True)])
+def test_converted_model_scripts_and_runs_in_onnxruntime(name, dynamo, tmp_path):
     sr, make = MODELS[name]
     torch.manual_seed(0)
     model = SmallNet(make()).eval()
@@ -199,16 +210,17 @@ def test_converted_model_scripts_and_runs_in_onnxruntime(name, tmp_path):
     with pytest.raises(Exception):  # nnAudio's layers (but nnAudio2's STFT) do not script
         torch.jit.script(model)
     assert nx.convert_nnaudio(model, num_samples=x.shape[-1]) is model
+    assert isinstance(model.frontend, nn.Module) and not list(_nnaudio_modules(model))
     assert type(model.frontend).__module__.startswith("nnaudio_export")
     scripted = torch.jit.script(model)
     with torch.no_grad():
         assert _rel(model(x), want) <= 1e-5
         assert _rel(scripted(x), want) <= 1e-5
     path = str(tmp_path / "model.onnx")
-    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17,
-                      input_names=["audio"], output_names=["logits"])
+    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
+    torch.onnx.export(model, (x,), path, input_names=["audio"], output_names=["logits"], **kw)
     sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, {"audio": x.numpy()})
+    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     assert _rel(out, want) <= 1e-5, name
 
 

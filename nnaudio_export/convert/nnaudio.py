@@ -307,6 +307,10 @@ def convert_nnaudio(model: nn.Module, num_samples: Optional[int] = None, **kwarg
     if bad:
         raise ValueError(f"model: unsupported nnAudio layers {', '.join(bad)}; supported: "
                          f"{', '.join(CONVERTERS)}")
+    converted: Dict[int, nn.Module] = {}  # a layer shared by several parents stays shared
     for parent, name in found:
-        setattr(parent, name, from_nnaudio(getattr(parent, name), num_samples, **kwargs))
+        layer = getattr(parent, name)
+        if id(layer) not in converted:
+            converted[id(layer)] = from_nnaudio(layer, num_samples, **kwargs)
+        setattr(parent, name, converted[id(layer)])
     return model
