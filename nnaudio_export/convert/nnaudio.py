@@ -20,6 +20,7 @@ from torch import nn
 from ..checks import require
 from ..layers import (CQT1992v2, CQT2010v2, MFCC, STFT, VQT, Gammatonegram, MelSpectrogram)
 from ..layers.cqt import _norm_scale
+from ..layers.vqt import VQTOctave
 
 PACKAGES = ("nnAudio", "nnAudio2")
 DEFAULT_SR = 22050.0  # nnAudio's default; its STFT/Mel/CQT1992v2 layers do not record sr
@@ -199,7 +200,6 @@ def _vqt(layer, num_samples, sr, normalization_type, **_):
 
 
 def _vqt_multirate(layer, common: Dict) -> VQT:
-    from ..layers.vqt import VQTOctave
     factor = int(layer.downsample_factor)
     freqs = np.asarray(layer.frequencies, dtype=np.float64)
     common["hop_length"] = int(layer.hop_length) * factor

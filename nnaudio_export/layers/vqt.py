@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import Param, require
-from ..kernels.cqt import cqt_kernels, cqt_n_bins, lowpass_filter, variable_q_lengths
+from ..kernels.cqt import cqt_kernels, lowpass_filter, variable_q_lengths
 from ..kernels.vqt import vqt_plan
 from ..kernels.windows import WindowSpec
 from .common import FrontendLayer, kernel_tensor, register_kernel
