@@ -175,3 +175,21 @@ def test_vqt_fewer_bins_than_an_octave_fixed():
     assert int(np.argmax(ours)) == 3 == int(np.argmax(lib))
     assert abs(20 * np.log10(ours[3] / lib[3])) <= 0.2
     assert theirs.max() < 1e-2 * ours[3]
+
+
+@pytest.mark.parametrize("name", ["gammatonegram", "vqt-complex"])
+def test_layers_export_to_onnx_and_run_in_onnxruntime(name, tmp_path):
+    import onnxruntime
+    x = _batch(16000)
+    n = x.shape[-1]
+    layer = (Gammatonegram(sr=16000, n_fft=512, hop_length=160, n_bins=40, num_samples=n)
+             if name == "gammatonegram" else
+             VQT(sr=16000, gamma=10.0, fmin=55.0, n_bins=60, hop_length=256,
+                 output_format="Complex", num_samples=n))
+    with torch.no_grad():
+        want = layer(x).numpy()
+    path = str(tmp_path / f"{name}.onnx")
+    torch.onnx.export(layer, (x,), path, dynamo=False, opset_version=17, input_names=["audio"])
+    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"audio": x.numpy()})
+    assert _rel(out, want) <= 1e-5
