@@ -193,3 +193,17 @@ def test_layers_export_to_onnx_and_run_in_onnxruntime(name, tmp_path):
     sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     (out,) = sess.run(None, {"audio": x.numpy()})
     assert _rel(out, want) <= 1e-5
+
+
+def test_vqt_uses_window_and_refuses_short_inputs():
+    """nnAudio2's multirate VQT ignores ``window`` (always Hann); ours uses it. An input too
+    short for reflect padding at the lowest rate is refused (nnAudio2 falls back to zeros)."""
+    x = _batch()[:1]
+    kw = dict(gamma=10.0, n_bins=36, fmin=261.6, earlydownsample=False)
+    hann = N2.VQT(sr=SR, verbose=False, **kw)(x).numpy()
+    assert np.array_equal(N2.VQT(sr=SR, verbose=False, window="hamming", **kw)(x).numpy(), hann)
+    ours_hann = VQT(sr=SR, **kw)(x).numpy()
+    assert _rel(ours_hann, hann) <= NNAUDIO_TOL
+    assert _rel(VQT(sr=SR, window="hamming", **kw)(x).numpy(), hann) > 1e-2
+    with pytest.raises(ValueError, match="num_samples"):
+        VQT(sr=SR, gamma=10.0, num_samples=1000)

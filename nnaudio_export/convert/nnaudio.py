@@ -77,6 +77,7 @@ def _stft(layer, num_samples, sr, **_):
                 sr=sr, trainable=bool(layer.trainable), output_format=layer.output_format,
                 num_samples=num_samples)
     _copy(ours.kernel, _stacked(layer.wcos, layer.wsin), "n_fft")
+    ours.bins2freq = [float(f) for f in layer.bins2freq]  # its freq_scale's, which we copy
     return ours
 
 
