@@ -20,13 +20,15 @@ _LAZY = {
     "load": ("runtime", "load"),
     "verify": ("parity", "verify"),
     "manifest_sha256": ("manifest", "manifest_sha256"),
+    "from_nnaudio": ("convert", "from_nnaudio"),
+    "convert_nnaudio": ("convert", "convert_nnaudio"),
     "layers": ("layers", None),
     "presets": ("presets", None),
     "from_hf": ("convert.hf", "from_hf"),
 }
 
 __all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
-           "manifest_sha256", "from_hf", "__version__"]
+           "manifest_sha256", "from_hf", "from_nnaudio", "convert_nnaudio", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

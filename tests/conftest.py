@@ -4,6 +4,7 @@ CPU), so they are exported once per session into a temporary directory and share
 Tests that modify a bundle (tampering, manifest edits) must work on a copy
 (:func:`copy_bundle`), never on the shared one.
 """
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any, Dict, Union
 import pytest
 
 warnings.filterwarnings("ignore")
+# nnAudio2 prints a citation reminder on import; tests compare against it, quietly.
+os.environ.setdefault("NNAUDIO_DISABLE_CITATION_REMINDER", "1")
 
 # Short clips keep the exports fast; the per-preset bundles hold every format.
 SHORT_SECONDS = 1.0

@@ -50,6 +50,23 @@ def cqt_filter_lengths(Q: float, sr: float, freqs: np.ndarray) -> np.ndarray:
     return np.ceil(float(Q) * float(sr) / np.asarray(freqs, dtype=np.float64))
 
 
+def variable_q_lengths(Q: float, sr: float, freqs: np.ndarray, gamma: float,
+                       bins_per_octave: int) -> np.ndarray:
+    """Filter lengths of the variable-Q transform [4]_, ``N_k = ceil(Q sr / (f_k + gamma /
+    alpha))`` with ``alpha = 2 ** (1 / bins_per_octave) - 1`` (nnAudio's ``alpha``; librosa
+    >= 0.10 uses ``(2 ** (2 / bpo) - 1) / (2 ** (2 / bpo) + 1)`` and ``Q = filter_scale /
+    alpha``, so its lengths are ~3 % longer at 12 bins per octave). The bandwidth of bin ``k``
+    is ``alpha f_k + gamma``: ``gamma = 0`` is the constant-Q :func:`cqt_filter_lengths`.
+
+    .. [4] Schoerkhuber, C., Klapuri, A., Holighaus, N. and Doerfler, M. "A Matlab toolbox
+       for efficient perfect reconstruction time-frequency transforms with log-frequency
+       resolution." AES 53rd Conference on Semantic Audio, 2014.
+    """
+    alpha = 2.0 ** (1.0 / bins_per_octave) - 1.0
+    freqs = np.asarray(freqs, dtype=np.float64)
+    return np.ceil(float(Q) * float(sr) / (freqs + float(gamma) / alpha))
+
+
 def _cqt_window(window: WindowSpec, length: int) -> np.ndarray:
     """Periodic window of ``length``; ``('gaussian', att_db)`` is read as nnAudio's
     ``get_window_dispatch`` does: the attenuation in dB at the edges, not a sigma."""
@@ -61,12 +78,13 @@ def _cqt_window(window: WindowSpec, length: int) -> np.ndarray:
 
 def cqt_kernels(Q: float, sr: float, fmin: float, n_bins: int = 84, bins_per_octave: int = 12,
                 norm=1, window: WindowSpec = "hann", fmax: Optional[float] = None,
-                topbin_check: bool = True
+                topbin_check: bool = True, gamma: float = 0.0
                 ) -> Tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     """Time-domain constant-Q kernels [1]_ [2]_ as nnAudio's ``create_cqt_kernels``.
 
     For bin ``k`` with ``f_k`` (:func:`cqt_frequencies`) and ``N_k``
-    (:func:`cqt_filter_lengths`)::
+    (:func:`cqt_filter_lengths`; :func:`variable_q_lengths` when ``gamma > 0``, the
+    variable-Q kernels of nnAudio's ``VQT``)::
 
         a_k[n] = w_{N_k}[n + ceil(N_k / 2)] * exp(2 pi i f_k n / sr) / N_k,
         n = -ceil(N_k / 2) .. N_k - ceil(N_k / 2) - 1
@@ -87,7 +105,7 @@ def cqt_kernels(Q: float, sr: float, fmin: float, n_bins: int = 84, bins_per_oct
         param = "n_bins" if fmax is None else "fmax"
         raise ValueError(f"{param}: the top bin {freqs.max():.2f} Hz is above the Nyquist "
                          f"frequency {sr / 2} Hz; reduce {param} or fmin")
-    lengths = cqt_filter_lengths(Q, sr, freqs)
+    lengths = variable_q_lengths(Q, sr, freqs, gamma, bins_per_octave)
     width = int(2 ** np.ceil(np.log2(lengths.max())))
     real = np.zeros((n_bins, width))
     imag = np.zeros((n_bins, width))

@@ -1,9 +1,10 @@
-"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments (the
+"""Scriptable, shape-static spectrogram layers with nnAudio 0.3.x's arguments (:class:`VQT`, :class:`Gammatonegram`: nnAudio2 2.0.3's; the
 inverses too: :class:`iSTFT`, :class:`GriffinLim`), and the pieces they share: :func:`register_kernel` (a kernel as parameter or buffer),
 :class:`FrontendLayer` (fixed lengths, known output shapes) and the frame-conv modules that
 apply a kernel bank at a chosen precision (:func:`frame_conv`)."""
 from .common import FrontendLayer, kernel_tensor, register_kernel
 from .cqt import CQT1992v2, CQT2010v2
+from .gammatone import Gammatonegram
 from .frame_conv import PRECISIONS, FrameConv, SplitFrameConv, frame_conv
 from .griffin_lim import GriffinLim
 from .inverse_dft import FactoredIRFFT, MatrixIRFFT, irfft_module
@@ -11,7 +12,8 @@ from .istft import iSTFT
 from .kaldi import KaldiSTFT
 from .mel import MFCC, MelSpectrogram
 from .stft import STFT
+from .vqt import VQT
 
-__all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "KaldiSTFT", "iSTFT", "GriffinLim",
+__all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "VQT", "Gammatonegram", "KaldiSTFT", "iSTFT", "GriffinLim",
            "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
            "SplitFrameConv", "frame_conv", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]

@@ -115,6 +115,11 @@ class CQT1992v2(FrontendLayer):
         self.conv = frame_conv(kernel, precision, trainable, dtype)
         self.precision = self.conv.precision
         self.register_buffer("lengths", torch.from_numpy(lengths.astype(np.float32)))
+        # A scale applied after the conv instead of folded into the kernel rows: only for
+        # kernels taken as they are from nnAudio (nnaudio_export.convert), where rounding the
+        # scaled rows to float32 would move the output by ~3e-6 x peak.
+        self.register_buffer("output_scale", torch.ones(n_bins, 1, dtype=dtype))
+        self.scaled_output = False
         self.frequencies = freqs
         self.sr = float(sr)
         self.n_bins = n_bins
@@ -144,7 +149,10 @@ class CQT1992v2(FrontendLayer):
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
         x = FN.pad_both(x, self.pad_amount, self.pad_mode)
-        return FN.stacked_spectrum(self.conv(x, self.kernel, self.hop_length), self.n_bins)
+        real, imag = FN.stacked_spectrum(self.conv(x, self.kernel, self.hop_length), self.n_bins)
+        if self.scaled_output:
+            return real * self.output_scale, imag * self.output_scale
+        return real, imag
 
     def forward(self, x: Tensor) -> Tensor:
         real, imag = self.spectrum(x)
