@@ -134,12 +134,24 @@ def power_from_squared(p: Tensor, power: float, eps: float) -> Tensor:
     """``(p + eps) ** (power / 2)`` for ``p = |X|^2``: power 2 without a sqrt (exact, finite
     gradient at 0), power 1 as a sqrt; eps > 0 keeps the gradient finite (trainable)."""
     if eps > 0.0:
-        p = p + eps
+        p = add_small_constant(p, eps)
     if power == 2.0:
         return p
     if power == 1.0:
         return torch.sqrt(p)
     return torch.pow(p, power / 2.0)
+
+
+def add_small_constant(p: Tensor, eps: float) -> Tensor:
+    """``p + eps``, bit for bit, written so that graph optimisers keep it.
+
+    onnxscript's rewriter (used by ``torch.onnx.export(dynamo=True)``) removes an ``Add``
+    whose constant is within 1e-8 of zero, which silently dropped nnAudio's ``+1e-8`` inside
+    a trainable layer's magnitude (1e-4 instead of 0 on silent bins). Here the constant is
+    added at scale ``2**27`` and scaled back: multiplying by a power of two is exact, so the
+    sum rounds exactly as ``p + eps`` would (no overflow below ~2.5e30)."""
+    scale = 134217728.0  # 2**27
+    return (p * scale + eps * scale) * (1.0 / scale)
 
 
 def magnitude(real: Tensor, imag: Tensor, eps: float) -> Tensor:

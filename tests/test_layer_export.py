@@ -162,6 +162,36 @@ def test_onnx_phase_of_exact_silence_is_zero(dynamo, tmp_path):
     np.testing.assert_allclose(out[0], 0.0, atol=0)
 
 
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy-opset17"])
+def test_onnx_keeps_the_trainable_magnitude_epsilon(dynamo, tmp_path):
+    """nnAudio's trainable Magnitude is sqrt(re^2 + im^2 + 1e-8): 1e-4 on silent bins. The
+    dynamo exporter's rewriter drops an Add of a constant within 1e-8 of zero; ours is written
+    so that it cannot (exact, bit for bit the same as eager)."""
+    from nnAudio.features import STFT as NNAudioSTFT
+
+    theirs = NNAudioSTFT(n_fft=256, hop_length=64, trainable=True, output_format="Magnitude",
+                         verbose=False)
+    layer = STFT(n_fft=256, hop_length=64, trainable=True, output_format="Magnitude").eval()
+    x = torch.zeros(2, L)
+    x[1, L // 2:] = torch.from_numpy(clip("noise", SR, L / SR)[: L - L // 2])
+    path = str(tmp_path / "mag_eps.onnx")
+    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (x,), path, **kw)
+    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        eager = layer(x).numpy()
+        ref = theirs(x).numpy()
+    # Silent item: exactly nnAudio's sqrt(0 + 1e-8) in float32, in eager and in ONNX Runtime.
+    np.testing.assert_array_equal(eager[0], ref[0])
+    assert float(ref[0].min()) > 9.9e-5
+    np.testing.assert_allclose(out, eager, rtol=0, atol=1e-6 * float(np.abs(eager).max()))
+    # ...and not 0 in ONNX Runtime (the dropped constant): equal up to 2 float32 ulps.
+    np.testing.assert_allclose(out[0], eager[0], rtol=2 * np.finfo(np.float32).eps, atol=0)
+
+
 # --------------------------------------------------------------------------- training
 
 def _check_grad(p, what):
