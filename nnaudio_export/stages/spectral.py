@@ -8,19 +8,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import Param
+from ..checks import Param, pick
 from ..kernels.dct import dct_matrix
 from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
 from ..layers.common import require_kernel_memory
 from ..layers.mel import MEL_ARGS, MFCC_ARGS
+from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
 from .transforms import FusablePowerTransform
 
 # A matrix stage's weights as an nn.Parameter (trained inside a model, then saved with
-# Frontend.save and exported with the trained values).
-TRAINABLE = Param("trainable", False, "bool", doc="the matrix as a trainable nn.Parameter")
+# Frontend.save and exported with the trained values): the layers' own declaration.
+TRAINABLE = pick(STFT_ARGS, "trainable")[0]
 
 
 @register
