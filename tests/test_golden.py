@@ -100,3 +100,15 @@ def test_golden_only_verify_of_a_fixed_batch_smaller_than_golden(tmp_path):
     b = nx.export(mel_spec(), tmp_path / "b2", formats=("onnx",), batch=2, verify=False)
     r = nx.verify(b, golden_only=True)
     assert r.ok and r.signals == ["golden[0]", "golden[1]", "golden[2]"], r.table()
+
+
+def test_cli_verify_golden_only_and_inspect(pair):
+    import subprocess
+    import sys
+    a, _ = pair
+    r = subprocess.run([sys.executable, "-m", "nnaudio_export.cli", "verify", str(a), "--golden-only"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "| onnxruntime | cpu | golden |" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "nnaudio_export.cli", "inspect", str(a)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "source:      spec" in r.stdout and "3 items" in r.stdout, r.stdout
