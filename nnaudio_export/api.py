@@ -6,31 +6,47 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
+from torch import nn
+
 from . import presets
-from .builder import Frontend
-from .bundle import write_bundle
+from .builder import Frontend, ModuleFrontend, state_sha256
+from .bundle import write_bundle, write_golden
 from .checks import is_int, require_memory
 from .install import (check_replaceable, install_dir, remove_leftovers, staging_dir, target_lock,
                       target_path)
-from .manifest import (FORMATS, MANIFEST, bundle_backends, foreign_entries, model_format,
+from .manifest import (FORMATS, GOLDEN, MANIFEST, bundle_backends, foreign_entries, model_format,
                        write_json_atomic)
+from .parity import golden_data
 from .parity import verify as verify_bundle
 from .references import measure_reference_error
 from .spec import with_overrides
 
-Source = Union[Frontend, Dict[str, Any], str, Path]
+Source = Union[Frontend, nn.Module, Dict[str, Any], str, Path]
 
 
 def resolve_frontend(source: Source, num_samples: Optional[int] = None,
                      seconds: Optional[float] = None, precision: Optional[str] = None,
-                     num_frames: Optional[int] = None) -> Frontend:
+                     num_frames: Optional[int] = None, sample_rate: Optional[float] = None,
+                     output_kind: str = "linear") -> Union[Frontend, ModuleFrontend]:
     """A Frontend from a Frontend, a spec dict, a preset name or a spec JSON path;
     ``num_samples`` / ``seconds`` override the duration (a synthesis spec's: ``num_frames``),
-    ``precision`` the transforms' precision ('single' | 'extended')."""
+    ``precision`` the transforms' precision ('single' | 'extended'). Any other
+    ``nn.Module`` (one of our layers, a model containing them) becomes a
+    :class:`ModuleFrontend`, which needs ``sample_rate`` and ``num_samples`` (or
+    ``seconds``); ``output_kind`` chooses its parity metric."""
+    if isinstance(source, ModuleFrontend):
+        return source
+    if isinstance(source, nn.Module) and not isinstance(source, Frontend):
+        if seconds is not None and sample_rate is not None and num_samples is None:
+            num_samples = int(round(float(seconds) * float(sample_rate)))
+        return ModuleFrontend(source, sample_rate, num_samples, output_kind)
+    if sample_rate is not None:
+        raise ValueError("sample_rate: only a module needs it; a Frontend, spec or preset has its own")
     if isinstance(source, Frontend):
         if num_samples is None and seconds is None and precision is None and num_frames is None:
             return source
-        spec = source.spec
+        return _with_weights(source, Frontend.from_spec(
+            with_overrides(source.spec, num_samples, seconds, precision, num_frames)))
     elif isinstance(source, dict):
         spec = source
     elif isinstance(source, (str, Path)) and _looks_like_file(source):
@@ -42,9 +58,34 @@ def resolve_frontend(source: Source, num_samples: Optional[int] = None,
         return presets.load(source, num_samples=num_samples, seconds=seconds, precision=precision,
                             num_frames=num_frames)
     else:
-        raise ValueError(f"cannot export {type(source).__name__}: give a Frontend, a spec dict, "
-                         "a preset name or a spec .json path")
+        raise ValueError(f"cannot export {type(source).__name__}: give a Frontend, an nn.Module, "
+                         "a spec dict, a preset name or a spec .json path")
     return Frontend.from_spec(with_overrides(spec, num_samples, seconds, precision, num_frames))
+
+
+def _with_weights(trained: Frontend, rebuilt: Frontend) -> Frontend:
+    """``rebuilt`` (the spec with a new length or precision) carrying ``trained``'s weights
+    when they are not the spec's own; refused when they do not fit the new build."""
+    if trained.matches_spec():
+        return rebuilt
+    try:
+        rebuilt.load_state_dict(trained.state_dict(), strict=True)
+    except RuntimeError:
+        raise ValueError("num_samples: the trained weights do not fit the frontend rebuilt for the "
+                         "new length / precision; export it at its own (no overrides)") from None
+    return rebuilt
+
+
+def describe_source(fe: Union[Frontend, ModuleFrontend]) -> Dict[str, Any]:
+    """The manifest's ``source``: 'spec' when the spec rebuilds ``fe`` (kernels included),
+    'trained_frontend' (a Frontend with other weights) or 'module' (class, state digest,
+    shapes), with the sha256 of the state dict (:func:`nnaudio_export.builder.state_sha256`)."""
+    if isinstance(fe, ModuleFrontend):
+        return {"kind": "module", "class": fe.module_class, "state_sha256": state_sha256(fe.module),
+                "input_shape": ["batch", *fe.input_shape], "output_shape": ["batch", *fe.output_shape]}
+    if fe.matches_spec():
+        return {"kind": "spec"}
+    return {"kind": "trained_frontend", "state_sha256": state_sha256(fe)}
 
 
 def _looks_like_file(source: Union[str, Path]) -> bool:
@@ -94,10 +135,18 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            batch: Optional[int] = None, overwrite: bool = False,
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
            verify: bool = True, progress: Optional[Callable[[str], None]] = None,
-           precision: Optional[str] = None, num_frames: Optional[int] = None) -> Path:
+           precision: Optional[str] = None, num_frames: Optional[int] = None,
+           sample_rate: Optional[float] = None, output_kind: str = "linear") -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
-    ``source``: a :class:`Frontend`, a spec dict, a preset name or a spec ``.json`` path.
+    ``source``: a :class:`Frontend` (trained or loaded weights are exported and verified
+    as they are), a spec dict, a preset name, a spec ``.json`` path, or any ``nn.Module``
+    taking audio ``(batch, num_samples)`` (one of our layers, a model containing them;
+    give ``sample_rate`` and ``num_samples`` or ``seconds``; ``output_kind`` 'linear' |
+    'log' | 'cepstral' chooses its parity metric). The manifest's ``source`` says which
+    (a module's class and state sha256), and ``golden.npz`` holds deterministic inputs
+    with their float64 reference outputs and thresholds (``nx.verify(dir,
+    golden_only=True)``, ``frontend_cli --check``).
     ``formats``: any of 'torchscript' (``model.pt``, ``torch.jit.script``), 'onnx'
     (``model.onnx``, one file, opset 18 / IR 8, input ``audio`` output ``features``),
     'pt2' (``model.pt2``, AOTInductor for this CPU; needs a C++ compiler). ``batch=None``
@@ -119,21 +168,27 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     formats = _check_formats(formats)
     out = target_path(out_dir)
     check_replaceable(out, overwrite, foreign_entries)
-    fe = resolve_frontend(source, num_samples, seconds, precision, num_frames).eval()
+    fe = resolve_frontend(source, num_samples, seconds, precision, num_frames, sample_rate,
+                          output_kind).eval()
     _check_batch(batch, formats, fe)
+    origin = describe_source(fe)
+    from_spec = origin["kind"] == "spec"
     with target_lock(out):
         for box in remove_leftovers(out):
             say(f"removed {box.name}, left by an interrupted export")
         check_replaceable(out, overwrite, foreign_entries)
         with staging_dir(out) as tmp:
-            manifest = write_bundle(fe, tmp, formats, batch, say)
+            say(f"writing {GOLDEN}")
+            golden = write_golden(tmp / GOLDEN, *golden_data(fe, from_spec))
+            manifest = write_bundle(fe, tmp, formats, batch, say, {"source": origin, "golden": golden})
             if verify:
                 say("verifying parity on cpu")
-                # Trusted: this process has just written every file.
+                # Trusted: this process has just written every file. A bundle its spec
+                # cannot rebuild is checked against the very module it was exported from.
                 report = verify_bundle(tmp, devices=("cpu",), backends=bundle_backends(manifest),
-                                       progress=progress)
+                                       progress=progress, module=None if from_spec else fe)
                 manifest["parity"] = report.to_dict()
-                ref = measure_reference_error(fe)
+                ref = measure_reference_error(fe) if from_spec else None
                 if ref is not None:
                     manifest["reference_error"] = ref
                 write_json_atomic(tmp / MANIFEST, manifest)

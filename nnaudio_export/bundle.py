@@ -5,9 +5,11 @@ versions). The format table, reading, checking and installing are
 preset's reference are the caller's (:func:`nnaudio_export.export`)."""
 import contextlib
 import datetime as _dt
+import io
 import logging
 import platform
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -16,7 +18,7 @@ import torch
 
 from ._version import __version__
 from .builder import Frontend
-from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, TORCHSCRIPT_INPUT_NAME,
+from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, GOLDEN, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
 
 # Opset 18 and IR version 8 load in every onnxruntime(-gpu) >= 1.14; onnx 1.23 would
@@ -32,6 +34,42 @@ def example_input(fe: Frontend, batch: int) -> torch.Tensor:
     chirp, repeated; spectrum inputs: their STFT)."""
     names = ("speech", "tones", "noise", "chirp")
     return torch.from_numpy(fe.example_input(tuple(names[i % 4] for i in range(batch))))
+
+
+# golden.npz: three items (speech, tones, noise) while they stay small, else one; the
+# reference outputs in float64 while they stay small, else float32 (its rounding, 6e-8 of a
+# value, is far below every threshold). Whisper's 30 s: one item, ~2.9 MB.
+GOLDEN_SIGNALS = ("speech", "tones", "noise")
+GOLDEN_SMALL_BYTES = 1 << 20
+
+
+def golden_input(fe: Any) -> np.ndarray:
+    """golden.npz's inputs for ``fe``: :data:`GOLDEN_SIGNALS`, or only the first when three
+    items with float64 outputs would pass :data:`GOLDEN_SMALL_BYTES`."""
+    one = fe.example_input(GOLDEN_SIGNALS[:1])
+    per_item = one.nbytes + 8 * int(np.prod(fe.output_shape))
+    if len(GOLDEN_SIGNALS) * per_item > GOLDEN_SMALL_BYTES:
+        return one
+    return fe.example_input(GOLDEN_SIGNALS)
+
+
+def write_golden(path: Path, inputs: np.ndarray, outputs: np.ndarray,
+                 check: Dict[str, float]) -> Dict[str, Any]:
+    """Write golden.npz: ``input`` (the bundle's input dtype), ``output`` (the float64
+    reference; float32 when large) and the scalars of ``check`` (float64: ``threshold``,
+    ``relative``, ``db_per_unit``, ``window_db``), as an uncompressed zip of .npy files with
+    fixed timestamps (the same export gives the same bytes). Returns its manifest entry."""
+    if outputs.nbytes > GOLDEN_SMALL_BYTES:
+        outputs = outputs.astype(np.float32)
+    arrays = {"input": inputs, "output": outputs}
+    arrays.update({k: np.float64(v) for k, v in check.items()})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, array in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.array(array, order="C"), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
+    return {"file": GOLDEN, "sha256": sha256_file(path), "size": path.stat().st_size,
+            "items": int(inputs.shape[0]), "output_dtype": str(outputs.dtype)}
 
 
 def _batch_dim(fmt: str) -> Any:
@@ -149,7 +187,9 @@ def versions() -> Dict[str, str]:
 
 
 def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
-                   file_info: Dict[str, Dict[str, Any]], directory: Path) -> Dict[str, Any]:
+                   file_info: Dict[str, Dict[str, Any]], directory: Path,
+                   extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The manifest; ``extra`` (``source``, ``golden``) goes in after ``files``."""
     spec = fe.spec
     files = {}
     for fmt in formats:
@@ -158,7 +198,7 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         files[name] = {"format": fmt, "sha256": sha256_file(p), "size": p.stat().st_size, **file_info[fmt]}
     return {
         "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
-        "name": spec.get("name", "frontend"),
+        "name": spec.get("name", getattr(fe, "name", "frontend")),
         "reference": spec.get("reference"),
         "sample_rate": fe.sample_rate, "num_samples": fe.num_samples,
         "length_policy": spec.get("length_policy", "exact"),
@@ -174,6 +214,7 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
                    "kind": fe.output_kind, "db_per_unit": fe.db_per_unit,
                    "torchscript_name": TORCHSCRIPT_OUTPUT_NAME},
         "files": files,
+        **(extra or {}),
         "spec": spec,
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -192,16 +233,18 @@ WRITERS = {"torchscript": lambda fe, path, batch: _write_torchscript(fe, path),
 
 
 def write_bundle(fe: Frontend, directory: Path, formats: Sequence[str], batch: Optional[int],
-                 progress: Optional[Progress] = None) -> Dict[str, Any]:
+                 progress: Optional[Progress] = None,
+                 extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Write ``formats`` of ``fe`` and ``manifest.json`` into the existing empty
     ``directory``; return the manifest. ``batch=None`` keeps the batch axis dynamic
-    (1..4096 for ONNX and .pt2), an int fixes it."""
+    (1..4096 for ONNX and .pt2), an int fixes it. ``extra``: manifest entries written by
+    the caller (``source``, ``golden``: see :func:`nnaudio_export.export`)."""
     say = progress or (lambda msg: None)
     info: Dict[str, Dict[str, Any]] = {}
     for fmt in formats:
         f = model_format(fmt)
         say(f"exporting {f.file} ({fmt})")
         info[fmt] = WRITERS[fmt](fe, directory / f.file, batch)
-    manifest = build_manifest(fe, formats, batch, info, directory)
+    manifest = build_manifest(fe, formats, batch, info, directory, extra)
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest

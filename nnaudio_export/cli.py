@@ -90,7 +90,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .parity import verify, write_report
     devices = {"auto": None, "all": ("cpu", "cuda")}.get(args.device, (args.device,))
     report = verify(args.bundle, devices=devices, backends=args.backend, progress=_progress,
-                    expected_sha256=args.expect_sha256, allow_skip=args.allow_skip)
+                    expected_sha256=args.expect_sha256, allow_skip=args.allow_skip,
+                    golden_only=args.golden_only)
     print(report.table())
     if args.json:
         write_report(report, args.json)
@@ -118,6 +119,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name, f in m["files"].items():
         extra = {k: v for k, v in f.items() if k in ("method", "exporter", "opset", "ir_version", "device")}
         print(f"file:        {name:10s} {f['size']:>10d} B  sha256 {f['sha256'][:16]}…  {extra}")
+    src = m.get("source") or {"kind": "spec"}
+    state = f", state sha256 {src['state_sha256'][:16]}…" if "state_sha256" in src else ""
+    print(f"source:      {src.get('kind')}{' ' + src['class'] if 'class' in src else ''}{state}")
+    if m.get("golden"):
+        g = m["golden"]
+        print(f"golden:      golden.npz {g['size']:>10d} B  sha256 {g['sha256'][:16]}…  {g.get('items')} items")
     print(f"manifest:    sha256 {manifest_sha256(args.bundle)}")
     print(f"integrity:   {integrity}")
     if isinstance(m.get("parity"), dict):
@@ -191,6 +198,9 @@ def _add_bundle_commands(sub, common) -> None:
                    help="run this backend (repeatable); default: see above")
     v.add_argument("--expect-sha256", **pin)
     v.add_argument("--allow-skip", action="store_true", help="an unavailable device is not a failure")
+    v.add_argument("--golden-only", action="store_true",
+                   help="compare with the bundle's golden.npz only (automatic for a bundle of a trained "
+                        "frontend or a module, which its spec cannot rebuild)")
     v.add_argument("--json", default=None, help="write the report as JSON")
     v.set_defaults(func=cmd_verify)
     i = sub.add_parser("inspect", parents=common,

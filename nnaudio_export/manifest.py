@@ -17,6 +17,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 BUNDLE_FORMAT = "nnaudio_export.bundle"
 BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
+# Deterministic inputs and their float64 reference outputs, with the thresholds, written at
+# export (uncompressed .npz: a stored zip of .npy files, readable by a tiny C++ parser), so a
+# bundle can be re-checked anywhere without the module or spec it came from. Listed in the
+# manifest under ``golden`` (sha256, size, items).
+GOLDEN = "golden.npz"
+# What a bundle was exported from (manifest ``source.kind``): a spec whose kernels the spec
+# rebuilds ('spec'); a Frontend whose weights were trained or loaded ('trained_frontend':
+# the spec alone would rebuild the untrained kernels); any other module ('module': no spec).
+# Only 'spec' bundles can be rebuilt for verification; the others are checked against
+# golden.npz (or against the module, when the caller still has it).
+SOURCE_KINDS = ("spec", "trained_frontend", "module")
 # Tensor names: an analysis bundle takes 'audio' and gives 'features'; a synthesis bundle
 # takes 'spectrum' and gives 'audio'. The manifest's input.name / output.name say which.
 AUDIO_NAME, SPECTRUM_NAME, FEATURES_NAME = "audio", "spectrum", "features"
@@ -104,7 +115,7 @@ def read_bundle_file(bundle_dir: Union[str, Path], name: str) -> bytes:
     """The bytes of ``name`` (one of a bundle's fixed file names, never a path) directly
     inside ``bundle_dir``: a regular file, opened without following a link (a link, even
     one pointing inside the bundle, is refused)."""
-    if name not in (MANIFEST,) + MODEL_FILES:
+    if name not in (MANIFEST, GOLDEN) + MODEL_FILES:
         raise BundleError(f"{name!r} is not a bundle file name")
     path = Path(bundle_dir) / name
     try:
@@ -195,6 +206,38 @@ def _check_manifest(manifest: Dict[str, Any], path: Path) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
                 or not isinstance(entry.get("size"), int):
             raise BundleError(f"{path}: files.{name} lacks sha256 / size")
+    golden = manifest.get("golden")
+    if golden is not None and (not isinstance(golden, dict) or not isinstance(golden.get("sha256"), str)
+                               or not isinstance(golden.get("size"), int)):
+        raise BundleError(f"{path}: 'golden' lacks sha256 / size")
+    if source_kind(manifest) not in SOURCE_KINDS:
+        raise BundleError(f"{path}: source.kind must be one of {SOURCE_KINDS}")
+
+
+def source_kind(manifest: Dict[str, Any]) -> str:
+    """What the bundle was exported from (:data:`SOURCE_KINDS`); 'spec' for bundles written
+    before the manifest said."""
+    source = manifest.get("source")
+    return source.get("kind", "spec") if isinstance(source, dict) else "spec"
+
+
+def rebuildable(manifest: Dict[str, Any]) -> bool:
+    """Whether the manifest's spec rebuilds the exported module (kernels included)."""
+    return source_kind(manifest) == "spec"
+
+
+def read_golden(bundle_dir: Union[str, Path], manifest: Dict[str, Any]) -> bytes:
+    """The bytes of the bundle's golden.npz, refused unless the manifest lists it with this
+    size and sha256."""
+    entry = manifest.get("golden")
+    if entry is None:
+        raise BundleError(f"{bundle_dir} has no {GOLDEN} (exported before golden outputs were "
+                          "written); re-export it, or verify against its spec")
+    data = read_bundle_file(bundle_dir, GOLDEN)
+    if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BundleError(f"{Path(bundle_dir) / GOLDEN}: sha256 does not match {MANIFEST}; the file "
+                          "was modified or corrupted. Re-export the bundle.")
+    return data
 
 
 def read_checked(bundle_dir: Union[str, Path], manifest: Dict[str, Any], name: str) -> bytes:
@@ -218,11 +261,13 @@ def read_checked(bundle_dir: Union[str, Path], manifest: Dict[str, Any], name: s
 
 def check_files(bundle_dir: Union[str, Path], manifest: Dict[str, Any],
                 names: Optional[Sequence[str]] = None) -> None:
-    """Refuse any listed model file (``names``: only these) that is missing, is a link, or
-    whose size or sha256 differs from the manifest."""
+    """Refuse any listed model file (``names``: only these; all: golden.npz too) that is
+    missing, is a link, or whose size or sha256 differs from the manifest."""
     for name in manifest["files"]:
         if names is None or name in names:
             read_checked(bundle_dir, manifest, name)
+    if names is None and manifest.get("golden") is not None:
+        read_golden(bundle_dir, manifest)
 
 
 def foreign_entries(bundle_dir: Path) -> Optional[str]:
@@ -233,7 +278,7 @@ def foreign_entries(bundle_dir: Path) -> Optional[str]:
     if not names:
         return None
     other = [n + ("/" if (bundle_dir / n).is_dir() else "") for n in names
-             if n not in (MANIFEST,) + MODEL_FILES]
+             if n not in (MANIFEST, GOLDEN) + MODEL_FILES]
     if other:
         return "holds " + ", ".join(other[:4]) + (f" and {len(other) - 4} more" if len(other) > 4 else "")
     try:

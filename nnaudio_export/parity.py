@@ -6,17 +6,22 @@ bundle of unknown origin: ONNX Runtime (a graph of built-in operators) and the e
 rebuilt from the manifest's spec (data). TorchScript and ``.pt2`` run when asked for by name
 (``backends=``, CLI ``--backend``) or when the bundle is pinned by its manifest digest
 (``expected_sha256``, CLI ``--expect-sha256``)."""
+import copy
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import nn
 
-from .builder import Frontend
-from .manifest import bundle_backends, check_files, model_format, read_manifest
+from .builder import Frontend, ModuleFrontend
+from .bundle import golden_input
+from .manifest import (bundle_backends, check_files, model_format, read_golden, read_manifest,
+                       rebuildable)
 from .runtime import BACKENDS
 from .runtime import cuda_available, load
 
@@ -201,11 +206,110 @@ def _choose_devices(devices: Optional[Sequence[str]], backends: Sequence[str],
     return run
 
 
+def window_for(spec: Dict[str, Any]) -> float:
+    """The dB window log outputs are judged in: 80 dB when every transform of ``spec`` runs
+    at precision 'extended', else 60 dB (a spec-less module: 60 dB)."""
+    return EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
+
+
+def golden_check(fe: nn.Module) -> Dict[str, float]:
+    """The thresholds golden.npz carries for ``fe`` (a Frontend or ModuleFrontend): the
+    parity threshold, whether it is relative to the peak (1.0) or absolute (0.0), the dB
+    per output unit (0.0: none) and the dB window of log outputs."""
+    log = fe.output_kind == "log"
+    return {"threshold": log_threshold(fe.db_per_unit) if log else LINEAR_REL_TOL,
+            "relative": 0.0 if log else 1.0, "db_per_unit": float(fe.db_per_unit or 0.0),
+            "window_db": window_for(fe.spec)}
+
+
+def float64_reference(fe: nn.Module, from_spec: bool) -> nn.Module:
+    """The float64 reference of ``fe``: rebuilt from its spec (kernels never rounded to
+    float32) when ``from_spec``, else a float64 deep copy of the module itself (trained or
+    loaded weights, any module)."""
+    if from_spec:
+        return Frontend.from_spec(fe.spec, dtype=torch.float64).eval()
+    return copy.deepcopy(fe).double().eval()
+
+
+def run_float64(reference: nn.Module, x: np.ndarray) -> np.ndarray:
+    """``reference``'s float64 output for the input batch ``x`` (a Frontend casts its input
+    itself; a module's float32 audio is cast to float64 first)."""
+    xt = torch.from_numpy(x)
+    if isinstance(reference, ModuleFrontend):
+        xt = xt.double()
+    with torch.inference_mode():
+        return reference(xt).numpy()
+
+
+def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+    """golden.npz's content for ``fe``: the inputs (:func:`nnaudio_export.bundle.
+    golden_input`), the float64 reference outputs and :func:`golden_check`."""
+    x = golden_input(fe)
+    return x, run_float64(float64_reference(fe, from_spec), x), golden_check(fe)
+
+
+def load_golden(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """golden.npz's arrays, after its sha256 is checked against the manifest."""
+    with np.load(io.BytesIO(read_golden(bundle_dir, manifest)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _as_frontend(module: nn.Module, manifest: Dict[str, Any]) -> nn.Module:
+    """``module`` as something with example_input / spec: a Frontend or ModuleFrontend as
+    is, any other module wrapped with the manifest's rate, length and output kind."""
+    if isinstance(module, (Frontend, ModuleFrontend)):
+        return module
+    return ModuleFrontend(module, manifest["sample_rate"], manifest["num_samples"],
+                          manifest["output"]["kind"], manifest["output"].get("db_per_unit"))
+
+
+def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golden_only: bool,
+                module: Optional[nn.Module]) -> Dict[str, Any]:
+    """What the artifacts are compared with: the input batch ``x``, the float32 eager module
+    (None: no eager rows), the float64 output ``y64`` and its reference name, the threshold,
+    metric and dB window. With ``module``: that module and its float64 deep copy; for a
+    bundle its spec rebuilds (and not ``golden_only``): the spec's; else golden.npz."""
+    kind = manifest["output"]["kind"]
+    dbu = manifest["output"].get("db_per_unit")
+    if module is None and (golden_only or not rebuildable(manifest)):
+        g = load_golden(d, manifest)
+        dbu = float(g["db_per_unit"]) or None
+        return {"x": g["input"], "eager": None, "y64": g["output"].astype(np.float64),
+                "ref_name": "golden", "thr": float(g["threshold"]), "window": float(g["window_db"]),
+                "metric": "max_rel" if float(g["relative"]) else "max_abs", "dbu": dbu,
+                "kind": "linear" if float(g["relative"]) else "log"}
+    fe = _as_frontend(module, manifest) if module is not None else Frontend.from_spec(manifest["spec"])
+    x = fe.example_input(tuple(signals))
+    if manifest.get("batch"):
+        reps = int(np.ceil(manifest["batch"] / x.shape[0]))
+        x = np.concatenate([x] * reps)[: manifest["batch"]]
+    y64 = run_float64(float64_reference(fe, module is None), x)
+    return {"x": x, "eager": fe, "y64": y64, "ref_name": "float64_cpu", "dbu": dbu, "kind": kind,
+            "thr": log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL,
+            "metric": "max_abs" if kind == "log" else "max_rel", "window": window_for(fe.spec)}
+
+
+def _run_backend(d: Path, manifest: Dict[str, Any], b: str, dev: str, xt: torch.Tensor,
+                 expected_sha256: Optional[str]) -> np.ndarray:
+    rt = load(d, backend=b, device=dev, expected_sha256=expected_sha256)
+    fixed = manifest.get("batch")
+    if fixed and xt.shape[0] > fixed:     # golden items beyond a fixed batch: in batches
+        return np.concatenate([rt(xt[i:i + fixed].to(dev)).detach().cpu().numpy()
+                               for i in range(0, xt.shape[0], fixed)])
+    out = rt(xt.to(dev)).detach().cpu().numpy()
+    if not fixed:
+        # A dynamic batch axis must also take batch 1 (AOTInductor once refused it).
+        one = rt(xt[:1].to(dev)).detach().cpu().numpy()
+        out = np.concatenate([one, out[1:]]) if out.shape[0] > 1 else one
+    return out
+
+
 def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None,
            backends: Optional[Sequence[str]] = None,
            signals: Sequence[str] = ("speech", "tones", "noise"),
            progress: Optional[Callable[[str], None]] = None,
-           expected_sha256: Optional[str] = None, allow_skip: bool = False) -> ParityReport:
+           expected_sha256: Optional[str] = None, allow_skip: bool = False,
+           golden_only: bool = False, module: Optional[nn.Module] = None) -> ParityReport:
     """Check exported artifacts x devices against (a) the eager module rebuilt from the
     spec (float32, same device) and (b) a float64 CPU reference, on the frontend's example
     input for ``signals`` (audio, or for a synthesis bundle the signals' STFT).
@@ -214,64 +318,65 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
     cannot run makes ``ok`` False unless ``allow_skip``. ``backends``: default every backend
     of a bundle pinned by ``expected_sha256`` (its manifest's digest), else only ONNX Runtime
     (TorchScript and .pt2 are code: they run on an unpinned bundle only when named here).
-    The eager rows always run."""
+    The eager rows always run, except against golden.npz.
+
+    ``golden_only=True``, or a bundle whose spec cannot rebuild it (manifest ``source.kind``
+    'trained_frontend' or 'module'): each backend is compared with golden.npz's float64
+    outputs on its inputs, with its thresholds (reference 'golden'; no spec, no package
+    reference needed). ``module``: compare with that module (float32 eager) and its float64
+    deep copy instead (a Frontend, one of our layers or a model; what export does for
+    trained frontends and modules)."""
     say = progress or (lambda msg: None)
     d = Path(bundle_dir)
     manifest = read_manifest(d, expected_sha256)
     check_files(d, manifest)
-    spec = manifest["spec"]
-    kind = manifest["output"]["kind"]
-    dbu = manifest["output"].get("db_per_unit")
-    window = EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
-    report = ParityReport(str(d), kind, list(signals), log_db_window=window, allow_skip=bool(allow_skip))
+    ref = _references(d, manifest, signals, golden_only, module)
+    n_ref = ref["y64"].shape[0]
+    x = ref["x"]
+    if ref["eager"] is None and manifest.get("batch"):
+        # golden items repeated to whole fixed batches (the first n_ref outputs are compared)
+        total = int(np.ceil(n_ref / manifest["batch"])) * manifest["batch"]
+        x = np.concatenate([x] * int(np.ceil(total / n_ref)))[:total]
+    names = list(signals) if ref["eager"] is not None else [f"golden[{i}]" for i in range(n_ref)]
+    report = ParityReport(str(d), manifest["output"]["kind"], names, log_db_window=ref["window"],
+                          allow_skip=bool(allow_skip))
     backends = _choose_backends(manifest, backends, expected_sha256 is not None, report)
     run_devices = _choose_devices(devices, backends, report)
-    fe = Frontend.from_spec(spec)
-    x = fe.example_input(tuple(signals))
-    if manifest.get("batch"):
-        reps = int(np.ceil(manifest["batch"] / x.shape[0]))
-        x = np.concatenate([x] * reps)[: manifest["batch"]]
     xt = torch.from_numpy(x)
-    ref64 = Frontend.from_spec(spec, dtype=torch.float64).eval()
-    with torch.inference_mode():
-        y64 = ref64(xt).numpy()
-    thr = log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL
-    metric = "max_abs" if kind == "log" else "max_rel"
     for dev in run_devices:
         if dev == "cuda":
             disable_tf32()
-        with torch.inference_mode():
-            eager = fe.to(dev).eval()
-            y32 = eager(xt.to(dev)).cpu().numpy()
-        rows = [("eager", y32)]
+        rows = []
+        y32 = None
+        if ref["eager"] is not None:
+            with torch.inference_mode():
+                y32 = ref["eager"].to(dev).eval()(xt.to(dev)).cpu().numpy()
+            rows.append(("eager", y32))
         for b in backends:
             say(f"running {b} on {dev}")
+            pt2 = model_format("pt2").file
+            if b == "pt2" and manifest["files"].get(pt2, {}).get("device", "cpu") != dev:
+                report.rows.append(ParityRow(b, dev, "-", status="skipped",
+                                             note=f"{pt2} compiled for {manifest['files'][pt2].get('device')}"))
+                continue
             try:
-                pt2 = model_format("pt2").file
-                if b == "pt2" and manifest["files"].get(pt2, {}).get("device", "cpu") != dev:
-                    report.rows.append(ParityRow(b, dev, "-", status="skipped",
-                                                 note=f"{pt2} compiled for {manifest['files'][pt2].get('device')}"))
-                    continue
-                rt = load(d, backend=b, device=dev, expected_sha256=expected_sha256)
-                out = rt(xt.to(dev)).detach().cpu().numpy()
-                if not manifest.get("batch"):
-                    # A dynamic batch axis must also take batch 1 (AOTInductor once refused it).
-                    one = rt(xt[:1].to(dev)).detach().cpu().numpy()
-                    out = np.concatenate([one, out[1:]]) if out.shape[0] > 1 else one
-                rows.append((b, out))
+                rows.append((b, _run_backend(d, manifest, b, dev, xt, expected_sha256)))
             except Exception as exc:
                 report.rows.append(ParityRow(b, dev, "-", status="error",
                                              note=f"{type(exc).__name__}: {str(exc)[:200]}"))
         for name, y in rows:
-            refs = [("float64_cpu", y64)] if name == "eager" else [("eager_float32", y32), ("float64_cpu", y64)]
-            for ref_name, ref in refs:
-                m = compare(y, ref, kind, dbu, window)
-                value = m["max_abs"] if kind == "log" else m["max_rel"]
-                ok = bool(value <= thr)
-                report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], thr, metric,
-                                             ok, "passed" if ok else "failed",
+            refs = [(ref["ref_name"], ref["y64"])]
+            if name != "eager" and y32 is not None:
+                refs.insert(0, ("eager_float32", y32))
+            for ref_name, want in refs:
+                m = compare(y[:n_ref], want, ref["kind"], ref["dbu"], ref["window"])
+                value = m[ref["metric"]]
+                ok = bool(value <= ref["thr"])
+                report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], ref["thr"],
+                                             ref["metric"], ok, "passed" if ok else "failed",
                                              max_abs_80db=m.get("max_abs_80db")))
-    fe.to("cpu")
+    if ref["eager"] is not None:
+        ref["eager"].to("cpu")
     return report
 
 

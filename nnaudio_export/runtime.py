@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .checks import memory_limit
 from .manifest import (FORMAT_TABLE, INPUT_NAME, MANIFEST, BundleError, bundle_path, check_files,
                        format_for_backend, read_bundle_file, read_checked, read_manifest,
-                       tensor_names)
+                       rebuildable, source_kind, tensor_names)
 
 # One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
 BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
@@ -108,6 +108,10 @@ class Runtime:
         if verify_files:   # the whole bundle: a bundle with any modified file is refused
             check_files(self.dir, self.manifest)
         if fmt is None:
+            if not rebuildable(self.manifest):
+                raise BundleError(f"{self.dir}: backend 'eager' rebuilds the module from the spec, "
+                                  f"but this bundle holds a {source_kind(self.manifest)} (its weights "
+                                  "are only in the model files); use another backend")
             from .builder import Frontend
             self._model = Frontend.from_spec(self.manifest["spec"]).eval().to(self._tdev)
         else:

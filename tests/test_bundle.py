@@ -170,10 +170,11 @@ def test_manifest(bundles, preset):
     assert m["output"]["shape"] == ["batch", *fe.output_shape]
     assert m["output"]["kind"] == fe.output_kind
     assert m["length_policy"] in ("exact", "pad_or_trim")
-    # files: exactly the three models + the manifest; sha256 and size match the disk
+    # files: exactly the three models + golden.npz + the manifest; sha256 and size match the disk
     assert set(m["files"]) == {"model.pt", "model.onnx", "model.pt2"}
     on_disk = sorted(p.name for p in d.iterdir())
-    assert on_disk == sorted(list(m["files"]) + ["manifest.json"]), on_disk
+    assert on_disk == sorted(list(m["files"]) + ["golden.npz", "manifest.json"]), on_disk
+    assert m["golden"]["sha256"] == hashlib.sha256((d / "golden.npz").read_bytes()).hexdigest()
     for name, entry in m["files"].items():
         data = (d / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
@@ -250,7 +251,10 @@ def test_whisper_default_30s_bundle(whisper_30s):
     assert m["input"]["shape"] == ["batch", 480_000]
     assert m["output"]["shape"] == ["batch", 80, 3000]
     assert set(m["files"]) == {"model.onnx", "model.pt"}
-    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx", "model.pt"]
+    assert sorted(p.name for p in d.iterdir()) == ["golden.npz", "manifest.json", "model.onnx", "model.pt"]
+    # golden.npz stays small for a 30 s preset: one item, float32 outputs
+    assert m["golden"]["items"] == 1 and m["golden"]["output_dtype"] == "float32"
+    assert m["golden"]["size"] < 3.5e6
     # export-time parity (cpu) recorded, and the reference error against openai-whisper
     assert m["parity"]["ok"] is True
     assert any(r["backend"] == "onnxruntime" and r["status"] == "passed" for r in m["parity"]["rows"])
@@ -425,7 +429,7 @@ def test_existing_out_dir_refused_then_overwritten(tmp_path):
     nx.export("whisper_80", out, formats=("onnx",), seconds=0.25, overwrite=True, verify=False)
     second = read_manifest(out)
     assert set(second["files"]) == {"model.onnx"} and second["num_samples"] == 4000
-    assert _entries(out) == ["manifest.json", "model.onnx"]    # old model.pt gone
+    assert _entries(out) == ["golden.npz", "manifest.json", "model.onnx"]    # old model.pt gone
     assert _entries(tmp_path) == ["bundle"]                     # no temp / .old dirs left
     # a non-bundle directory is refused too
     other = tmp_path / "other"

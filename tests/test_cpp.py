@@ -243,3 +243,52 @@ def test_expect_sha256_pins_the_manifest(cli, mel_bundle, tmp_path):
     (b / "model.pt").symlink_to(mel_bundle / "model.pt")         # a link is refused, even to good bytes
     r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "o2.npy")
     assert r.returncode == 2 and "symbolic link" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- --check (golden.npz)
+
+def run_check(exe: Path, bundle: Path, backend: str = "torchscript", *extra: str):
+    return subprocess.run([str(exe), str(bundle), "--check", "--backend", backend, "--threads", "1", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _mel_spec(fmax: float) -> dict:
+    return {"format": "nnaudio_export.frontend", "format_version": 1, "name": f"mel_fmax_{fmax:g}",
+            "sample_rate": 16000, "num_samples": 4000,
+            "stages": [{"type": "stft", "n_fft": 512, "hop_length": 160}, {"type": "power", "exponent": 2.0},
+                       {"type": "mel", "n_mels": 40, "fmax": fmax}]}
+
+
+@pytest.mark.parametrize("which,backend", [("mel", "torchscript"), ("mel", "pt2"), ("whisper", "torchscript"),
+                                           ("int16", "torchscript")])
+def test_check_passes_on_untouched_bundles(cli, mel_bundle, whisper_bundle, int16_bundle, which, backend):
+    """Linear (mel_128), log with its dB window (whisper) and int16-input bundles."""
+    b = {"mel": mel_bundle, "whisper": whisper_bundle, "int16": int16_bundle}[which]
+    r = run_check(cli, b, backend)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "golden check" in r.stdout and ": ok" in r.stdout, r.stdout
+    items = nx.runtime.read_manifest(b)["golden"]["items"]
+    assert f"{items} items" in r.stdout
+
+
+def test_check_fails_on_a_swapped_model(cli, tmp_path):
+    """model.pt replaced by another valid model of the same shapes, its sha256 and size
+    updated in the manifest: every file check passes, the golden check does not."""
+    import hashlib
+    import json
+    a = nx.export(_mel_spec(8000.0), tmp_path / "a", formats=("torchscript",), verify=False)
+    b = nx.export(_mel_spec(6000.0), tmp_path / "b", formats=("torchscript",), verify=False)
+    assert run_check(cli, a).returncode == 0
+    m = json.loads((a / "manifest.json").read_text())
+    data = (b / "model.pt").read_bytes()
+    (a / "model.pt").write_bytes(data)
+    m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    (a / "manifest.json").write_text(json.dumps(m, indent=2))
+    r = run_check(cli, a)
+    assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr
+    # the golden file itself is pinned by the manifest
+    raw = bytearray((a / "golden.npz").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (a / "golden.npz").write_bytes(bytes(raw))
+    r = run_check(cli, a)
+    assert r.returncode == 2 and "golden.npz: sha256 does not match" in r.stderr, r.stderr

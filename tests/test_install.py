@@ -79,7 +79,7 @@ def test_force_refuses_a_file_and_a_link(tmp_path):
 def test_force_replaces_our_bundle_and_an_empty_directory(tmp_path):
     out = export(tmp_path / "b")
     export(out, overwrite=True, formats=("onnx",))
-    assert entries(out) == ["manifest.json", "model.onnx"]
+    assert entries(out) == ["golden.npz", "manifest.json", "model.onnx"]
     empty = tmp_path / "empty"
     empty.mkdir()
     export(empty, overwrite=True)
@@ -92,7 +92,7 @@ def test_out_dot_force_leaves_no_leftovers(tmp_path, monkeypatch):
     export(".", overwrite=True)
     monkeypatch.chdir(tmp_path)
     assert entries(tmp_path) == ["b"]
-    assert entries(out) == ["manifest.json", "model.pt"]
+    assert entries(out) == ["golden.npz", "manifest.json", "model.pt"]
 
 
 def test_read_only_bundle_replaced_without_leftovers(tmp_path):

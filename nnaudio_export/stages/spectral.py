@@ -8,15 +8,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import Param
+from ..checks import Param, pick
 from ..kernels.dct import dct_matrix
 from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
 from ..layers.common import require_kernel_memory
 from ..layers.mel import MEL_ARGS, MFCC_ARGS
+from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
 from .transforms import FusablePowerTransform
+
+# A matrix stage's weights as an nn.Parameter (trained inside a model, then saved with
+# Frontend.save and exported with the trained values): the layers' own declaration.
+TRAINABLE = pick(STFT_ARGS, "trainable")[0]
 
 
 @register
@@ -77,7 +82,7 @@ class MelStage(FilterbankStage):
     """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
 
     type_name = "mel"
-    params = MEL_ARGS
+    params = MEL_ARGS + (TRAINABLE,)
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -91,7 +96,7 @@ class MelStage(FilterbankStage):
         cls.require_memory(p["n_mels"], ctx)
         norm = math.inf if p["norm"] == "inf" else p["norm"]      # JSON spells inf "inf"
         fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm)
-        return cls(fb, dtype=ctx.dtype), ctx.but(domain="features")
+        return cls(fb, p["trainable"], ctx.dtype), ctx.but(domain="features")
 
 
 @register
@@ -136,7 +141,7 @@ class MFCCStage(MatrixStage):
     """DCT-II of log/dB features (librosa ``feature.mfcc``), as a matmul."""
 
     type_name = "mfcc"
-    params = MFCC_ARGS
+    params = MFCC_ARGS + (TRAINABLE,)
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
@@ -147,5 +152,5 @@ class MFCCStage(MatrixStage):
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         matrix = dct_matrix(ctx.shape[0], p["n_mfcc"], p["norm"])
-        return cls(matrix, dtype=ctx.dtype), ctx.but(domain="features", db_per_unit=None,
+        return cls(matrix, p["trainable"], ctx.dtype), ctx.but(domain="features", db_per_unit=None,
                                                      cepstral=True)

@@ -1,7 +1,9 @@
 """Transform stages: audio (B, 1, L) -> a spectrum. ``stft`` and ``cqt`` give the complex
 spectrum (B, F, T, 2), or ``|X| ** p`` (B, F, T) when a ``power`` stage follows (it is fused
 into them); ``kaldi_stft`` gives Kaldi's power spectrum directly. Each wraps a layer, whose
-arguments it takes."""
+arguments it takes; ``trainable=True`` makes its kernels ``nn.Parameter``s (precision
+'single' only), to train inside a model and export with :meth:`Frontend.save` /
+:func:`nnaudio_export.export`."""
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -59,7 +61,7 @@ class STFTStage(FusablePowerTransform):
 
     type_name = "stft"
     params = pick(STFT_ARGS, "n_fft", "win_length", "hop_length", "window", "center", "pad_mode",
-                  "freq_bins", "freq_scale", "fmin", "fmax", "precision")
+                  "freq_bins", "freq_scale", "fmin", "fmax", "precision", "trainable")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -83,7 +85,7 @@ class CQTStage(FusablePowerTransform):
     type_name = "cqt"
     params = pick(CQT_ARGS, "kind", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
                   "filter_scale", "norm", "basis_norm", "window", "center", "pad_mode",
-                  "earlydownsample", "normalization_type", "precision")
+                  "earlydownsample", "normalization_type", "precision", "trainable")
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -93,7 +95,7 @@ class CQTStage(FusablePowerTransform):
                       filter_scale=p["filter_scale"], window=p["window"], pad_mode=p["pad_mode"],
                       output_format="Complex", normalization_type=p["normalization_type"],
                       num_samples=ctx.shape[-1], verbose=False, precision=p["precision"],
-                      dtype=ctx.dtype)
+                      trainable=p["trainable"], dtype=ctx.dtype)
         if p["kind"] == "1992v2":
             layer = CQT1992v2(norm=p["norm"], center=p["center"], **common)
         else:
@@ -117,7 +119,7 @@ class KaldiSTFTStage(TransformStage):
 
     type_name = "kaldi_stft"
     params = pick(KALDI_ARGS, "win_length", "hop_length", "window", "remove_dc_offset", "preemphasis",
-                  "round_to_power_of_two", "snip_edges", "precision")
+                  "round_to_power_of_two", "snip_edges", "precision", "trainable")
 
     def __init__(self, layer: KaldiSTFT):
         super().__init__()

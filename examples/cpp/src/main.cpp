@@ -1,5 +1,11 @@
 // frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]
 //              [--threads N] [--no-verify]
+// frontend_cli BUNDLE_DIR --check [--backend torchscript|pt2] [--expect-sha256 HEX] [--threads N]
+//
+// --check re-checks the bundle on this machine without Python: it runs the model on every
+// input of the bundle's golden.npz (sha256 checked against manifest.json) and compares with
+// the float64 reference outputs stored there, with the thresholds stored there (relative to
+// the peak, or absolute within a dB window of each item's peak for log outputs).
 //
 // Runs an nnaudio_export bundle on one WAV file from C++ (libtorch): reads manifest.json (and,
 // with --expect-sha256, refuses it unless its sha256 is the pinned one: a bundle is code, a
@@ -11,7 +17,7 @@
 //
 // Sample conversion: a float32 bundle gets int16 WAV samples as s / 32768; an int16 bundle
 // gets float WAV samples as round(clamp(s * 32768, -32768, 32767)).
-// Exit status: 0 ok, 2 usage / bundle / input errors, 1 inference failed.
+// Exit status: 0 ok, 2 usage / bundle / input errors, 1 inference failed, 3 --check failed.
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -24,6 +30,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,6 +41,7 @@
 
 #include "json.hpp"
 #include "npy.hpp"
+#include "npz.hpp"
 #include "sha256.hpp"
 #include "wav.hpp"
 
@@ -45,6 +54,8 @@ struct InputError : std::runtime_error {  // exit 2
 const char* kUsage =
     "usage: frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]\n"
     "                    [--threads N] [--no-verify]\n"
+    "       frontend_cli BUNDLE_DIR --check [--backend torchscript|pt2] [--expect-sha256 HEX] [--threads N]\n"
+    "  --check          run golden.npz's inputs and compare with its float64 outputs (exit 3 if they differ)\n"
     "  --backend        torchscript (model.pt, default) or pt2 (model.pt2, AOTInductor)\n"
     "  --expect-sha256  refuse the bundle unless manifest.json has this sha256 (nnaudio-export inspect)\n"
     "  --threads        intra-op threads (default: libtorch's); equal counts give equal rounding\n"
@@ -60,6 +71,7 @@ struct Manifest {
   int64_t batch = 0;                 // 0: dynamic batch axis
   std::vector<int64_t> output_dims;  // without the batch axis
   mini_json::Value files;
+  mini_json::Value golden;           // the golden.npz entry (null when the bundle has none)
 };
 
 // A bundle file: a regular file, never a link (a bundle's files must be inside it).
@@ -130,6 +142,7 @@ Manifest read_manifest(const std::string& dir, const std::string& expected_sha25
     if (!oshape.is_array() || oshape.items.empty()) throw InputError(path + ": bad output.shape");
     for (size_t i = 1; i < oshape.items.size(); ++i) m.output_dims.push_back(as_int(oshape.items[i], "output.shape"));
     m.files = root.at("files");
+    if (const mini_json::Value* g = root.find("golden"); g && g->is_object()) m.golden = *g;
     return m;
   } catch (const InputError&) {
     throw;
@@ -160,25 +173,6 @@ std::string read_model(const std::string& dir, const Manifest& m, const std::str
     throw InputError(path + ": sha256 does not match manifest.json; the file was modified or corrupted. "
                      "Re-export the bundle.");
   return bytes;
-}
-
-// AOTInductor loads a package from a path: a private copy (0700 directory) of the checked bytes.
-std::vector<torch::Tensor> run_pt2(const std::string& bytes, const torch::Tensor& x) {
-  char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
-  if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
-  const std::string dir = tmpl, path = dir + "/model.pt2";
-  struct Cleanup {
-    std::string dir, path;
-    ~Cleanup() { std::remove(path.c_str()); rmdir(dir.c_str()); }
-  } cleanup{dir, path};
-  {
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + path);
-  }
-  torch::inductor::AOTIModelPackageLoader loader(path);
-  std::remove(path.c_str());  // loaded (extracted by the loader): the copy is no longer needed
-  return loader.run({x});
 }
 
 std::string fmt_seconds(double s) {
@@ -236,17 +230,141 @@ torch::Tensor first_tensor(const c10::IValue& v) {
   throw std::runtime_error("the model returned no tensor");
 }
 
+// The loaded model, called with one tensor: model.pt (torch::jit) or model.pt2 (AOTInductor).
+class Runner {
+ public:
+  Runner(const std::string& backend, const std::string& bytes) {
+    if (backend == "torchscript") {
+      std::istringstream stream(bytes);
+      module_ = torch::jit::load(stream, torch::kCPU);
+      module_.eval();
+      return;
+    }
+    // Without this the .pt2 does not check input shapes / dtypes (read when the model loads).
+    setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
+    // AOTInductor loads a package from a path: a private copy (0700 directory) of the
+    // checked bytes, removed once the loader has extracted it.
+    char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
+    if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
+    const std::string dir = tmpl, path = dir + "/model.pt2";
+    struct Cleanup {
+      std::string dir, path;
+      ~Cleanup() { std::remove(path.c_str()); rmdir(dir.c_str()); }
+    } cleanup{dir, path};
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!out) throw std::runtime_error("cannot write " + path);
+    }
+    // nx.export compiles with aot_inductor.check_lowerbound=False, so batch 1 passes the check.
+    loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
+  }
+
+  torch::Tensor operator()(const torch::Tensor& x) {
+    if (!loader_) return first_tensor(module_.forward({x}));
+    std::vector<torch::Tensor> outs = loader_->run({x});
+    if (outs.empty()) throw std::runtime_error("the model returned no tensor");
+    return outs[0];
+  }
+
+ private:
+  torch::jit::script::Module module_;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+};
+
+// golden.npz's arrays, its bytes checked against manifest.json's golden entry.
+std::map<std::string, npz::Array> read_golden(const std::string& dir, const Manifest& m) {
+  if (!m.golden.is_object())
+    throw InputError(dir + " has no golden.npz (exported before golden outputs were written); re-export it");
+  const std::string path = dir + "/golden.npz";
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) throw InputError(path + ": missing (listed in manifest.json)");
+  const std::string bytes = read_text(path);
+  const mini_json::Value* size = m.golden.find("size");
+  const mini_json::Value* sha = m.golden.find("sha256");
+  if (!size || !sha || !size->is_number() || !sha->is_string())
+    throw InputError("manifest.json: golden lacks size / sha256");
+  if (static_cast<int64_t>(bytes.size()) != static_cast<int64_t>(size->number) || hex_sha256(bytes) != sha->string)
+    throw InputError(path + ": sha256 does not match manifest.json; the file was modified or corrupted.");
+  std::map<std::string, npz::Array> g;
+  try {
+    g = npz::read(bytes);
+  } catch (const std::exception& e) {
+    throw InputError(path + ": " + e.what());
+  }
+  for (const char* key : {"input", "output", "threshold", "relative", "db_per_unit", "window_db"})
+    if (!g.count(key)) throw InputError(path + ": no array '" + std::string(key) + "'");
+  const npz::Array& in = g["input"];
+  const size_t rank = m.channels == 1 ? 2 : 3;
+  if (in.descr != (m.input_dtype == "float32" ? "<f4" : "<i2") || in.shape.size() != rank ||
+      in.shape.back() != m.num_samples || (rank == 3 && in.shape[1] != m.channels))
+    throw InputError(path + ": input does not match the manifest's input (" + m.input_dtype + ")");
+  std::vector<int64_t> want{in.shape[0]};
+  want.insert(want.end(), m.output_dims.begin(), m.output_dims.end());
+  if (g["output"].shape != want || g["output"].descr == "<i2")
+    throw InputError(path + ": output does not have the manifest's output shape");
+  return g;
+}
+
+// --check: every golden input through the model (one item per call, repeated to a fixed
+// batch), compared with the golden float64 output as nx.verify(golden_only=True) does.
+// Returns 0 when the metric is within the threshold, else 3.
+int check_golden(std::map<std::string, npz::Array>& g, const Manifest& m, Runner& run, const std::string& what) {
+  const npz::Array& in = g["input"];
+  const npz::Array& ref = g["output"];
+  const double thr = g["threshold"].at(0), dbu = g["db_per_unit"].at(0);
+  const bool relative = g["relative"].at(0) != 0.0;
+  const double window = (!relative && dbu > 0) ? g["window_db"].at(0) / dbu : -1.0;
+  const int64_t items = in.shape[0], per_in = in.count() / items, per_out = ref.count() / items;
+  std::vector<int64_t> shape(in.shape.begin(), in.shape.end());
+  shape[0] = 1;
+  double max_abs = 0.0, peak = 0.0;
+  for (int64_t i = 0; i < items; ++i) {
+    const auto dtype = in.descr == "<f4" ? torch::kFloat32 : torch::kInt16;
+    const int64_t bytes = in.descr == "<f4" ? 4 : 2;
+    torch::Tensor x = torch::from_blob(const_cast<char*>(in.data.data()) + i * per_in * bytes, shape, dtype).clone();
+    if (m.batch > 1) x = x.expand([&] { auto s = x.sizes().vec(); s[0] = m.batch; return s; }()).contiguous();
+    torch::Tensor y;
+    {
+      c10::InferenceMode guard;
+      y = run(x);
+    }
+    y = y.to(torch::kFloat64).contiguous();
+    if (y.dim() < 1 || y.size(0) != x.size(0) || y[0].numel() != per_out)
+      throw std::runtime_error("output has shape " + c10::str(y.sizes()) + "; expected " + std::to_string(per_out) +
+                               " values per item");
+    const double* p = y.data_ptr<double>();
+    double item_max = -INFINITY;
+    for (int64_t j = 0; j < per_out; ++j) item_max = std::max(item_max, ref.at(i * per_out + j));
+    for (int64_t j = 0; j < per_out; ++j) {
+      const double r = ref.at(i * per_out + j);
+      peak = std::max(peak, std::fabs(r));
+      const double err = std::isfinite(p[j]) ? std::fabs(p[j] - r) : INFINITY;
+      if (window < 0 || r >= item_max - window) max_abs = std::max(max_abs, err);
+    }
+  }
+  const double metric = relative ? (peak > 0 ? max_abs / peak : max_abs) : max_abs;
+  const bool ok = metric <= thr;
+  char line[256];
+  std::snprintf(line, sizeof line, "%lld items: max abs %.3g, max rel (peak) %.3g; %s <= %.0e: %s",
+                static_cast<long long>(items), max_abs, peak > 0 ? max_abs / peak : max_abs,
+                relative ? "max_rel" : "max_abs", thr, ok ? "ok" : "FAILED");
+  std::cout << "frontend_cli: golden check of " << what << ": " << line << "\n";
+  return ok ? 0 : 3;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
   std::string backend = "torchscript", expected_sha256;
   int threads = 0;
-  bool verify = true;
+  bool verify = true, check = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") { std::cout << kUsage; return 0; }
     if (a == "--no-verify") { verify = false; continue; }
+    if (a == "--check") { check = true; continue; }
     std::string* value = nullptr;
     std::string number;
     std::string name = a.substr(0, a.find('='));
@@ -274,15 +392,40 @@ int main(int argc, char** argv) {
     if (a.size() > 1 && a[0] == '-') { std::cerr << "frontend_cli: error: unknown option " << a << "\n" << kUsage; return 2; }
     pos.push_back(a);
   }
-  if (pos.size() != 3) { std::cerr << kUsage; return 2; }
+  if (pos.size() != (check ? 1u : 3u)) { std::cerr << kUsage; return 2; }
   if (backend != "torchscript" && backend != "pt2") {
     std::cerr << "frontend_cli: error: --backend must be torchscript or pt2, got '" << backend << "'\n";
     return 2;
   }
-  const std::string dir = pos[0], wav_path = pos[1], out_path = pos[2];
+  const std::string dir = pos[0];
   const std::string fname = backend == "pt2" ? "model.pt2" : "model.pt";
 
   if (threads > 0) at::set_num_threads(threads);
+  if (check) {
+    if (!verify) { std::cerr << "frontend_cli: error: --check always verifies the files; drop --no-verify\n"; return 2; }
+    Manifest m;
+    std::map<std::string, npz::Array> golden;
+    std::string model_bytes;
+    try {
+      m = read_manifest(dir, expected_sha256);
+      model_bytes = read_model(dir, m, fname, true);
+      const mini_json::Value* dev = m.files.at(fname).find("device");
+      if (backend == "pt2" && dev && dev->is_string() && dev->string != "cpu")
+        throw InputError(fname + " was compiled for " + dev->string + "; this program runs on cpu");
+      golden = read_golden(dir, m);
+    } catch (const std::exception& e) {
+      std::cerr << "frontend_cli: error: " << e.what() << "\n";
+      return 2;
+    }
+    try {
+      Runner run(backend, model_bytes);
+      return check_golden(golden, m, run, m.name + " " + fname + " (" + backend + ")");
+    } catch (const std::exception& e) {
+      std::cerr << "frontend_cli: error: inference failed (" << backend << "): " << e.what() << "\n";
+      return 1;
+    }
+  }
+  const std::string wav_path = pos[1], out_path = pos[2];
 
   Manifest m;
   torch::Tensor x;
@@ -307,22 +450,10 @@ int main(int argc, char** argv) {
   torch::Tensor y;
   auto t0 = std::chrono::steady_clock::now();
   try {
+    Runner run(backend, model_bytes);
     c10::InferenceMode guard;
-    if (backend == "torchscript") {
-      std::istringstream stream(model_bytes);
-      torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
-      module.eval();
-      t0 = std::chrono::steady_clock::now();
-      y = first_tensor(module.forward({x}));
-    } else {
-      // Without this the .pt2 does not check input shapes / dtypes (read when the model loads).
-      setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
-      t0 = std::chrono::steady_clock::now();
-      // nx.export compiles with aot_inductor.check_lowerbound=False, so batch 1 passes the check.
-      std::vector<torch::Tensor> outs = run_pt2(model_bytes, x);
-      if (outs.empty()) throw std::runtime_error("the model returned no tensor");
-      y = outs[0].narrow(0, 0, 1);
-    }
+    t0 = std::chrono::steady_clock::now();
+    y = run(x);
   } catch (const std::exception& e) {
     std::cerr << "frontend_cli: error: inference failed (" << backend << "): " << e.what() << "\n";
     return 1;
