@@ -136,7 +136,8 @@ class iSTFT(nn.Module):
         self.trim = n_fft // 2 if (center and padding == "center") else \
             max(0, (win_length - hop_length) // 2) if padding == "same" else 0
         self.trainable_window = bool(trainable_window)
-        self.idft = irfft_module(n_fft, win, normalized, trainable_kernels, trainable_window, dtype)
+        self.idft = irfft_module(n_fft, win, normalized, trainable_kernels, trainable_window, dtype,
+                                 hop_length)
         self._num_frames, self._min_frames = self._check_frames(num_frames, window, win)
         self.fixed_envelope = self._num_frames >= 0 and not trainable_window
         inverse = np.zeros(0)
@@ -225,7 +226,7 @@ class iSTFT(nn.Module):
         if self.freq_bins != self.bins_used:
             x = x[:, : self.bins_used]
         frames = x.size(2)
-        y = FN.overlap_add(self.idft(x), self.hop_length)
+        y = self.idft.overlap_added(x)
         start, stop, out = self.region(frames)
         y = y[:, start:stop]
         if self.fixed_envelope:
