@@ -253,13 +253,14 @@ def test_overlap_added_factors_equal_overlap_added_irfft(n_fft, hop):
     xs = np.pad(X, [(0, 0), (0, rows * q - X.shape[1])])
     a = np.stack([xs.real, xs.imag], axis=1).reshape(frames, 2 * rows, q)
     a = (f["stage1"] @ a).reshape(frames, p, 2 * q)                          # [t, c, (Re|Im, b)]
-    blocks = np.einsum("tck,ckj->ctj", a, stage2_blocks(f["stage2"], hop)).reshape(p, frames, r, d)
+    blocks = np.einsum("tck,crkj->crtj", a, stage2_blocks(f["stage2"], hop))    # [c, r, t, d']
     edges = np.stack([X[:, 0].real, X[:, n_fft // 2].real])                  # [u, t]
-    corr = np.einsum("ut,curd->ctrd", edges, edge_bin_blocks(w, p, hop).reshape(p, 2, r, d))
-    out = np.zeros((p, frames + r - 1, d))
+    corr = np.einsum("ut,urj->trj", edges, edge_bin_blocks(w, hop).reshape(2, r, hop))
+    out = np.zeros((frames + r - 1, d, p))
     for k in range(r):
-        out[:, k: k + frames] += (blocks + corr)[:, :, k]
-    y = out.transpose(1, 2, 0).reshape(-1)                                   # j = c + P d'
+        out[k: k + frames] += blocks[:, k].transpose(1, 2, 0)                # j = c + P d'
+        out[k: k + frames] += corr[:, k].reshape(frames, d, p)
+    y = out.reshape(-1)
     np.testing.assert_allclose(y[: ref.shape[0]], ref, rtol=0, atol=1e-13)
     np.testing.assert_array_equal(y[ref.shape[0]:], 0.0)
     assert overlap_blocks(n_fft, p, hop + 1) == (0, 0)                       # P does not divide it

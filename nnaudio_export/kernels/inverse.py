@@ -120,35 +120,34 @@ def overlap_blocks(n_fft: int, p: int, hop_length: int) -> Tuple[int, int]:
 
 
 def stage2_blocks(stage2: np.ndarray, hop_length: int) -> np.ndarray:
-    """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` as right-hand factors ``(P, 2Q, R D)``
-    (:func:`overlap_blocks`): column ``r D + d'`` is the frame's sample ``c + P (r D + d')``,
-    columns past the frame (``d >= Q``) zero."""
+    """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` as right-hand factors ``(P, R, 2Q, D)``
+    (:func:`overlap_blocks`): ``[c, r, :, d']`` gives the frame's sample ``c + P (r D + d')``,
+    zero past the frame (``r D + d' >= Q``)."""
     p, q, _ = stage2.shape
     d, r = overlap_blocks(p * q, p, hop_length)
-    padded = np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)
-    return np.ascontiguousarray(padded.transpose(0, 2, 1))
+    padded = np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)    # [c, (r, d'), k]
+    return np.ascontiguousarray(padded.reshape(p, r, d, 2 * q).transpose(0, 1, 3, 2))
 
 
-def edge_bin_blocks(window: np.ndarray, p: int, hop_length: int, normalized: bool = False) -> np.ndarray:
+def edge_bin_blocks(window: np.ndarray, hop_length: int, normalized: bool = False) -> np.ndarray:
     """The part of the DC and Nyquist bins that :func:`irfft_factors` counts twice when
     ``bin_scale`` is not applied (``g_k = 2 / N`` there instead of ``1 / N``), to subtract
-    from the overlap-add, ``(P, 2R, D)`` (:func:`overlap_blocks`)::
+    from the overlap-add, ``(2R, hop)`` with ``R = ceil(N / hop)``::
 
-        E[c, (u, r), d'] = -(g / 2) w[n] s_u[n],   n = r hop + c + P d' < N,
+        E[(u, r), j] = -(g / 2) w[n] s_u[n],   n = r hop + j < N (else 0),
 
     with ``s_0 = 1`` (DC) and ``s_1 = (-1)^n`` (Nyquist, even ``N``; 0 for odd ``N``),
     ``g / 2 = 1 / N`` (``normalized``: ``1 / sqrt(N)``). With ``v_0[t] = Re X_t[0]``,
-    ``v_1[t] = Re X_t[N / 2]``, the correction of output block ``m`` is
-    ``sum_{u, r} v_u[m - r] E[:, (u, r), :]`` (the imaginary parts of both bins drop out of
-    ``Re`` by themselves). Reference: numpy.fft.irfft's weights (``c_k`` of :func:`irfft_matrix`)."""
+    ``v_1[t] = Re X_t[N / 2]``, the correction of output block ``m`` (samples
+    ``m hop .. m hop + hop - 1``) is ``sum_{u, r} v_u[m - r] E[(u, r), :]`` (the imaginary
+    parts of both bins drop out of ``Re`` by themselves). Reference: numpy.fft.irfft's
+    weights (``c_k`` of :func:`irfft_matrix`)."""
     n_fft = np.asarray(window).shape[0]
-    d, r = overlap_blocks(n_fft, p, hop_length)
-    n = np.arange(r)[:, None, None] * hop_length + np.arange(p)[None, :, None] + p * np.arange(d)[None, None, :]
-    inside = n < n_fft
-    w = np.where(inside, np.asarray(window, dtype=np.float64)[np.minimum(n, n_fft - 1)], 0.0)
+    r = -(-n_fft // hop_length)
+    n = np.arange(r * hop_length).reshape(r, hop_length)
+    w = np.concatenate([np.asarray(window, dtype=np.float64), np.zeros(r * hop_length - n_fft)])[n]
     sign = (-1.0) ** n if n_fft % 2 == 0 else np.zeros(n.shape)
-    blocks = -_irfft_scale(n_fft, normalized) * np.stack([w, w * sign])        # [u, r, c, d']
-    return np.ascontiguousarray(blocks.transpose(2, 0, 1, 3).reshape(p, 2 * r, d))
+    return -_irfft_scale(n_fft, normalized) * np.concatenate([w, w * sign])
 
 
 def window_sumsquare(window: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:

@@ -59,10 +59,10 @@ class FactoredIRFFT(nn.Module):
     ``forward`` returns the frames ``(B, T, N)``. When ``P`` divides the hop,
     :meth:`overlap_added` also overlap-adds them without ever storing them time-major
     (reordering ``(B, P, Q, T)`` stage-2 output to ``(B, T, N)`` was most of ONNX Runtime's
-    time): stage 2 runs as ``stage1_out^T @ blocks`` (ORT fuses the transpose into its
-    GEMM), giving ``(B, P, T, R, D)``, and the ``R`` hop-long blocks of each frame are
-    summed shifted along ``T``; only the overlap-added signal (``N / hop`` times smaller) is
-    reordered. There the DC / Nyquist half-weights are a small correction of the sum
+    time): stage 2 runs as ``stage1_out^T @ blocks[r]`` (ORT fuses the transpose into its
+    GEMM), giving ``(B, P, R, T, D)`` (block-major: slicing a block is a contiguous copy), and
+    the ``R`` hop-long blocks of each frame are summed shifted along ``T``; only the
+    overlap-added signal (``N / hop`` times smaller) is reordered. There the DC / Nyquist half-weights are a small correction of the sum
     instead of a pass over the input."""
 
     method = "factored"
@@ -86,7 +86,7 @@ class FactoredIRFFT(nn.Module):
         self.register_buffer("stage2_blocks", kernel_tensor(
             stage2_blocks(parts["stage2"], hop_length) if fused else np.zeros(0), dtype))
         self.register_buffer("edge_blocks", kernel_tensor(
-            edge_bin_blocks(window, self.p, hop_length, normalized) if fused else np.zeros(0), dtype))
+            edge_bin_blocks(window, hop_length, normalized) if fused else np.zeros(0), dtype))
 
     def _stage1(self, x: Tensor) -> Tensor:
         """``(B, F, T, 2)`` -> the stage-1 output ``(B, P, 2Q, T)``: rows ``(c, Re | Im A, b)``."""
@@ -108,22 +108,22 @@ class FactoredIRFFT(nn.Module):
             return FN.overlap_add(self.forward(x), self.hop_length)
         b, t, r_blocks = x.size(0), x.size(2), self.blocks
         y = self._stage1(x)                                                # DC / Nyquist at weight 2 / N
-        frames = torch.matmul(y.transpose(2, 3), self.stage2_blocks)       # (B, P, T, R D)
-        frames = frames.reshape(b, self.p, t, r_blocks, self.block_rows)
-        out = F.pad(frames[:, :, :, 0], [0, 0, 0, r_blocks - 1])           # (B, P, M, D), M = T + R - 1
+        frames = torch.matmul(y.unsqueeze(2).transpose(3, 4), self.stage2_blocks)  # (B, P, R, T, D)
+        out = F.pad(frames[:, :, 0], [0, 0, 0, r_blocks - 1])            # (B, P, M, D), M = T + R - 1
         for r in range(1, r_blocks):
-            out = out + F.pad(frames[:, :, :, r], [0, 0, r, r_blocks - 1 - r])
+            out = out + F.pad(frames[:, :, r], [0, 0, r, r_blocks - 1 - r])
+        out = out.permute(0, 2, 3, 1).reshape(b, t + r_blocks - 1, self.hop_length)   # j = c + P d'
         out = out + torch.matmul(self._edge_bins(x, r_blocks), self.edge_blocks)
-        return out.permute(0, 2, 3, 1).reshape(b, (t + r_blocks - 1) * self.hop_length)
+        return out.reshape(b, (t + r_blocks - 1) * self.hop_length)
 
     def _edge_bins(self, x: Tensor, r_blocks: int) -> Tensor:
-        """``(B, 1, M, 2R)``: ``[m, (u, r)] = Re X_{m - r}[DC | Nyquist]`` (0 outside the frames),
+        """``(B, M, 2R)``: ``[m, (u, r)] = Re X_{m - r}[DC | Nyquist]`` (0 outside the frames),
         the left factor of the DC / Nyquist correction."""
         v = torch.stack([x[:, 0, :, 0], x[:, self.n_fft // 2, :, 0]], dim=1)   # (B, 2, T)
         v = F.pad(v, [r_blocks - 1, r_blocks - 1])
         m = x.size(2) + r_blocks - 1
         shifted = [v[:, :, r_blocks - 1 - r: r_blocks - 1 - r + m] for r in range(r_blocks)]
-        return torch.stack(shifted, dim=-1).permute(0, 2, 1, 3).reshape(x.size(0), 1, m, 2 * r_blocks)
+        return torch.stack(shifted, dim=-1).permute(0, 2, 1, 3).reshape(x.size(0), m, 2 * r_blocks)
 
 
 def irfft_module(n_fft: int, window: np.ndarray, normalized: bool, trainable_kernels: bool,
