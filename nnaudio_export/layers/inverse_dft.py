@@ -108,13 +108,28 @@ class FactoredIRFFT(nn.Module):
             return FN.overlap_add(self.forward(x), self.hop_length)
         b, t, r_blocks = x.size(0), x.size(2), self.blocks
         y = self._stage1(x)                                                # DC / Nyquist at weight 2 / N
-        frames = torch.matmul(y.unsqueeze(2).transpose(3, 4), self.stage2_blocks)  # (B, P, R, T, D)
+        frames = self._stage2_blocks(y)                                    # (B, P, R, T, D)
         out = F.pad(frames[:, :, 0], [0, 0, 0, r_blocks - 1])            # (B, P, M, D), M = T + R - 1
         for r in range(1, r_blocks):
             out = out + F.pad(frames[:, :, r], [0, 0, r, r_blocks - 1 - r])
         out = out.permute(0, 2, 3, 1).reshape(b, t + r_blocks - 1, self.hop_length)   # j = c + P d'
         out = out + torch.matmul(self._edge_bins(x, r_blocks), self.edge_blocks)
         return out.reshape(b, (t + r_blocks - 1) * self.hop_length)
+
+    def _stage2_blocks(self, y: Tensor) -> Tensor:
+        """Stage 2 of ``(B, P, 2Q, T)`` into the frames' blocks ``(B, P, R, T, D)``. In an
+        ONNX graph one GEMM per block (ORT broadcasts the left operand for free, and block
+        ``r`` is then contiguous); torch's matmul would copy the left operand ``R`` times, so
+        in torch it is one GEMM over all blocks and ``[:, :, :, r]`` views."""
+        b, t = y.size(0), y.size(3)
+        onnx_graph = False
+        if not torch.jit.is_scripting():      # TorchScript compiles no torch.onnx code
+            onnx_graph = torch.onnx.is_in_onnx_export()
+        if onnx_graph:
+            return torch.matmul(y.unsqueeze(2).transpose(3, 4), self.stage2_blocks)
+        k = self.stage2_blocks.permute(0, 2, 1, 3).reshape(self.p, 2 * self.q, self.blocks * self.block_rows)
+        frames = torch.matmul(y.transpose(2, 3), k)                        # (B, P, T, R D)
+        return frames.reshape(b, self.p, t, self.blocks, self.block_rows).transpose(2, 3)
 
     def _edge_bins(self, x: Tensor, r_blocks: int) -> Tensor:
         """``(B, M, 2R)``: ``[m, (u, r)] = Re X_{m - r}[DC | Nyquist]`` (0 outside the frames),
