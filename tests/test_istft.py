@@ -253,7 +253,8 @@ def test_overlap_added_factors_equal_overlap_added_irfft(n_fft, hop):
     xs = np.pad(X, [(0, 0), (0, rows * q - X.shape[1])])
     a = np.stack([xs.real, xs.imag], axis=1).reshape(frames, 2 * rows, q)
     a = (f["stage1"] @ a).reshape(frames, p, 2 * q)                          # [t, c, (Re|Im, b)]
-    blocks = np.einsum("tck,crkj->crtj", a, stage2_blocks(f["stage2"], hop))    # [c, r, t, d']
+    blocks = np.einsum("tck,cjk->ctj", a, stage2_blocks(f["stage2"], hop))
+    blocks = blocks.reshape(p, frames, r, d).transpose(0, 2, 1, 3)           # [c, r, t, d']
     edges = np.stack([X[:, 0].real, X[:, n_fft // 2].real])                  # [u, t]
     corr = np.einsum("ut,urj->trj", edges, edge_bin_blocks(w, hop).reshape(2, r, hop))
     out = np.zeros((frames + r - 1, d, p))

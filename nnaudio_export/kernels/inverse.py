@@ -120,13 +120,12 @@ def overlap_blocks(n_fft: int, p: int, hop_length: int) -> Tuple[int, int]:
 
 
 def stage2_blocks(stage2: np.ndarray, hop_length: int) -> np.ndarray:
-    """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` as right-hand factors ``(P, R, 2Q, D)``
-    (:func:`overlap_blocks`): ``[c, r, :, d']`` gives the frame's sample ``c + P (r D + d')``,
-    zero past the frame (``r D + d' >= Q``)."""
+    """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` with its rows ``d`` zero-padded to
+    ``R D`` (:func:`overlap_blocks`), ``(P, R D, 2Q)``: row ``r D + d'`` of ``[c]`` gives the
+    frame's sample ``c + P (r D + d')``, which lands in the frame's hop-long block ``r``."""
     p, q, _ = stage2.shape
     d, r = overlap_blocks(p * q, p, hop_length)
-    padded = np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)    # [c, (r, d'), k]
-    return np.ascontiguousarray(padded.reshape(p, r, d, 2 * q).transpose(0, 1, 3, 2))
+    return np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)
 
 
 def edge_bin_blocks(window: np.ndarray, hop_length: int, normalized: bool = False) -> np.ndarray:
