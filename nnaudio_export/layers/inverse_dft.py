@@ -14,7 +14,9 @@
   factorisation does not help.
 
 Both take the spectrum ``(B, F, T, 2)`` (real, imag) and return ``w[n] irfft(X_t)[n]``
-``(B, T, n_fft)``, and hold the window as ``window`` (for the iSTFT's envelope).
+``(B, T, n_fft)``, or with ``overlap_added`` those frames overlap-added ``hop_length`` apart
+(the factored one without forming them when ``P`` divides the hop), and hold the window as
+``window`` (for the iSTFT's envelope).
 """
 import numpy as np
 import torch
@@ -22,7 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import functional as FN
-
 from ..kernels.inverse import (edge_bin_blocks, factor_pair, factored_irfft_saves, irfft_factors,
                                irfft_matrix, overlap_blocks, stage2_blocks)
 from .common import kernel_tensor, register_kernel
