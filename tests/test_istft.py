@@ -22,8 +22,9 @@ import scipy.signal
 import torch
 
 from nnaudio_export import signals
-from nnaudio_export.kernels.inverse import (factor_pair, irfft_factors, irfft_matrix, nola_gap,
-                                            synthesis_window, window_sumsquare)
+from nnaudio_export.kernels.inverse import (edge_bin_blocks, factor_pair, irfft_factors, irfft_matrix,
+                                            nola_gap, overlap_blocks, stage2_blocks, synthesis_window,
+                                            window_sumsquare)
 from nnaudio_export.layers import STFT, iSTFT
 from nnaudio_export.references.vocos import vocos_modules
 
@@ -233,6 +234,39 @@ def test_inverse_dft_kernels_are_irfft(n_fft, normalized):
     np.testing.assert_allclose(y, w * ref, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("n_fft,hop", [(1024, 256), (400, 100), (1000, 250), (2048, 480)])
+def test_overlap_added_factors_equal_overlap_added_irfft(n_fft, hop):
+    """The fused path's factors, applied in numpy as the layer applies them (stage 1 without
+    ``bin_scale``, stage 2 to hop-long blocks summed shifted, plus the DC / Nyquist
+    correction), equal the overlap-add of ``w * numpy.fft.irfft`` frames."""
+    rng = np.random.default_rng(2)
+    frames = 6
+    X = rng.standard_normal((frames, n_fft // 2 + 1)) + 1j * rng.standard_normal((frames, n_fft // 2 + 1))
+    w = rng.random(n_fft)
+    ref = np.zeros(n_fft + hop * (frames - 1))
+    for t, frame in enumerate(w * np.fft.irfft(X, n_fft)):
+        ref[t * hop: t * hop + n_fft] += frame
+    f, (p, q) = irfft_factors(n_fft, w), factor_pair(n_fft)
+    d, r = overlap_blocks(n_fft, p, hop)
+    assert d * p == hop and r * hop >= n_fft
+    rows = f["stage1"].shape[1] // 2
+    xs = np.pad(X, [(0, 0), (0, rows * q - X.shape[1])])
+    a = np.stack([xs.real, xs.imag], axis=1).reshape(frames, 2 * rows, q)
+    a = (f["stage1"] @ a).reshape(frames, p, 2 * q)                          # [t, c, (Re|Im, b)]
+    blocks = np.einsum("tck,cjk->ctj", a, stage2_blocks(f["stage2"], hop))
+    blocks = blocks.reshape(p, frames, r, d).transpose(0, 2, 1, 3)           # [c, r, t, d']
+    edges = np.stack([X[:, 0].real, X[:, n_fft // 2].real])                  # [u, t]
+    corr = np.einsum("ut,urj->trj", edges, edge_bin_blocks(w, hop).reshape(2, r, hop))
+    out = np.zeros((frames + r - 1, d, p))
+    for k in range(r):
+        out[k: k + frames] += blocks[:, k].transpose(1, 2, 0)                # j = c + P d'
+        out[k: k + frames] += corr[:, k].reshape(frames, d, p)
+    y = out.reshape(-1)
+    np.testing.assert_allclose(y[: ref.shape[0]], ref, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(y[ref.shape[0]:], 0.0)
+    assert overlap_blocks(n_fft, p, hop + 1) == (0, 0)                       # P does not divide it
+
+
 @pytest.mark.parametrize("window,win_length,n_fft,hop", [("hann", 400, 512, 128), ("hamming", 1024, 1024, 256),
                                                           (("kaiser", 8.0), 300, 300, 75)])
 def test_window_sumsquare_matches_librosa(window, win_length, n_fft, hop):
@@ -328,6 +362,10 @@ def test_unfixed_frames_and_trainable_kernels_give_the_same_output():
 
 @pytest.mark.parametrize("n_fft", [15, 16, 400, 511, 1024])
 def test_matrix_and_factored_inverse_dft_agree_with_torch(n_fft):
+    """The matrix, the factored frames + overlap-add (n_fft 511: P = 7 does not divide the
+    hop) and the factored overlap-add of hop-long blocks (400: P = 20, 1024: P = 32)."""
+    fused = iSTFT(n_fft, hop_length=n_fft // 4).idft
+    assert getattr(fused, "fuses_overlap_add") == (n_fft in (400, 1024))
     z = spectra(n_fft, n_fft // 4, "hann", True)
     ref = torch.istft(z, n_fft, n_fft // 4, window=torch_window("hann", n_fft)).numpy()
     for trainable in (False, True):

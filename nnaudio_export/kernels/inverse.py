@@ -107,6 +107,48 @@ def irfft_factors(n_fft: int, window: np.ndarray, normalized: bool = False) -> D
     return {"bin_scale": bin_scale, "stage1": stage1.reshape(2 * p, 2 * rows), "stage2": stage2}
 
 
+def overlap_blocks(n_fft: int, p: int, hop_length: int) -> Tuple[int, int]:
+    """``(D, R)`` for overlap-adding frames whose sample ``n = c + P d`` (``c < P``) comes
+    out of :func:`irfft_factors`' second stage: with ``hop = P D``, sample ``n`` lands at
+    ``r hop + j`` of its frame, ``r = d // D`` (the frame's ``R = ceil(Q / D)`` hop-long
+    blocks) and ``j = c + P (d mod D)``. ``(0, 0)`` when ``P`` does not divide ``hop``."""
+    q = n_fft // p
+    if hop_length % p:
+        return 0, 0
+    d = hop_length // p
+    return d, -(-q // d)
+
+
+def stage2_blocks(stage2: np.ndarray, hop_length: int) -> np.ndarray:
+    """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` with its rows ``d`` zero-padded to
+    ``R D`` (:func:`overlap_blocks`), ``(P, R D, 2Q)``: row ``r D + d'`` of ``[c]`` gives the
+    frame's sample ``c + P (r D + d')``, which lands in the frame's hop-long block ``r``."""
+    p, q, _ = stage2.shape
+    d, r = overlap_blocks(p * q, p, hop_length)
+    return np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)
+
+
+def edge_bin_blocks(window: np.ndarray, hop_length: int, normalized: bool = False) -> np.ndarray:
+    """The part of the DC and Nyquist bins that :func:`irfft_factors` counts twice when
+    ``bin_scale`` is not applied (``g_k = 2 / N`` there instead of ``1 / N``), to subtract
+    from the overlap-add, ``(2R, hop)`` with ``R = ceil(N / hop)``::
+
+        E[(u, r), j] = -(g / 2) w[n] s_u[n],   n = r hop + j < N (else 0),
+
+    with ``s_0 = 1`` (DC) and ``s_1 = (-1)^n`` (Nyquist, even ``N``; 0 for odd ``N``),
+    ``g / 2 = 1 / N`` (``normalized``: ``1 / sqrt(N)``). With ``v_0[t] = Re X_t[0]``,
+    ``v_1[t] = Re X_t[N / 2]``, the correction of output block ``m`` (samples
+    ``m hop .. m hop + hop - 1``) is ``sum_{u, r} v_u[m - r] E[(u, r), :]`` (the imaginary
+    parts of both bins drop out of ``Re`` by themselves). Reference: numpy.fft.irfft's
+    weights (``c_k`` of :func:`irfft_matrix`)."""
+    n_fft = np.asarray(window).shape[0]
+    r = -(-n_fft // hop_length)
+    n = np.arange(r * hop_length).reshape(r, hop_length)
+    w = np.concatenate([np.asarray(window, dtype=np.float64), np.zeros(r * hop_length - n_fft)])[n]
+    sign = (-1.0) ** n if n_fft % 2 == 0 else np.zeros(n.shape)
+    return -_irfft_scale(n_fft, normalized) * np.concatenate([w, w * sign])
+
+
 def window_sumsquare(window: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:
     """Overlap-added squared window: ``e[m] = sum_t w[m - t hop]^2`` over ``n_frames``
     frames, length ``len(w) + hop (n_frames - 1)``. Dividing an overlap-add of windowed

@@ -14,14 +14,18 @@
   factorisation does not help.
 
 Both take the spectrum ``(B, F, T, 2)`` (real, imag) and return ``w[n] irfft(X_t)[n]``
-``(B, T, n_fft)``, and hold the window as ``window`` (for the iSTFT's envelope).
+``(B, T, n_fft)``, or with ``overlap_added`` those frames overlap-added ``hop_length`` apart
+(the factored one without forming them when ``P`` divides the hop), and hold the window as
+``window`` (for the iSTFT's envelope).
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels.inverse import factor_pair, factored_irfft_saves, irfft_factors, irfft_matrix
+from .. import functional as FN
+from ..kernels.inverse import (edge_bin_blocks, factor_pair, factored_irfft_saves, irfft_factors,
+                               irfft_matrix, overlap_blocks, stage2_blocks)
 from .common import kernel_tensor, register_kernel
 
 
@@ -32,9 +36,11 @@ class MatrixIRFFT(nn.Module):
     method = "matrix"
 
     def __init__(self, n_fft: int, window: np.ndarray, normalized: bool, trainable_kernels: bool,
-                 trainable_window: bool, dtype: torch.dtype):
+                 trainable_window: bool, dtype: torch.dtype, hop_length: int = 1):
         super().__init__()
         self.bins = n_fft // 2 + 1
+        self.hop_length = hop_length
+        self.fuses_overlap_add = False
         register_kernel(self, "kernel", irfft_matrix(n_fft, normalized), trainable_kernels, dtype)
         register_kernel(self, "window", window, trainable_window, dtype)
 
@@ -42,14 +48,30 @@ class MatrixIRFFT(nn.Module):
         z = x.permute(0, 2, 3, 1).reshape(x.size(0), x.size(2), 2 * self.bins)   # (B, T, 2F)
         return torch.matmul(z, self.kernel) * self.window
 
+    def overlap_added(self, x: Tensor) -> Tensor:
+        """``(B, F, T, 2)`` -> the overlap-add of the windowed frames ``(B, N + hop (T - 1))``."""
+        return FN.overlap_add(self.forward(x), self.hop_length)
+
 
 class FactoredIRFFT(nn.Module):
     """The two-stage windowed inverse real DFT of
-    :func:`~nnaudio_export.kernels.inverse.irfft_factors` (frozen constants)."""
+    :func:`~nnaudio_export.kernels.inverse.irfft_factors` (frozen constants).
+
+    ``forward`` returns the frames ``(B, T, N)``. When ``P`` divides the hop,
+    :meth:`overlap_added` also overlap-adds them without ever storing them time-major
+    (reordering ``(B, P, Q, T)`` stage-2 output to ``(B, T, N)`` was ~45 % of ONNX Runtime's
+    time): stage 2's rows are grouped by the frame's hop-long block ``r``, giving
+    ``(B, P, R, D, T)``, the ``R`` blocks are summed shifted along ``T`` (contiguous
+    slices), and only the overlap-added signal (``N / hop`` times smaller) is reordered, in
+    two transposes that each move one axis (ORT is slow at general 4-D permutations). There
+    the DC / Nyquist half-weights are a small correction of the sum instead of a pass over
+    the input.
+    """
 
     method = "factored"
 
-    def __init__(self, n_fft: int, window: np.ndarray, normalized: bool, dtype: torch.dtype):
+    def __init__(self, n_fft: int, window: np.ndarray, normalized: bool, dtype: torch.dtype,
+                 hop_length: int = 0):
         super().__init__()
         self.p, self.q = factor_pair(n_fft)
         self.n_fft = n_fft
@@ -60,21 +82,62 @@ class FactoredIRFFT(nn.Module):
         self.register_buffer("stage1", kernel_tensor(parts["stage1"], dtype))
         self.register_buffer("stage2", kernel_tensor(parts["stage2"], dtype))
         self.register_buffer("window", kernel_tensor(window, dtype))
+        self.hop_length = hop_length
+        self.block_rows, self.blocks = overlap_blocks(n_fft, self.p, hop_length) if hop_length > 0 else (0, 0)
+        fused = self.blocks > 0
+        self.fuses_overlap_add = fused
+        self.register_buffer("stage2_blocks", kernel_tensor(
+            stage2_blocks(parts["stage2"], hop_length) if fused else np.zeros(0), dtype))
+        self.register_buffer("edge_blocks", kernel_tensor(
+            edge_bin_blocks(window, hop_length, normalized) if fused else np.zeros(0), dtype))
+
+    def _stage1(self, x: Tensor) -> Tensor:
+        """``(B, F, T, 2)`` -> the stage-1 output ``(B, P, 2Q, T)``: rows ``(c, Re | Im A, b)``."""
+        b, t = x.size(0), x.size(2)
+        x = F.pad(x.permute(0, 3, 1, 2), [0, 0, 0, self.rows * self.q - self.bins])  # (B, 2, F', T)
+        x = x.reshape(b, 2 * self.rows, self.q * t)                        # rows (Re|Im, a), cols (b, t)
+        return torch.matmul(self.stage1, x).reshape(b, self.p, 2 * self.q, t)
 
     def forward(self, x: Tensor) -> Tensor:
         b, t = x.size(0), x.size(2)
-        x = x.permute(0, 3, 1, 2) * self.bin_scale                        # (B, 2, F, T)
-        x = F.pad(x, [0, 0, 0, self.rows * self.q - self.bins])
-        x = x.reshape(b, 2 * self.rows, self.q * t)                        # rows (Re|Im, a), cols (b, t)
-        y = torch.matmul(self.stage1, x)                                   # (B, 2P, Q T): rows (c, Re|Im)
-        y = torch.matmul(self.stage2, y.reshape(b, self.p, 2 * self.q, t))  # (B, P, Q, T): [c, d, t]
+        y = self._stage1(x * self.bin_scale.unsqueeze(-1))
+        y = torch.matmul(self.stage2, y)                                   # (B, P, Q, T): [c, d, t]
         return y.permute(0, 3, 2, 1).reshape(b, t, self.n_fft)             # n = c + P d
+
+    def overlap_added(self, x: Tensor) -> Tensor:
+        """``(B, F, T, 2)`` -> the overlap-add of the windowed frames: ``(B, (T + R - 1) hop)``
+        fused, else :func:`~nnaudio_export.functional.overlap_add`'s ``(B, N + hop (T - 1))``."""
+        if not self.fuses_overlap_add:
+            return FN.overlap_add(self.forward(x), self.hop_length)
+        b, t, r_blocks = x.size(0), x.size(2), self.blocks
+        y = self._stage1(x)                                                # DC / Nyquist at weight 2 / N
+        frames = torch.matmul(self.stage2_blocks, y)                       # (B, P, R D, T)
+        frames = frames.reshape(b, self.p, r_blocks, self.block_rows, t)
+        out = F.pad(frames[:, :, 0], [0, r_blocks - 1])                   # (B, P, D, M), M = T + R - 1
+        for r in range(1, r_blocks):
+            out = out + F.pad(frames[:, :, r], [r, r_blocks - 1 - r])
+        out = out.transpose(1, 2).reshape(b, self.hop_length, t + r_blocks - 1)   # rows j = c + P d'
+        out = out.transpose(1, 2)                                          # (B, M, hop)
+        out = out + torch.matmul(self._edge_bins(x, r_blocks), self.edge_blocks)
+        return out.reshape(b, (t + r_blocks - 1) * self.hop_length)
+
+    def _edge_bins(self, x: Tensor, r_blocks: int) -> Tensor:
+        """``(B, M, 2R)``: ``[m, (u, r)] = Re X_{m - r}[DC | Nyquist]`` (0 outside the frames),
+        the left factor of the DC / Nyquist correction."""
+        v = torch.stack([x[:, 0, :, 0], x[:, self.n_fft // 2, :, 0]], dim=1)   # (B, 2, T)
+        v = F.pad(v, [r_blocks - 1, r_blocks - 1])
+        m = x.size(2) + r_blocks - 1
+        shifted = [v[:, :, r_blocks - 1 - r: r_blocks - 1 - r + m] for r in range(r_blocks)]
+        return torch.stack(shifted, dim=-1).permute(0, 2, 1, 3).reshape(x.size(0), m, 2 * r_blocks)
 
 
 def irfft_module(n_fft: int, window: np.ndarray, normalized: bool, trainable_kernels: bool,
-                 trainable_window: bool, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The factored inverse DFT when it saves at least half and nothing trains, else the
-    matrix (its ``kernel`` and ``window`` are the parameters that train)."""
+                 trainable_window: bool, dtype: torch.dtype = torch.float32,
+                 hop_length: int = 0) -> nn.Module:
+    """The factored inverse DFT when it saves at least half and nothing trains (overlap-adding
+    its own frames when ``P`` divides ``hop_length``), else the matrix (its ``kernel`` and
+    ``window`` are the parameters that train)."""
     if not (trainable_kernels or trainable_window) and factored_irfft_saves(n_fft):
-        return FactoredIRFFT(n_fft, window, normalized, dtype)
-    return MatrixIRFFT(n_fft, window, normalized, trainable_kernels, trainable_window, dtype)
+        return FactoredIRFFT(n_fft, window, normalized, dtype, hop_length)
+    return MatrixIRFFT(n_fft, window, normalized, trainable_kernels, trainable_window, dtype,
+                       max(1, hop_length))

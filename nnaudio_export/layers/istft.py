@@ -63,8 +63,9 @@ class iSTFT(nn.Module):
 
     Each frame is ``w[n] irfft(X_t, n_fft)[n]``, with an inverse real DFT of float64-built
     constants (:mod:`~nnaudio_export.layers.inverse_dft`: two stages of small DFTs as
-    matmuls on the spectrum's layout, or one matrix); the frames are overlap-added
-    (:func:`~nnaudio_export.functional.overlap_add`) and divided by the overlap-added
+    matmuls on the spectrum's layout, or one matrix); the frames are overlap-added (by the
+    factored DFT itself when its first factor divides the hop, else
+    :func:`~nnaudio_export.functional.overlap_add`) and divided by the overlap-added
     squared window. Only matmul, pad, reshape, transpose and elementwise ops: it passes
     ``torch.jit.script`` and both ONNX exporters (``torch.istft`` does not export).
 
@@ -136,7 +137,8 @@ class iSTFT(nn.Module):
         self.trim = n_fft // 2 if (center and padding == "center") else \
             max(0, (win_length - hop_length) // 2) if padding == "same" else 0
         self.trainable_window = bool(trainable_window)
-        self.idft = irfft_module(n_fft, win, normalized, trainable_kernels, trainable_window, dtype)
+        self.idft = irfft_module(n_fft, win, normalized, trainable_kernels, trainable_window, dtype,
+                                 hop_length)
         self._num_frames, self._min_frames = self._check_frames(num_frames, window, win)
         self.fixed_envelope = self._num_frames >= 0 and not trainable_window
         inverse = np.zeros(0)
@@ -225,7 +227,7 @@ class iSTFT(nn.Module):
         if self.freq_bins != self.bins_used:
             x = x[:, : self.bins_used]
         frames = x.size(2)
-        y = FN.overlap_add(self.idft(x), self.hop_length)
+        y = self.idft.overlap_added(x)
         start, stop, out = self.region(frames)
         y = y[:, start:stop]
         if self.fixed_envelope:
