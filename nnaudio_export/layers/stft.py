@@ -11,7 +11,7 @@ from ..kernels.fourier import FREQ_SCALES, fourier_bin_frequencies, fourier_kern
 from ..kernels.windows import WindowSpec, get_window
 from ..checks import Param, check_args, require
 from .common import FrontendLayer, register_kernel, require_kernel_memory
-from .frame_conv import PRECISION, frame_conv
+from .frame_conv import PRECISION, DFTFrames, frame_conv
 
 OUTPUT_FORMATS = ("Complex", "Magnitude", "Phase")
 PAD_MODES = ("reflect", "constant")
@@ -86,10 +86,12 @@ class STFT(FrontendLayer):
         require_kernel_memory(2 * freq_bins, n_fft, "n_fft", "the STFT kernels", precision)
         get_window(window, win_length)  # validates `window` early, naming it
 
-        cos, sin, _ = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr, freq_scale, window)
+        cos, sin, padded_window = fourier_kernels(n_fft, win_length, freq_bins, fmin, fmax, sr,
+                                                  freq_scale, window)
         kernel = np.concatenate([cos, sin], axis=0)[:, None, :]
         register_kernel(self, "kernel", kernel, trainable, dtype)
-        self.conv = frame_conv(kernel, precision, trainable, dtype)
+        dft = DFTFrames(padded_window, hop_length, freq_bins, n_fft) if freq_scale == "no" else None
+        self.conv = frame_conv(kernel, precision, trainable, dtype, dft)
         self.precision = self.conv.precision
         self.n_fft = n_fft
         self.win_length = win_length
