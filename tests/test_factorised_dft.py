@@ -9,6 +9,7 @@ import torch
 import nnaudio_export as nx
 from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
                                                    factorised_macs)
+from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
 from nnaudio_export.signals import clip
@@ -116,3 +117,43 @@ def test_mel_bundle_graph_and_backends(mel_bundle):
     assert len(inits[convs[0].input[1]].dims) == 3                          # 1-D conv
     report = nx.verify(mel_bundle, devices=("cpu",), backends=("onnxruntime", "torchscript", "pt2"))
     assert report.ok, report.table()
+
+
+def test_kaldi_parts_rebuild_the_folded_kernel():
+    """Kaldi's folded kernel = DFT of the windowed pre-emphasised frame + a rank <= 2 rest."""
+    for window, rank in (("povey", 1), ("hamming", 2)):
+        parts = kaldi_dft_parts(400, window)
+        kernel, n_fft = kaldi_fbank_kernels(400, window)
+        c, w = parts["preemphasis"], parts["window"][:400]
+        k = np.arange(n_fft // 2 + 1)
+        cycles = (np.outer(k, np.arange(400)) % n_fft) / n_fft
+        dft = np.concatenate([np.cos(2 * np.pi * cycles), np.sin(2 * np.pi * cycles)])
+        pre = np.eye(400, 401, k=1) - c * np.eye(400, 401)
+        rebuilt = dft @ (w[:, None] * pre) + parts["correction_bins"] @ parts["correction_taps"]
+        assert parts["correction_taps"].shape == (rank, 401)
+        assert np.abs(rebuilt - np.pad(kernel, [(0, 0), (1, 0)])).max() <= 1e-12 * np.abs(kernel).max()
+
+
+@pytest.fixture(scope="module")
+def kaldi_single(tmp_path_factory):
+    fe = nx.presets.load("kaldi_fbank_80", seconds=1.0, precision="single").eval()
+    bundle = nx.export(fe, tmp_path_factory.mktemp("kaldi_single") / "b", formats=("onnx",), verify=False)
+    return fe, nx.load(bundle, backend="onnxruntime"), onnx.load(str(bundle / "model.onnx"))
+
+
+@pytest.mark.parametrize("signal", ["speech", "tones"])
+def test_kaldi_single_vs_kaldi_native_fbank(kaldi_single, signal):
+    """kaldi_fbank_80 at precision 'single' (factorised stages, eager and ONNX Runtime)
+    against kaldi-native-fbank, the preset's tolerance (1e-3) within 80 dB."""
+    from nnaudio_export.references import REFERENCES
+    fe, ort, model = kaldi_single
+    assert any(isinstance(m, FactorisedDFT) for m in fe.modules())
+    assert not {n.op_type for n in model.graph.node} & {"DFT", "STFT", "Gather"}
+    x = clip(signal, SR, 1.0)[: fe.num_samples]
+    want = REFERENCES["kaldi_fbank_80"](x)
+    with torch.no_grad():
+        eager = fe(torch.from_numpy(x[None]))[0].double().numpy()
+    got = np.asarray(ort(x[None].astype(np.float32)), np.float64)[0]
+    mask = (want.max() - want) * fe.db_per_unit <= 80
+    for y in (eager, got):
+        assert np.abs(y - want)[mask].max() <= 1e-3

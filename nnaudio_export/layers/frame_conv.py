@@ -41,12 +41,17 @@ PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
 
 
 class DFTFrames(NamedTuple):
-    """What a kernel bank is when it is a plain windowed DFT: ``window`` (length ``n_fft``,
-    zero past ``taps``), frames every ``hop``, the first ``bins`` bins, rows ``[cos; sin]``."""
+    """What a kernel bank is when it is a windowed DFT: ``window`` (length ``n_fft``, zero
+    past ``taps``), frames every ``hop``, the first ``bins`` bins, rows ``[cos; sin]``;
+    Kaldi's also ``preemphasis`` and a low-rank remainder (see
+    :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`)."""
     window: np.ndarray
     hop: int
     bins: int
     taps: int
+    preemphasis: float = 0.0
+    correction_taps: Optional[np.ndarray] = None
+    correction_bins: Optional[np.ndarray] = None
 
 
 class FrameConv(nn.Module):
@@ -103,7 +108,8 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
         if dft is not None and not trainable and dtype == torch.float32:
             split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
             if split is not None:
-                return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype)
+                return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
+                                     dft.preemphasis, dft.correction_taps, dft.correction_bins)
         return FrameConv()
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "
