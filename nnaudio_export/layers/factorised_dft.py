@@ -89,8 +89,12 @@ class FactorisedDFT(nn.Module):
         y = y.reshape(b, 2, self.rows * self.n2, t)                          # bin k = N2 b + a
         return y[:, :, :self.bins].reshape(b, 2 * self.bins, t)
 
+    def macs_per_frame(self) -> int:
+        """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
+        return factorised_macs(self.n_fft, self.n1, self.bins) + self.rank * (self.taps + 1 + 2 * self.bins)
+
     def extra_repr(self) -> str:
         return (f"n_fft={self.n_fft}, n1={self.n1}, n2={self.n2}, hop={self.hop}, bins={self.bins}, "
-                f"macs_per_frame={factorised_macs(self.n_fft, self.n1, self.bins)} "
+                f"macs_per_frame={self.macs_per_frame()} "
                 f"(direct conv {direct_macs(self.bins, self.taps)}), preemphasis={self.preemphasis}, "
                 f"correction_rank={self.rank}")
