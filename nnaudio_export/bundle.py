@@ -16,6 +16,7 @@ import torch
 
 from ._version import __version__
 from .builder import Frontend
+from .layers.frame_conv import fourier_stages
 from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
 
@@ -175,6 +176,8 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
                    "torchscript_name": TORCHSCRIPT_OUTPUT_NAME},
         "files": files,
         "spec": spec,
+        # How each Fourier stage is applied (factorised N1 x N2 or direct conv), chosen at build time.
+        "fourier_stages": fourier_stages(fe),
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

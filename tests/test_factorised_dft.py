@@ -1,6 +1,8 @@
 """The factorised DFT (polyphase Cooley-Tukey in two stages): its split rule, its float64
 kernels against numpy's FFT, the float32 layer against numpy's float64 FFT (no worse than the
 direct conv it replaces, both measured here), when it is chosen, and its exported graphs."""
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -115,6 +117,9 @@ def test_mel_bundle_graph_and_backends(mel_bundle):
     assert groups == [dft_split(2048, 512)[0]]
     inits = {i.name: i for i in model.graph.initializer}
     assert len(inits[convs[0].input[1]].dims) == 3                          # 1-D conv
+    (stage,) = json.loads((mel_bundle / "manifest.json").read_text())["fourier_stages"]
+    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 401408)
+    assert stage["direct_macs_per_frame"] == 4198400
     report = nx.verify(mel_bundle, devices=("cpu",), backends=("onnxruntime", "torchscript", "pt2"))
     assert report.ok, report.table()
 

@@ -10,37 +10,10 @@ import numpy as np
 import torch
 
 from ..api import export
-from ..layers import FactorisedDFT, FrameConv, SplitFrameConv
+from ..layers import FactorisedDFT, FrameConv
+from ..layers.frame_conv import fourier_stages  # noqa: F401  (re-exported for the driver)
 from ..runtime import load
 from .measure import Candidate, _err, count_flops
-
-# The error-free split is three conv-sized products (kernels/split.py).
-SPLIT_PRODUCTS = 3
-
-
-def fourier_stages(fe: torch.nn.Module) -> List[Dict[str, Any]]:
-    """One entry per layer that applies a kernel bank: its method and multiply-adds per
-    frame, with the direct conv's beside it."""
-    out = []
-    for name, layer in fe.named_modules():
-        conv = getattr(layer, "conv", None)
-        kernel = getattr(layer, "kernel", None)
-        if conv is None or not isinstance(kernel, torch.Tensor) or kernel.dim() != 3:
-            continue
-        direct = int(kernel.shape[0]) * int(kernel.shape[-1])
-        row: Dict[str, Any] = {"layer": name, "method": getattr(conv, "method", "direct"),
-                               "precision": getattr(conv, "precision", "single"),
-                               "direct_macs_per_frame": direct}
-        if isinstance(conv, FactorisedDFT):
-            row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2,
-                       macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
-        elif isinstance(conv, SplitFrameConv):
-            row["macs_per_frame"] = SPLIT_PRODUCTS * direct
-        else:
-            row["macs_per_frame"] = direct
-        out.append(row)
-    return out
-
 
 def with_direct_conv(fe: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``fe`` whose factorised DFTs are the plain conv again (same kernels)."""

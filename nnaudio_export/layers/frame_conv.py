@@ -21,7 +21,7 @@ CQT1992v2 and each octave of CQT2010v2.
 Inputs that are not float32 (a float64 reference, ``.double()``) use the plain conv: the
 split only makes sense for float32 rounding.
 """
-from typing import NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -95,6 +95,35 @@ class SplitFrameConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}"
+
+
+# The error-free split is three conv-sized products (kernels/split.py).
+SPLIT_PRODUCTS = 3
+
+
+def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
+    """One entry per layer of ``fe`` that applies a kernel bank: its method ('direct' or
+    'factorised', with ``N1 x N2``) and multiply-adds per frame, with the direct conv's
+    beside it (bundle manifests and the benchmark list these)."""
+    out = []
+    for name, layer in fe.named_modules():
+        conv = getattr(layer, "conv", None)
+        kernel = getattr(layer, "kernel", None)
+        if conv is None or not isinstance(kernel, torch.Tensor) or kernel.dim() != 3:
+            continue
+        direct = int(kernel.shape[0]) * int(kernel.shape[-1])
+        row: Dict[str, Any] = {"layer": name, "method": getattr(conv, "method", "direct"),
+                               "precision": getattr(conv, "precision", "single"),
+                               "direct_macs_per_frame": direct}
+        if isinstance(conv, FactorisedDFT):
+            row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2,
+                       macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
+        elif isinstance(conv, SplitFrameConv):
+            row["macs_per_frame"] = SPLIT_PRODUCTS * direct
+        else:
+            row["macs_per_frame"] = direct
+        out.append(row)
+    return out
 
 
 def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
