@@ -15,6 +15,7 @@ from ..layers.frame_conv import fourier_stages  # noqa: F401  (re-exported for t
 from ..runtime import load
 from .measure import Candidate, _err, count_flops
 
+
 def with_direct_conv(fe: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``fe`` whose factorised DFTs are the plain conv again (same kernels)."""
     fe = copy.deepcopy(fe)
