@@ -56,8 +56,10 @@ class STFT(FrontendLayer):
     - Bad arguments raise ``ValueError`` naming the parameter; nnAudio prints or fails later.
     - Trainable magnitude adds 1e-8 inside the sqrt as nnAudio does; otherwise none.
 
-    ``precision`` (not in nnAudio): 'single' (default) applies the kernels with one float32
-    conv1d; 'extended' with the error-free split of :mod:`nnaudio_export.layers.frame_conv`
+    ``precision`` (not in nnAudio): 'single' (default) applies the kernels in float32, as the
+    two-stage factorised DFT of :mod:`nnaudio_export.layers.factorised_dft` when they are
+    frozen DFT kernels (``freq_scale='no'``) and ``(n_fft, hop)`` has a split that saves half
+    (4.8x fewer multiply-adds at n_fft 400 / hop 160), else with one conv1d; 'extended' with the error-free split of :mod:`nnaudio_export.layers.frame_conv`
     (~2-3x the time, 2^7-2^8 times less rounding error: bins 80 dB below a loud tone keep
     ~1e-5 relative accuracy instead of ~1e-3; frozen kernels only). ``dtype`` (not in
     nnAudio) is the kernels' dtype: ``torch.float64`` builds a reference whose kernels were
