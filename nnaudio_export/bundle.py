@@ -18,6 +18,7 @@ import torch
 
 from ._version import __version__
 from .builder import Frontend
+from .layers.frame_conv import fourier_stages
 from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, GOLDEN, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
 
@@ -216,6 +217,8 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         "files": files,
         **(extra or {}),
         "spec": spec,
+        # How each Fourier stage is applied (factorised N1 x N2 or direct conv), chosen at build time.
+        "fourier_stages": fourier_stages(fe),
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

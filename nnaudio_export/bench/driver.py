@@ -23,6 +23,7 @@ from ..manifest import MODEL_FILES, model_format, read_manifest, tensor_names
 from ..presets import get_spec, load as load_preset, names as preset_names
 from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
+from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
 from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, add_arguments
@@ -169,6 +170,8 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         res["bundle"] = str(bundle)
         extended = transform_precisions(spec) == {"extended"}
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=", precision extended" if extended else "")
+        res["fourier_stages"] = fourier_stages(fe)
+        fe1 = fe
         if extended:
             # The preset computes its DFT at extended precision (reference parity 80 dB down);
             # time the single-precision build too: that is the speed/accuracy trade.
@@ -176,6 +179,8 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
             single = ensure_bundle(preset, length, cfg.out / "bundles", precision="single")
             cands += prepare_ours(single, fe1, x, xn, cfg.device, ("torchscript", "onnxruntime"),
                                   ", precision single")
+            res["fourier_stages_single"] = fourier_stages(fe1)
+        cands += direct_conv_candidate(fe1, x, xn, cfg.device, cfg.out / "bundles" / f"{preset}-direct-conv")
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,

@@ -6,7 +6,7 @@ only; depends only on ``measure`` (for logging).
 """
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from .measure import _say
 
@@ -18,6 +18,20 @@ MEMORY_METHOD = ("ours only, a fresh subprocess per backend: mem MB = peak anony
 FLOP_METHOD = ("ours and nnAudio: conv/matmul FLOPs counted by torch.utils.flop_counter on the eager module "
                "(2 per MAC, elementwise not counted); FFT peers: 5 N log2 N per frame + 2 n_mels (N/2+1) per "
                "frame for the mel matmul (a real FFT needs about half of 5 N log2 N)")
+
+
+def describe(stages: List[Dict[str, Any]]) -> str:
+    """One line for the report, e.g. 'stages.0.layer: factorised 20 x 20 (n_fft 400, hop 160),
+    33,600 MACs/frame; direct conv 160,800 (4.8x fewer)'."""
+    parts = []
+    for s in stages:
+        if s["method"] == "factorised":
+            parts.append(f"{s['layer']}: factorised {s['n1']} x {s['n2']} (n_fft {s['n_fft']}, hop {s['hop']}), "
+                         f"{s['macs_per_frame']:,} MACs/frame; direct conv {s['direct_macs_per_frame']:,} "
+                         f"({s['direct_macs_per_frame'] / s['macs_per_frame']:.1f}x fewer)")
+        else:
+            parts.append(f"{s['layer']}: direct conv ({s['precision']}), {s['macs_per_frame']:,} MACs/frame")
+    return "; ".join(parts) if parts else "-"
 
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:
@@ -47,6 +61,9 @@ def markdown(report: Dict[str, Any]) -> str:
         lines += [f"## {p['preset']}: batch {p['batch']} x {p['seconds']:g} s at {p['sample_rate']:g} Hz", "",
                   f"fastest peer (identical settings): {p['fastest_peer'] or '-'} "
                   f"({_f(p['fastest_peer_ms'])} ms)", "",
+                  f"Fourier stages: {describe(p.get('fourier_stages', []))}"
+                  + (f"; at precision single: {describe(p['fourier_stages_single'])}"
+                     if p.get("fourier_stages_single") else ""), "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in p["rows"]:
             note = r["error"] if r["status"] != "ok" else (r["note"] or "")

@@ -205,3 +205,36 @@ def speechbrain_mel_filterbank(sample_rate: float, n_fft: int, n_mels: int = 40,
     slope = (freqs[None, :] - center[:, None]) / band[:, None]
     return require_nonempty_filters(np.maximum(0.0, np.minimum(slope + 1.0, 1.0 - slope)),
                                     sample_rate, n_fft)
+
+
+def kaldi_dft_parts(win_length: int, window: str = "povey", remove_dc_offset: bool = True,
+                    preemphasis: float = 0.97, round_to_power_of_two: bool = True, tol: float = 1e-12):
+    """Kaldi's folded kernel :func:`kaldi_fbank_kernels` ``K`` as a plain windowed DFT of a
+    pre-emphasised signal plus a low-rank remainder, so a factorised DFT can apply it
+    (:mod:`nnaudio_export.kernels.factorised_dft`). On the frame extended by the sample
+    before it, ``x_e = [x[s-1], x[s], ..., x[s+L-1]]``:
+
+        K x = D diag(w) p + U (V x_e),   p[n] = x[s+n] - c x[s+n-1]
+
+    with ``D`` the ``[cos; sin]`` DFT of ``n_fft`` points, ``w`` the Kaldi window, ``c`` the
+    pre-emphasis. Exact for any value of ``x[s-1]`` (Kaldi's frame does not read it: its
+    ``x[-1] := x[0]``): the remainder ``M_e - diag(w) P_e`` is ``c w[0] (x[s-1] - x[s])`` on
+    row 0 (zero for windows with ``w[0] = 0``, e.g. povey, hanning) plus DC removal's
+    ``-(1 - c) mean(x) w``, rank <= 2, found with an SVD (singular values above ``tol``
+    times the largest). Returns ``dict(n_fft, window (n_fft, zero past L), preemphasis,
+    correction_taps (r, L + 1), correction_bins (2 F, r))``."""
+    L = int(win_length)
+    n_fft = padded_length(L, round_to_power_of_two)
+    M = kaldi_frame_operator(L, n_fft, window, remove_dc_offset, preemphasis)[:L]
+    c = float(preemphasis)
+    w = kaldi_window(window, L)
+    M_e = np.concatenate([np.zeros((L, 1)), M], axis=1)          # (L, L + 1): ignores x[s-1]
+    P_e = np.eye(L, L + 1, k=1) - c * np.eye(L, L + 1)            # p[n] = x_e[n+1] - c x_e[n]
+    rest = M_e - w[:, None] * P_e
+    u, s, vt = np.linalg.svd(rest, full_matrices=False)
+    rank = int(np.sum(s > tol * max(1.0, float(np.abs(M).max()))))
+    k = np.arange(n_fft // 2 + 1, dtype=np.int64)
+    cycles = (np.outer(k, np.arange(L, dtype=np.int64)) % n_fft) / n_fft
+    dft = np.concatenate([np.cos(2 * np.pi * cycles), np.sin(2 * np.pi * cycles)], axis=0)
+    return {"n_fft": n_fft, "window": np.concatenate([w, np.zeros(n_fft - L)]), "preemphasis": c,
+            "correction_taps": vt[:rank], "correction_bins": dft @ (u[:, :rank] * s[:rank])}

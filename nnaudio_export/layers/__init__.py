@@ -4,8 +4,9 @@ inverses too: :class:`iSTFT`, :class:`GriffinLim`), and the pieces they share: :
 apply a kernel bank at a chosen precision (:func:`frame_conv`)."""
 from .common import FrontendLayer, kernel_tensor, register_kernel
 from .cqt import CQT1992v2, CQT2010v2
+from .factorised_dft import FactorisedDFT
+from .frame_conv import PRECISIONS, DFTFrames, FrameConv, SplitFrameConv, frame_conv
 from .gammatone import Gammatonegram
-from .frame_conv import PRECISIONS, FrameConv, SplitFrameConv, frame_conv
 from .griffin_lim import GriffinLim
 from .inverse_dft import FactoredIRFFT, MatrixIRFFT, irfft_module
 from .istft import iSTFT
@@ -16,4 +17,4 @@ from .vqt import VQT
 
 __all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "VQT", "Gammatonegram", "KaldiSTFT", "iSTFT", "GriffinLim",
            "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
-           "SplitFrameConv", "frame_conv", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]
+           "SplitFrameConv", "frame_conv", "DFTFrames", "FactorisedDFT", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]

@@ -6,7 +6,13 @@ way to apply a kernel bank) needs no change to the layers, and TorchScript compi
 chosen one. Every filterbank layer applies its kernels through here: STFT, Kaldi STFT,
 CQT1992v2 and each octave of CQT2010v2.
 
-- ``'single'``: one float32 ``conv1d``, the fastest.
+- ``'single'``: float32. A frozen bank that is a plain windowed DFT (the layer says so
+  with ``dft=DFTFrames(...)``: STFT with ``freq_scale='no'``, Kaldi's power spectrum) runs
+  as the two-stage factorised DFT of :mod:`nnaudio_export.layers.factorised_dft` when
+  :func:`~nnaudio_export.kernels.factorised_dft.dft_split` finds a split of ``(n_fft,
+  hop)`` that saves at least half (5-10x fewer multiply-adds, and less rounding than the
+  direct conv); everything else (trainable kernels, ``freq_scale`` 'linear'/'log', CQT,
+  no split, float64 reference builds) is one ``conv1d``.
 - ``'extended'``: the error-free split of :mod:`nnaudio_export.kernels.split` (three
   conv-sized products, ~2-3x the time of the transform): rounding error 2^7-2^8 times
   smaller, so bins 80 dB below the peak keep ~1e-5 relative accuracy instead of ~1e-3.
@@ -15,6 +21,8 @@ CQT1992v2 and each octave of CQT2010v2.
 Inputs that are not float32 (a float64 reference, ``.double()``) use the plain conv: the
 split only makes sense for float32 rounding.
 """
+from typing import Any, Dict, List, NamedTuple, Optional
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,18 +30,35 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import Param, require, require_choice
+from ..kernels.factorised_dft import dft_split
 from ..kernels.split import power_of_two_table, split_bits, split_kernel
 from .common import kernel_tensor
+from .factorised_dft import FactorisedDFT
 
 PRECISIONS = ("single", "extended")
 PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
                   doc="'single' (one float32 conv) or 'extended' (error-free split)")
 
 
+class DFTFrames(NamedTuple):
+    """What a kernel bank is when it is a windowed DFT: ``window`` (length ``n_fft``, zero
+    past ``taps``), frames every ``hop``, the first ``bins`` bins, rows ``[cos; sin]``;
+    Kaldi's also ``preemphasis`` and a low-rank remainder (see
+    :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`)."""
+    window: np.ndarray
+    hop: int
+    bins: int
+    taps: int
+    preemphasis: float = 0.0
+    correction_taps: Optional[np.ndarray] = None
+    correction_bins: Optional[np.ndarray] = None
+
+
 class FrameConv(nn.Module):
     """``conv1d(x, kernel, stride)``: precision 'single'."""
 
     precision = "single"
+    method = "direct"
 
     def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
         return F.conv1d(x, kernel, stride=stride)
@@ -44,6 +69,7 @@ class SplitFrameConv(nn.Module):
     its split kernels built once in float64 from ``kernel`` ((C, 1, K) numpy)."""
 
     precision = "extended"
+    method = "direct"
 
     def __init__(self, kernel: np.ndarray, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -71,12 +97,48 @@ class SplitFrameConv(nn.Module):
         return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}"
 
 
+# The error-free split is three conv-sized products (kernels/split.py).
+SPLIT_PRODUCTS = 3
+
+
+def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
+    """One entry per layer of ``fe`` that applies a kernel bank: its method ('direct' or
+    'factorised', with ``N1 x N2``) and multiply-adds per frame, with the direct conv's
+    beside it (bundle manifests and the benchmark list these)."""
+    out = []
+    for name, layer in fe.named_modules():
+        conv = getattr(layer, "conv", None)
+        kernel = getattr(layer, "kernel", None)
+        if conv is None or not isinstance(kernel, torch.Tensor) or kernel.dim() != 3:
+            continue
+        direct = int(kernel.shape[0]) * int(kernel.shape[-1])
+        row: Dict[str, Any] = {"layer": name, "method": getattr(conv, "method", "direct"),
+                               "precision": getattr(conv, "precision", "single"),
+                               "direct_macs_per_frame": direct}
+        if isinstance(conv, FactorisedDFT):
+            row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2,
+                       macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
+        elif isinstance(conv, SplitFrameConv):
+            row["macs_per_frame"] = SPLIT_PRODUCTS * direct
+        else:
+            row["macs_per_frame"] = direct
+        out.append(row)
+    return out
+
+
 def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
-               dtype: torch.dtype = torch.float32) -> nn.Module:
+               dtype: torch.dtype = torch.float32, dft: Optional[DFTFrames] = None) -> nn.Module:
     """The module applying ``kernel`` ((C, 1, K) float64 numpy) at ``precision``; ``dtype``
-    is the kernels' dtype (the split kernels of 'extended' are built in it)."""
+    is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
+    bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
+    stages may replace the conv (float64 builds keep the conv: they are the references)."""
     require_choice(precision, "precision", PRECISIONS)
     if precision == "single":
+        if dft is not None and not trainable and dtype == torch.float32:
+            split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
+            if split is not None:
+                return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
+                                     dft.preemphasis, dft.correction_taps, dft.correction_bins)
         return FrameConv()
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "

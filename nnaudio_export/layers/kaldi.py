@@ -8,10 +8,10 @@ from torch import Tensor
 
 from .. import functional as FN
 from ..checks import Param, check_args, pick, require
-from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_edge_indices, kaldi_fbank_kernels, padded_length,
-                             kaldi_num_frames)
+from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_dft_parts, kaldi_edge_indices, kaldi_fbank_kernels,
+                             padded_length, kaldi_num_frames)
 from .common import FrontendLayer, register_kernel, require_kernel_memory
-from .frame_conv import PRECISION, frame_conv
+from .frame_conv import PRECISION, DFTFrames, frame_conv
 from .stft import STFT_ARGS
 
 # The layer's arguments; the ``kaldi_stft`` stage declares its own from here.
@@ -34,7 +34,9 @@ class KaldiSTFT(FrontendLayer):
     ``n_fft`` are one linear map per frame, folded in float64 into the conv kernels
     (:func:`~nnaudio_export.kernels.kaldi.kaldi_fbank_kernels`); one strided conv gives real
     and imaginary parts, applied through :mod:`~nnaudio_export.layers.frame_conv` at
-    ``precision`` ('single' | 'extended'). ``snip_edges=False``: the signal is extended with
+    ``precision`` ('single' | 'extended'). At 'single' with frozen kernels the same map runs
+    as the factorised DFT of the pre-emphasised signal plus a rank <= 2 remainder
+    (:func:`~nnaudio_export.kernels.kaldi.kaldi_dft_parts`). ``snip_edges=False``: the signal is extended with
     constant index buffers (Kaldi's edge reflection, edge sample repeated) so frame ``f``
     starts at ``hop f + hop // 2 - L // 2``. Dither is not supported (inference: dither 0).
     Kaldi's arguments are in samples here (``win_length`` 400 = 25 ms at 16 kHz).
@@ -54,7 +56,10 @@ class KaldiSTFT(FrontendLayer):
         kern, n_fft = kaldi_fbank_kernels(win_length, window, remove_dc_offset, preemphasis,
                                           round_to_power_of_two)
         register_kernel(self, "kernel", kern[:, None, :], trainable, dtype)
-        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype)
+        parts = kaldi_dft_parts(win_length, window, remove_dc_offset, preemphasis, round_to_power_of_two)
+        dft = DFTFrames(parts["window"], hop_length, n_fft // 2 + 1, win_length, parts["preemphasis"],
+                        parts["correction_taps"], parts["correction_bins"])
+        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype, dft)
         self.precision = self.conv.precision
         self.n_fft = int(n_fft)
         self.n_bins = self.n_fft // 2 + 1

@@ -1,0 +1,100 @@
+"""The factorised windowed DFT of :mod:`nnaudio_export.kernels.factorised_dft` as torch ops:
+a way to apply a frozen ``[cos; sin]`` DFT kernel bank, picked by
+:func:`~nnaudio_export.layers.frame_conv.frame_conv` at build time.
+
+Ops only (every runtime has them, no ``DFT``/``STFT`` op, no complex tensors, no ``Gather``
+framing, no 2-D conv): Pad, Reshape/Transpose (the polyphase split of the signal), one
+grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2), and one slice of the bins that the
+``N2``-wide stage-2 grid computes past ``F``. Same input and output as the direct conv:
+``(B, 1, L)`` -> ``[cos; sin]`` ``(B, 2 F, T)``, ``T = (L - n_fft) // hop + 1``.
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..kernels.factorised_dft import direct_macs, factorised_dft_kernels, factorised_macs
+from .common import kernel_tensor
+
+
+class FactorisedDFT(nn.Module):
+    """``[cos; sin]`` windowed DFT of frames ``x[t hop : t hop + n_fft]`` in two stages
+    (``n_fft = n1 n2``, ``n1`` dividing ``hop``): a grouped conv per phase, one matmul
+    across phases. ``window`` (length ``n_fft``) is folded into stage 1. ``taps``: frames
+    of ``taps <= n_fft`` samples zero-padded to ``n_fft`` (Kaldi); the input is then padded
+    on the right by ``n_fft - taps`` zeros so the frame count is the direct conv's.
+
+    Kaldi's folded kernels (:func:`~nnaudio_export.kernels.kaldi.kaldi_dft_parts`) add two
+    optional parts: ``preemphasis`` ``c`` (the DFT then runs on ``x[n] - c x[n-1]``, a
+    2-tap conv, the signal extended by one zero on the left) and a rank-``r`` remainder
+    ``correction_bins @ conv1d(x_e, correction_taps, hop)`` (``r`` <= 2: DC removal, and
+    pre-emphasis at the frame's first sample), added to the stages' output."""
+
+    precision = "single"
+    method = "factorised"
+
+    def __init__(self, window: np.ndarray, hop: int, bins: int, n1: int,
+                 taps: Optional[int] = None, dtype: torch.dtype = torch.float32,
+                 preemphasis: float = 0.0, correction_taps: Optional[np.ndarray] = None,
+                 correction_bins: Optional[np.ndarray] = None):
+        super().__init__()
+        window = np.asarray(window, dtype=np.float64)
+        self.n_fft = int(window.shape[0])
+        self.n1 = int(n1)
+        self.n2 = self.n_fft // self.n1
+        self.hop = int(hop)
+        self.step = self.hop // self.n1
+        self.bins = int(bins)
+        self.rows = -(-self.bins // self.n2)
+        self.taps = self.n_fft if taps is None else int(taps)
+        self.pad_right = self.n_fft - self.taps
+        parts = factorised_dft_kernels(window, self.n1, self.bins)
+        self.register_buffer("stage1", kernel_tensor(parts["stage1"], dtype))
+        self.register_buffer("stage2", kernel_tensor(parts["stage2"], dtype))
+        self.preemphasis = float(preemphasis)
+        self.register_buffer("prefilter", kernel_tensor(np.array([[[-self.preemphasis, 1.0]]]), dtype))
+        taps_e = np.zeros((0, self.taps + 1)) if correction_taps is None else correction_taps
+        bins_e = np.zeros((2 * self.bins, 0)) if correction_bins is None else correction_bins
+        self.rank = int(taps_e.shape[0])
+        self.register_buffer("correction_taps", kernel_tensor(taps_e[:, None, :], dtype))
+        self.register_buffer("correction_bins", kernel_tensor(bins_e, dtype))
+
+    def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        extended = x
+        if self.preemphasis != 0.0 or self.rank > 0:
+            extended = F.pad(x, [1, 0])
+        if self.preemphasis != 0.0:
+            x = F.conv1d(extended, self.prefilter)
+        y = self.stages(x)
+        if self.rank > 0:
+            y = y + torch.matmul(self.correction_bins,
+                                 F.conv1d(extended, self.correction_taps, stride=self.hop))
+        return y
+
+    def stages(self, x: Tensor) -> Tensor:
+        """The two stages on ``(B, 1, L)``: ``[cos; sin]`` ``(B, 2 F, T)``."""
+        b = x.size(0)
+        if self.pad_right > 0:
+            x = F.pad(x, [0, self.pad_right])
+        length = x.size(-1)
+        used = ((length - self.n_fft) // self.hop) * self.hop + self.n_fft
+        if used < length:  # samples past the last frame (fewer than hop): not in any frame
+            x = x[:, :, :used]
+        phases = x.reshape(b, used // self.n1, self.n1).transpose(1, 2)      # (B, N1, L / N1)
+        z = F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)  # (B, N1 2 N2, T)
+        t = z.size(2)
+        y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.n2 * t))  # (B, 2 B2, N2 T)
+        y = y.reshape(b, 2, self.rows * self.n2, t)                          # bin k = N2 b + a
+        return y[:, :, :self.bins].reshape(b, 2 * self.bins, t)
+
+    def macs_per_frame(self) -> int:
+        """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
+        return factorised_macs(self.n_fft, self.n1, self.bins) + self.rank * (self.taps + 1 + 2 * self.bins)
+
+    def extra_repr(self) -> str:
+        return (f"n_fft={self.n_fft}, n1={self.n1}, n2={self.n2}, hop={self.hop}, bins={self.bins}, "
+                f"macs_per_frame={self.macs_per_frame()} "
+                f"(direct conv {direct_macs(self.bins, self.taps)}), preemphasis={self.preemphasis}, "
+                f"correction_rank={self.rank}")

@@ -1,0 +1,164 @@
+"""The factorised DFT (polyphase Cooley-Tukey in two stages): its split rule, its float64
+kernels against numpy's FFT, the float32 layer against numpy's float64 FFT (no worse than the
+direct conv it replaces, both measured here), when it is chosen, and its exported graphs."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import nnaudio_export as nx
+from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
+                                                   factorised_macs)
+from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
+from nnaudio_export.kernels.windows import get_window
+from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
+from nnaudio_export.signals import clip
+
+SR = 16000
+
+
+def numpy_frames_rfft(x, n_fft, hop, window, bins):
+    """[Re; -Im] of numpy's float64 rfft of every frame: the ``[cos; sin]`` correlation."""
+    frames = 1 + (len(x) - n_fft) // hop
+    idx = np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    spec = np.fft.rfft(x[idx] * window, axis=1)[:, :bins].T
+    return np.concatenate([spec.real, -spec.imag])
+
+
+def test_split_rule():
+    assert dft_split(400, 160) == (20, 20)            # whisper: gcd 80
+    assert dft_split(512, 160) == (32, 16)            # kaldi: gcd 32
+    assert dft_split(2048, 512) == (64, 32)
+    assert dft_split(1024, 256) == (32, 32)
+    assert dft_split(400, 101) is None                # gcd 1: no polyphase split
+    assert dft_split(16, 4) is None                   # too small to save half
+    for n_fft, hop in ((400, 160), (512, 160), (2048, 512), (1024, 256)):
+        n1, n2 = dft_split(n_fft, hop)
+        assert n1 * n2 == n_fft and hop % n1 == 0
+        assert factorised_macs(n_fft, n1, n_fft // 2 + 1) <= 0.5 * direct_macs(n_fft // 2 + 1, n_fft)
+    assert factorised_macs(400, 20, 201) == 33600 and direct_macs(201, 400) == 160800
+
+
+@pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
+                                            (400, 160, 37)])
+def test_float64_stages_are_numpy_rfft(n_fft, hop, bins):
+    x = np.random.default_rng(n_fft).standard_normal(6000)
+    window = get_window("hann", n_fft)
+    got = factorised_dft_apply(x, window, hop, dft_split(n_fft, hop)[0], bins)
+    want = numpy_frames_rfft(x, n_fft, hop, window, bins)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+
+
+def rel_error_80db(got, want):
+    """max |got - want| / |want| over bins within 80 dB of the peak (magnitudes)."""
+    mask = want >= want.max() * 1e-4
+    return float((np.abs(got - want)[mask] / want[mask]).max())
+
+
+@pytest.mark.parametrize("n_fft,hop", [(400, 160), (2048, 512)])
+def test_float32_layer_vs_numpy_float64_fft(n_fft, hop):
+    """Against numpy's float64 FFT on tones (where float32 rounding is at its worst): the
+    factorised stages are no further than the direct float32 conv, which is measured here."""
+    x = clip("tones", SR, 1.0)
+    xp = np.pad(x.astype(np.float64), n_fft // 2, mode="reflect")
+    spec = numpy_frames_rfft(xp, n_fft, hop, get_window("hann", n_fft), n_fft // 2 + 1)
+    want = np.hypot(spec[: n_fft // 2 + 1], spec[n_fft // 2 + 1:])
+    fast = STFT(n_fft=n_fft, hop_length=hop, sr=SR, output_format="Magnitude")
+    direct = STFT(n_fft=n_fft, hop_length=hop, sr=SR, output_format="Magnitude")
+    direct.conv = FrameConv()
+    assert isinstance(fast.conv, FactorisedDFT)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)[None]
+        e_fast = rel_error_80db(fast(xt)[0].double().numpy(), want)
+        e_direct = rel_error_80db(direct(xt)[0].double().numpy(), want)
+    print(f"[max-err] n_fft={n_fft}: factorised {e_fast:.2e}, direct conv {e_direct:.2e} (relative, 80 dB)")
+    assert e_fast <= e_direct and e_fast <= 5e-4
+
+
+def test_chosen_only_for_frozen_plain_dft():
+    fast = STFT(n_fft=400, hop_length=160, sr=SR)
+    assert isinstance(fast.conv, FactorisedDFT) and "n1=20, n2=20" in repr(fast)
+    assert "macs_per_frame=33600 (direct conv 160800)" in repr(fast)
+    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, trainable=True).conv, FrameConv)
+    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, freq_scale="linear",
+                           fmin=50, fmax=4000).conv, FrameConv)
+    assert isinstance(STFT(n_fft=400, hop_length=101, sr=SR).conv, FrameConv)
+    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, dtype=torch.float64).conv, FrameConv)
+    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, precision="extended").conv, SplitFrameConv)
+
+
+@pytest.mark.parametrize("num_samples", [16000, 16013])
+def test_frame_count_and_tail_match_the_direct_conv(num_samples):
+    """Lengths that are not a multiple of N1 (the samples past the last frame are dropped,
+    never padded into an extra frame), float64 layer as the reference, batch of 3."""
+    x = torch.from_numpy(np.stack([clip(s, SR, 1.1)[:num_samples] for s in ("speech", "noise", "tones")]))
+    for center in (True, False):
+        fast = STFT(n_fft=400, hop_length=160, sr=SR, center=center)
+        ref = STFT(n_fft=400, hop_length=160, sr=SR, center=center, dtype=torch.float64)
+        with torch.no_grad():
+            got, want = fast(x), ref(x.double())
+        assert got.shape == want.shape
+        assert float((got.double() - want).abs().max()) <= 2e-6 * float(want.abs().max())
+
+
+def test_mel_bundle_graph_and_backends(mel_bundle):
+    """mel_128 (precision 'single') ships the factorised stages: standard ops only (one
+    grouped 1-D conv, no DFT/STFT op, no Gather framing, no 2-D conv), and every backend
+    matches eager and the float64 reference (nx.verify)."""
+    model = onnx.load(str(mel_bundle / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"DFT", "STFT", "Gather", "GatherElements", "Unfold"}, ops
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 1
+    groups = [a.i for a in convs[0].attribute if a.name == "group"]
+    assert groups == [dft_split(2048, 512)[0]]
+    inits = {i.name: i for i in model.graph.initializer}
+    assert len(inits[convs[0].input[1]].dims) == 3                          # 1-D conv
+    (stage,) = json.loads((mel_bundle / "manifest.json").read_text())["fourier_stages"]
+    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 401408)
+    assert stage["direct_macs_per_frame"] == 4198400
+    report = nx.verify(mel_bundle, devices=("cpu",), backends=("onnxruntime", "torchscript", "pt2"))
+    assert report.ok, report.table()
+
+
+def test_kaldi_parts_rebuild_the_folded_kernel():
+    """Kaldi's folded kernel = DFT of the windowed pre-emphasised frame + a rank <= 2 rest."""
+    for window, rank in (("povey", 1), ("hamming", 2)):
+        parts = kaldi_dft_parts(400, window)
+        kernel, n_fft = kaldi_fbank_kernels(400, window)
+        c, w = parts["preemphasis"], parts["window"][:400]
+        k = np.arange(n_fft // 2 + 1)
+        cycles = (np.outer(k, np.arange(400)) % n_fft) / n_fft
+        dft = np.concatenate([np.cos(2 * np.pi * cycles), np.sin(2 * np.pi * cycles)])
+        pre = np.eye(400, 401, k=1) - c * np.eye(400, 401)
+        rebuilt = dft @ (w[:, None] * pre) + parts["correction_bins"] @ parts["correction_taps"]
+        assert parts["correction_taps"].shape == (rank, 401)
+        assert np.abs(rebuilt - np.pad(kernel, [(0, 0), (1, 0)])).max() <= 1e-12 * np.abs(kernel).max()
+
+
+@pytest.fixture(scope="module")
+def kaldi_single(tmp_path_factory):
+    fe = nx.presets.load("kaldi_fbank_80", seconds=1.0, precision="single").eval()
+    bundle = nx.export(fe, tmp_path_factory.mktemp("kaldi_single") / "b", formats=("onnx",), verify=False)
+    return fe, nx.load(bundle, backend="onnxruntime"), onnx.load(str(bundle / "model.onnx"))
+
+
+@pytest.mark.parametrize("signal", ["speech", "tones"])
+def test_kaldi_single_vs_kaldi_native_fbank(kaldi_single, signal):
+    """kaldi_fbank_80 at precision 'single' (factorised stages, eager and ONNX Runtime)
+    against kaldi-native-fbank, the preset's tolerance (1e-3) within 80 dB."""
+    from nnaudio_export.references import REFERENCES
+    fe, ort, model = kaldi_single
+    assert any(isinstance(m, FactorisedDFT) for m in fe.modules())
+    assert not {n.op_type for n in model.graph.node} & {"DFT", "STFT", "Gather"}
+    x = clip(signal, SR, 1.0)[: fe.num_samples]
+    want = REFERENCES["kaldi_fbank_80"](x)
+    with torch.no_grad():
+        eager = fe(torch.from_numpy(x[None]))[0].double().numpy()
+    got = np.asarray(ort(x[None].astype(np.float32)), np.float64)[0]
+    mask = (want.max() - want) * fe.db_per_unit <= 80
+    for y in (eager, got):
+        assert np.abs(y - want)[mask].max() <= 1e-3
