@@ -24,7 +24,7 @@ ORDER = [
     {"stages"},
     {"spec"},
     {"builder"},
-    {"presets"},
+    {"presets", "streaming"},
     {"bundle"},
     {"runtime"},
     {"parity"},

@@ -97,6 +97,7 @@ class PreEmphasisStage(AudioStage):
     ``FilterbankFeatures``), as a 2-tap conv1d after one zero of left padding."""
 
     type_name = "preemphasis"
+    whole_clip = "not streamed yet (needs the previous sample carried in the state)"
     params = (Param("coefficient", 0.97, "number"),)
 
     def __init__(self, coefficient: float, dtype: torch.dtype = torch.float32):
@@ -118,6 +119,7 @@ class RepeatPadStage(AudioStage):
     to ``length`` (transformers ``ClapFeatureExtractor``); identity when L == length."""
 
     type_name = "repeat_pad"
+    whole_clip = "tiles the whole clip to a fixed length"
     params = (Param("length", REQUIRED, "int", low=1, doc="samples after padding"),)
 
     def __init__(self, in_samples: int, length: int):

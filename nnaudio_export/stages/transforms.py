@@ -57,6 +57,7 @@ class STFTStage(FusablePowerTransform):
     """STFT (the :class:`~nnaudio_export.layers.STFT` layer's arguments, sr from the builder)."""
 
     type_name = "stft"
+    streaming = "framing"
     params = pick(STFT_ARGS, "n_fft", "win_length", "hop_length", "window", "center", "pad_mode",
                   "freq_bins", "freq_scale", "fmin", "fmax", "precision")
 
@@ -80,6 +81,8 @@ class CQTStage(FusablePowerTransform):
     """CQT: ``kind`` '1992v2' or '2010v2' and the CQT layers' arguments."""
 
     type_name = "cqt"
+    whole_clip = ("its octave kernels span many frames and earlydownsample filters the whole "
+                  "clip: not streamed (exactness not kept)")
     params = pick(CQT_ARGS, "kind", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
                   "filter_scale", "norm", "basis_norm", "window", "center", "pad_mode",
                   "earlydownsample", "normalization_type", "precision")
@@ -115,6 +118,7 @@ class KaldiSTFTStage(TransformStage):
     (:class:`~nnaudio_export.layers.KaldiSTFT`)."""
 
     type_name = "kaldi_stft"
+    streaming = "framing"
     params = pick(KALDI_ARGS, "win_length", "hop_length", "window", "remove_dc_offset", "preemphasis",
                   "round_to_power_of_two", "snip_edges", "precision")
 
