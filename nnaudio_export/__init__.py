@@ -18,13 +18,14 @@ _LAZY = {
     "FrontendBuilder": ("builder", "FrontendBuilder"),
     "export": ("api", "export"),
     "load": ("runtime", "load"),
+    "stream": ("stream_runtime", "stream"),
     "verify": ("parity", "verify"),
     "manifest_sha256": ("manifest", "manifest_sha256"),
     "layers": ("layers", None),
     "presets": ("presets", None),
 }
 
-__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
+__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "stream", "verify",
            "manifest_sha256", "__version__"]
 
 

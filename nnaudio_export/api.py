@@ -17,6 +17,8 @@ from .manifest import (FORMATS, MANIFEST, bundle_backends, foreign_entries, mode
 from .parity import verify as verify_bundle
 from .references import measure_reference_error
 from .spec import with_overrides
+from .stream_bundle import write_streaming_bundle
+from .stream_runtime import check_stream
 
 Source = Union[Frontend, Dict[str, Any], str, Path]
 
@@ -80,6 +82,14 @@ def _check_batch(batch: Optional[int], formats: Sequence[str], fe: Frontend) -> 
                    f"{batch} items of {fe.bytes_per_item / 2**20:.1f} MiB each (estimated)")
 
 
+def _check_chunk(chunk_samples: Optional[int], fe: Frontend) -> None:
+    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int) or chunk_samples < 1:
+        raise ValueError(f"chunk_samples: a positive integer is needed with streaming=True, got "
+                         f"{chunk_samples!r}")
+    if fe.input_kind != "audio":
+        raise ValueError("streaming: a synthesis frontend (spectrum in) does not stream")
+
+
 def _check_formats(formats: Sequence[str]) -> tuple:
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
@@ -94,7 +104,8 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            batch: Optional[int] = None, overwrite: bool = False,
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
            verify: bool = True, progress: Optional[Callable[[str], None]] = None,
-           precision: Optional[str] = None, num_frames: Optional[int] = None) -> Path:
+           precision: Optional[str] = None, num_frames: Optional[int] = None,
+           streaming: bool = False, chunk_samples: Optional[int] = None) -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend`, a spec dict, a preset name or a spec ``.json`` path.
@@ -114,6 +125,13 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     package wrote. A fixed ``batch`` must be <= 4096 (ONNX / .pt2) and fit the memory limit.
     Returns the absolute path. The manifest's sha256 (:func:`nnaudio_export.manifest.
     manifest_sha256`) is the bundle's digest to pin when loading it elsewhere.
+
+    ``streaming=True`` writes a streaming bundle instead (:mod:`nnaudio_export.streaming`):
+    its graph takes ``audio_chunk (batch, chunk_samples)``, ``chunk_length``, ``end`` and
+    ``state`` and returns the frames the chunk completed, their count and the next state;
+    run it with :func:`nnaudio_export.stream`. A stage that needs the whole clip raises
+    ``ValueError`` naming it. Verification streams the example signals in uneven pieces
+    through every backend and compares them with the offline frontend.
     """
     say = progress or (lambda msg: None)
     formats = _check_formats(formats)
@@ -121,13 +139,25 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     check_replaceable(out, overwrite, foreign_entries)
     fe = resolve_frontend(source, num_samples, seconds, precision, num_frames).eval()
     _check_batch(batch, formats, fe)
+    if streaming:
+        _check_chunk(chunk_samples, fe)
+    elif chunk_samples is not None:
+        raise ValueError("chunk_samples: only with streaming=True")
     with target_lock(out):
         for box in remove_leftovers(out):
             say(f"removed {box.name}, left by an interrupted export")
         check_replaceable(out, overwrite, foreign_entries)
         with staging_dir(out) as tmp:
-            manifest = write_bundle(fe, tmp, formats, batch, say)
-            if verify:
+            if streaming:
+                manifest = write_streaming_bundle(fe, tmp, formats, batch, chunk_samples, say)
+            else:
+                manifest = write_bundle(fe, tmp, formats, batch, say)
+            if verify and streaming:
+                say("verifying the streamed frames against the offline frontend on cpu")
+                manifest["parity"] = {"streaming": check_stream(tmp, bundle_backends(manifest) + ["eager"],
+                                                                manifest)}
+                write_json_atomic(tmp / MANIFEST, manifest)
+            elif verify:
                 say("verifying parity on cpu")
                 # Trusted: this process has just written every file.
                 report = verify_bundle(tmp, devices=("cpu",), backends=bundle_backends(manifest),
