@@ -18,6 +18,7 @@ from .parity import verify as verify_bundle
 from .references import measure_reference_error
 from .spec import with_overrides
 from .stream_bundle import write_streaming_bundle
+from .streaming import StreamingFrontend
 from .stream_runtime import check_stream
 
 Source = Union[Frontend, Dict[str, Any], str, Path]
@@ -82,12 +83,19 @@ def _check_batch(batch: Optional[int], formats: Sequence[str], fe: Frontend) -> 
                    f"{batch} items of {fe.bytes_per_item / 2**20:.1f} MiB each (estimated)")
 
 
-def _check_chunk(chunk_samples: Optional[int], fe: Frontend) -> None:
+def _check_chunk(chunk_samples: Optional[int], chunk_ms: Optional[float], fe: Frontend) -> int:
+    """The chunk length in samples, from ``chunk_samples`` or ``chunk_ms`` (one of them)."""
+    if (chunk_samples is None) == (chunk_ms is None):
+        raise ValueError("chunk_samples: give chunk_samples or chunk_ms (one of them) with streaming=True")
+    if chunk_ms is not None:
+        if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not chunk_ms > 0:
+            raise ValueError(f"chunk_ms must be a positive number, got {chunk_ms!r}")
+        chunk_samples = int(round(float(chunk_ms) * fe.sample_rate / 1000.0))
     if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int) or chunk_samples < 1:
         raise ValueError(f"chunk_samples: a positive integer is needed with streaming=True, got "
                          f"{chunk_samples!r}")
-    if fe.input_kind != "audio":
-        raise ValueError("streaming: a synthesis frontend (spectrum in) does not stream")
+    StreamingFrontend(fe, chunk_samples)     # a stage that cannot stream: ValueError naming it
+    return chunk_samples
 
 
 def _check_formats(formats: Sequence[str]) -> tuple:
@@ -105,7 +113,8 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
            verify: bool = True, progress: Optional[Callable[[str], None]] = None,
            precision: Optional[str] = None, num_frames: Optional[int] = None,
-           streaming: bool = False, chunk_samples: Optional[int] = None) -> Path:
+           streaming: bool = False, chunk_samples: Optional[int] = None,
+           chunk_ms: Optional[float] = None) -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend`, a spec dict, a preset name or a spec ``.json`` path.
@@ -140,9 +149,9 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     fe = resolve_frontend(source, num_samples, seconds, precision, num_frames).eval()
     _check_batch(batch, formats, fe)
     if streaming:
-        _check_chunk(chunk_samples, fe)
-    elif chunk_samples is not None:
-        raise ValueError("chunk_samples: only with streaming=True")
+        chunk_samples = _check_chunk(chunk_samples, chunk_ms, fe)
+    elif chunk_samples is not None or chunk_ms is not None:
+        raise ValueError("chunk_samples / chunk_ms: only with streaming=True")
     with target_lock(out):
         for box in remove_leftovers(out):
             say(f"removed {box.name}, left by an interrupted export")

@@ -49,7 +49,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.time()
     out = export(args.source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
                  seconds=args.seconds, num_samples=args.num_samples, verify=not args.no_verify,
-                 progress=_progress, precision=args.precision, num_frames=args.num_frames)
+                 progress=_progress, precision=args.precision, num_frames=args.num_frames,
+                 streaming=args.streaming, chunk_ms=args.chunk_ms)
     manifest = read_manifest(out)
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
@@ -57,7 +58,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"manifest sha256: {manifest_sha256(out)}  (pin it: --expect-sha256 / expected_sha256=)")
     if "reference_error" in manifest:
         print(f"reference:   {_reference_line(manifest['reference_error'])}")
-    if "parity" in manifest:
+    if "streaming" in manifest:
+        st = manifest["streaming"]
+        print(f"streaming: {st['chunk_samples']}-sample chunks, state {st['state']['size']} floats, "
+              f"up to {st['max_frames']} frames a call, lookahead {st['lookahead_samples']} samples")
+        for backend, entry in manifest.get("parity", {}).get("streaming", {}).items():
+            print(f"  streamed vs offline ({backend}): {entry['max_error_x_peak']:.2e} x peak")
+    elif "parity" in manifest:
         from .parity import ParityReport
         rep = ParityReport.from_dict(manifest["parity"])
         print(rep.table())
@@ -163,6 +170,10 @@ def _add_build(sub, common) -> None:
     b.add_argument("--force", action="store_true",
                    help="replace an existing bundle this tool wrote (anything else is refused)")
     b.add_argument("--no-verify", action="store_true", help="skip the parity check at export")
+    b.add_argument("--streaming", action="store_true",
+                   help="a streaming bundle: chunk + state in, completed frames + next state out")
+    b.add_argument("--chunk-ms", type=float, default=None,
+                   help="with --streaming: the chunk length in milliseconds (rounded to samples)")
     b.set_defaults(func=cmd_build)
 
 

@@ -20,6 +20,7 @@ import torch
 from .builder import Frontend
 from .manifest import BundleError, bundle_path, check_files, format_for_backend, read_checked, read_manifest
 from .runtime import BACKENDS, ort_providers
+from .stream_bundle import streaming_section
 from .streaming import StreamingFrontend
 
 Call = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -163,6 +164,15 @@ def stream(bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: s
     check_files(directory, manifest)
     return StreamSession(_load(directory, manifest, backend, device, intra_op_num_threads),
                          manifest, batch)
+
+
+def eager_session(frontend: Frontend, chunk_samples: int, batch: int = 1) -> StreamSession:
+    """A :class:`StreamSession` on ``frontend``'s streaming graph in eager PyTorch, without
+    writing a bundle (what the 'eager' backend of a streaming bundle runs)."""
+    sf = StreamingFrontend(frontend, chunk_samples).eval()
+    manifest = {"streaming": streaming_section(sf, frontend, None), "spec": frontend.spec,
+                "input": {"dtype": frontend.input_dtype}, "sample_rate": frontend.sample_rate}
+    return StreamSession(_torch_call(sf, torch.device("cpu")), manifest, batch)
 
 
 def stream_through(session: StreamSession, audio: np.ndarray, sizes) -> np.ndarray:

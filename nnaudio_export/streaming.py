@@ -71,14 +71,15 @@ def frame_grid(stage: nn.Module) -> FrameGrid:
     return FrameGrid(hop, taps, layer.win_length // 2 - hop // 2, "symmetric", hop // 2, 0)
 
 
-def _split_stages(fe: Frontend) -> Tuple[InputStage, nn.Module, List[nn.Module], int, int]:
-    """(input stage, transform stage, per-frame stages, frames trimmed at start, at end);
-    ValueError naming the first stage that cannot stream."""
+def _split_stages(fe: Frontend) -> Tuple[InputStage, nn.Module, List[nn.Module], int, int, float]:
+    """(input stage, transform stage, per-frame stages, frames trimmed at start, at end,
+    pre-emphasis coefficient or 0); ValueError naming the first stage that cannot stream."""
     if fe.input_kind != "audio":
         raise ValueError("streaming: a synthesis frontend (spectrum in) does not stream")
     stages = list(fe.stages)
     post: List[nn.Module] = []
     start = end = 0
+    preemphasis = 0.0
     transform = None
     for i, st in enumerate(stages):
         why = st.streaming_refusal()
@@ -88,6 +89,8 @@ def _split_stages(fe: Frontend) -> Tuple[InputStage, nn.Module, List[nn.Module],
             if transform is not None:
                 raise ValueError(f"streaming: stages[{i}] ({st.type_name}): one transform only")
             transform = st
+        elif st.streaming == "samples" and transform is None and preemphasis == 0.0:
+            preemphasis = float(st.coefficient)
         elif transform is None and st.streaming != "input":
             raise ValueError(f"streaming: stages[{i}] ({st.type_name}) before the transform "
                              "does not stream")
@@ -98,7 +101,7 @@ def _split_stages(fe: Frontend) -> Tuple[InputStage, nn.Module, List[nn.Module],
             post.append(st)
     if transform is None:
         raise ValueError("streaming: the frontend has no stft or kaldi_stft stage")
-    return stages[0], transform, post, start, end
+    return stages[0], transform, post, start, end, preemphasis
 
 
 class StreamingFrontend(nn.Module):
@@ -113,7 +116,7 @@ class StreamingFrontend(nn.Module):
         super().__init__()
         if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int) or chunk_samples < 1:
             raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
-        inp, transform, post, trim_start, trim_end = _split_stages(frontend)
+        inp, transform, post, trim_start, trim_end, pre = _split_stages(frontend)
         g = frame_grid(transform)
         self.grid = g
         self.chunk_samples = n = int(chunk_samples)
@@ -139,13 +142,17 @@ class StreamingFrontend(nn.Module):
         self.max_frames = max(1, (n + q_max + g.count_offset - g.left) // g.hop + g.count_base,
                               (n + q_max - g.taps) // g.hop + 1)
         self.window = (self.max_frames - 1) * g.hop + g.taps
-        self.state_size = self.tail + 2
+        # Pre-emphasis reads the sample before each one: one more raw sample is kept (zeros
+        # before a stream's start, as offline).
+        self.preemphasis = float(pre)
+        self.raw_tail = self.tail + (1 if pre != 0.0 else 0)
+        self.state_size = self.raw_tail + 2
         self.lookahead = g.taps - g.left
         self.right_reach = right
         self.post = nn.Sequential(*post)
         self.register_buffer("positions", torch.arange(self.window, dtype=torch.float32))
         self.register_buffer("frame_index", torch.arange(self.max_frames, dtype=torch.float32))
-        self.register_buffer("tail_index", torch.arange(self.tail, dtype=torch.float32))
+        self.register_buffer("tail_index", torch.arange(self.raw_tail, dtype=torch.float32))
         self.frame_axis = self._find_frame_axis()
 
     def _find_frame_axis(self) -> int:
@@ -216,14 +223,17 @@ class StreamingFrontend(nn.Module):
                 state: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         x = self._chunk(audio_chunk)
         dt = x.dtype
-        h = self.tail
+        h = self.raw_tail
         tail = state[:, :h].to(dt)
         n = state[:, h: h + 1].to(dt)
         q = state[:, h + 1: h + 2].to(dt) + self.q_start
         valid = torch.clamp(chunk_length.to(dt), 0.0, float(self.chunk_samples))
         ended = end.to(dt) > 0.5
         buf = torch.cat([tail, x], dim=1)
-        frames = self.post(self._spectrum(self._window(buf, n, q, valid, ended)))
+        emph = buf
+        if self.preemphasis != 0.0:
+            emph = buf[:, 1:] - self.preemphasis * buf[:, :-1]
+        frames = self.post(self._spectrum(self._window(emph, n, q, valid, ended)))
         count = self._frame_count(n, q, valid, ended)
         keep = self.frame_index.unsqueeze(0) < count                   # (B, max_frames)
         shape = [keep.size(0)] + [1] * (frames.dim() - 1)
@@ -238,8 +248,9 @@ class StreamingFrontend(nn.Module):
 
     def state_layout(self) -> dict:
         """What the state vector holds (the manifest's ``streaming.state_layout``)."""
-        h = self.tail
-        return {"samples": [0, h], "samples_seen": h, "frame_offset": h + 1}
+        h = self.raw_tail
+        return {"samples": [0, h], "samples_seen": h, "frame_offset": h + 1,
+                "preemphasis_carries_one_sample": self.preemphasis != 0.0}
 
     def zero_state(self, batch: int) -> Tensor:
         return torch.zeros(batch, self.state_size, dtype=torch.float32)

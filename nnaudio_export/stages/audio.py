@@ -97,11 +97,12 @@ class PreEmphasisStage(AudioStage):
     ``FilterbankFeatures``), as a 2-tap conv1d after one zero of left padding."""
 
     type_name = "preemphasis"
-    whole_clip = "not streamed yet (needs the previous sample carried in the state)"
+    streaming = "samples"
     params = (Param("coefficient", 0.97, "number"),)
 
     def __init__(self, coefficient: float, dtype: torch.dtype = torch.float32):
         super().__init__()
+        self.coefficient = float(coefficient)
         self.register_buffer("kernel", kernel_tensor(np.array([[[-float(coefficient), 1.0]]]), dtype))
 
     @classmethod

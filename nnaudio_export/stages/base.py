@@ -94,7 +94,8 @@ class Stage(nn.Module):
     # How the stage runs on a stream (:mod:`nnaudio_export.streaming`): 'frames' (each frame
     # on its own: it runs unchanged on the frames a chunk completes), 'framing' (a transform:
     # the streaming graph frames the samples itself), 'frame_index' (frame numbers:
-    # trim_frames), 'input'; '' when it needs the whole clip, ``whole_clip`` saying why.
+    # trim_frames), 'input', 'samples' (on the samples, carrying one sample: preemphasis);
+    # '' when it needs the whole clip, ``whole_clip`` saying why.
     streaming: ClassVar[str] = ""
     whole_clip: ClassVar[str] = "needs the whole clip"
 
