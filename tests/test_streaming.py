@@ -195,3 +195,27 @@ def test_streaming_bundle_refused_by_load_and_one_stream_session(kaldi_bundles):
     assert s.accept(x[300:500]).shape == (1, 80)   # 480 samples run: frame 0 (400 samples)
     with pytest.raises(ValueError, match="dtype float32"):
         s.accept(np.zeros(10, np.int16))
+
+
+def test_triton_sequence_batching_config_with_implicit_state(kaldi_bundles, tmp_path):
+    import onnx
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+    from nnaudio_export.triton import write_triton_repo
+    stream_dir, _ = kaldi_bundles
+    written = write_triton_repo(stream_dir, tmp_path / "repo", name="fbank")
+    graph = onnx.load(str(stream_dir / "model.onnx")).graph
+    names = {"onnx": ([i.name for i in graph.input], [o.name for o in graph.output]),
+             "libtorch": ([f"INPUT__{i}" for i in range(4)], [f"OUTPUT__{i}" for i in range(3)])}
+    size = json.loads((stream_dir / "manifest.json").read_text())["streaming"]["state"]["size"]
+    for suffix, (ins, outs) in names.items():
+        cfg = text_format.Parse((written[f"fbank_{suffix}"] / "config.pbtxt").read_text(), mc.ModelConfig())
+        assert not cfg.HasField("dynamic_batching")
+        seq = cfg.sequence_batching
+        (state,) = seq.state
+        assert (state.input_name, state.output_name) == (ins[3], outs[2])
+        assert list(state.dims) == [size] and state.initial_state[0].zero_data
+        (end,) = seq.control_input
+        assert end.name == ins[2] and end.control[0].kind == mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_END
+        assert [i.name for i in cfg.input] == ins[:2] and [o.name for o in cfg.output] == outs[:2]
+        assert list(cfg.input[0].dims) == [160] and cfg.output[1].data_type == mc.TYPE_INT64
