@@ -81,8 +81,8 @@ class CQTStage(FusablePowerTransform):
     """CQT: ``kind`` '1992v2' or '2010v2' and the CQT layers' arguments."""
 
     type_name = "cqt"
-    whole_clip = ("its octave kernels span many frames and earlydownsample filters the whole "
-                  "clip: not streamed (exactness not kept)")
+    whole_clip = ("not streamed: the streaming graph frames stft / kaldi_stft only (CQT's "
+                  "per-octave kernels and 2010v2's downsampling are not framed per chunk)")
     params = pick(CQT_ARGS, "kind", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
                   "filter_scale", "norm", "basis_norm", "window", "center", "pad_mode",
                   "earlydownsample", "normalization_type", "precision")
