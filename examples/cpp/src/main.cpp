@@ -1,5 +1,10 @@
 // frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]
-//              [--threads N] [--no-verify]
+//              [--threads N] [--no-verify] [--stream MS]
+//
+// --stream MS runs a streaming bundle (nnaudio-export build --streaming): the WAV (any length)
+// is fed in pieces of MS milliseconds, buffered to the bundle's chunks, each chunk run with
+// the carried state, the rest flushed with end=1; the frames are concatenated into the same
+// .npy as the offline bundle writes for the clip.
 //
 // Runs an nnaudio_export bundle on one WAV file from C++ (libtorch): reads manifest.json (and,
 // with --expect-sha256, refuses it unless its sha256 is the pinned one: a bundle is code, a
@@ -48,7 +53,8 @@ const char* kUsage =
     "  --backend        torchscript (model.pt, default) or pt2 (model.pt2, AOTInductor)\n"
     "  --expect-sha256  refuse the bundle unless manifest.json has this sha256 (nnaudio-export inspect)\n"
     "  --threads        intra-op threads (default: libtorch's); equal counts give equal rounding\n"
-    "  --no-verify      skip the sha256 check of the model file against manifest.json\n";
+    "  --no-verify      skip the sha256 check of the model file against manifest.json\n"
+    "  --stream MS      a streaming bundle: feed the WAV in MS-millisecond pieces, chunk by chunk\n";
 
 struct Manifest {
   std::string name;
@@ -60,6 +66,9 @@ struct Manifest {
   int64_t batch = 0;                 // 0: dynamic batch axis
   std::vector<int64_t> output_dims;  // without the batch axis
   mini_json::Value files;
+  int64_t chunk_samples = 0;         // > 0: a streaming bundle
+  int64_t state_size = 0;
+  int64_t frame_axis = 0;            // batch axis included
 };
 
 // A bundle file: a regular file, never a link (a bundle's files must be inside it).
@@ -112,6 +121,16 @@ Manifest read_manifest(const std::string& dir, const std::string& expected_sha25
     if (m.length_policy != "exact" && m.length_policy != "pad_or_trim")
       throw InputError(path + ": unknown length_policy '" + m.length_policy + "'");
     const mini_json::Value& in = root.at("input");
+    if (const mini_json::Value* st = root.find("streaming"); st && st->is_object()) {
+      m.chunk_samples = as_int(st->at("chunk_samples"), "streaming.chunk_samples");
+      m.state_size = as_int(st->at("state").at("size"), "streaming.state.size");
+      m.frame_axis = as_int(st->at("frame_axis"), "streaming.frame_axis");
+      m.input_dtype = in.at("dtype").str();
+      const mini_json::Value& sh = in.at("shape");
+      if (sh.is_array() && sh.items.size() == 3) m.channels = as_int(sh.items[1], "input.shape[1]");
+      m.files = root.at("files");
+      return m;
+    }
     // A synthesis bundle takes a spectrum ("spectrum" -> "audio"), not a WAV file.
     if (const mini_json::Value* nm = in.find("name"); nm && nm->is_string() && nm->string != "audio")
       throw InputError(path + ": this bundle's input is '" + nm->string + "', not audio (a synthesis "
@@ -236,11 +255,57 @@ torch::Tensor first_tensor(const c10::IValue& v) {
   throw std::runtime_error("the model returned no tensor");
 }
 
+// The whole WAV as (1, L) / (1, C, L) of the bundle's dtype (checks as audio_tensor).
+torch::Tensor whole_clip(const wav::Audio& a, Manifest m, const std::string& wav_path) {
+  m.num_samples = static_cast<int64_t>(a.frames());
+  m.length_policy = "exact";
+  return audio_tensor(a, m, wav_path);
+}
+
+// Runs a streaming bundle over x: pieces of `piece` samples are buffered into chunks of
+// m.chunk_samples; each chunk is one call (state carried), the rest one call with end=1.
+// Returns the frames of item 0, concatenated along the frame axis (no batch axis).
+template <typename Call>
+torch::Tensor run_stream(const torch::Tensor& x, const Manifest& m, int64_t piece, Call call) {
+  const int64_t n = m.chunk_samples, total = x.size(-1);
+  torch::Tensor state = torch::zeros({1, m.state_size}, torch::kFloat32);
+  std::vector<torch::Tensor> parts;
+  auto step = [&](const torch::Tensor& chunk, int64_t length, float end) {
+    std::vector<torch::Tensor> out = call({chunk, torch::full({1, 1}, static_cast<float>(length)),
+                                           torch::full({1, 1}, end), state});
+    if (out.size() != 3) throw std::runtime_error("a streaming model returns 3 tensors");
+    const int64_t count = out[1].item<int64_t>();
+    parts.push_back(out[0].narrow(m.frame_axis, 0, count).clone());
+    state = out[2].clone();
+  };
+  int64_t done = 0;
+  for (int64_t arrived = std::min(piece, total);; arrived = std::min(arrived + piece, total)) {
+    while (done + n <= arrived) {
+      step(x.narrow(-1, done, n).contiguous(), n, 0.0f);
+      done += n;
+    }
+    if (arrived == total) break;
+  }
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  torch::Tensor last = torch::zeros(shape, x.options());
+  last.narrow(-1, 0, total - done).copy_(x.narrow(-1, done, total - done));
+  step(last, total - done, 1.0f);
+  return torch::cat(parts, m.frame_axis)[0].contiguous();
+}
+
+std::vector<torch::Tensor> tensors_of(const c10::IValue& v) {
+  std::vector<torch::Tensor> out;
+  if (v.isTuple())
+    for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toTensor());
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
-  std::string backend = "torchscript", expected_sha256;
+  std::string backend = "torchscript", expected_sha256, stream_ms;
   int threads = 0;
   bool verify = true;
   for (int i = 1; i < argc; ++i) {
@@ -253,6 +318,7 @@ int main(int argc, char** argv) {
     if (name == "--backend") value = &backend;
     if (name == "--expect-sha256") value = &expected_sha256;
     if (name == "--threads") value = &number;
+    if (name == "--stream") value = &stream_ms;
     if (value) {
       if (a.find('=') != std::string::npos) {
         *value = a.substr(a.find('=') + 1);
@@ -295,10 +361,52 @@ int main(int argc, char** argv) {
       if (dev && dev->is_string() && dev->string != "cpu")
         throw InputError(fname + " was compiled for " + dev->string + "; this program runs on cpu");
     }
-    x = audio_tensor(wav::read(wav_path), m, wav_path);
+    if ((m.chunk_samples > 0) != !stream_ms.empty())
+      throw InputError(m.chunk_samples > 0 ? dir + " is a streaming bundle: run it with --stream MS"
+                                           : dir + " is not a streaming bundle (nnaudio-export build --streaming)");
+    x = m.chunk_samples > 0 ? whole_clip(wav::read(wav_path), m, wav_path) : audio_tensor(wav::read(wav_path), m, wav_path);
   } catch (const std::exception& e) {
     std::cerr << "frontend_cli: error: " << e.what() << "\n";
     return 2;
+  }
+  if (m.chunk_samples > 0) {
+    char* end = nullptr;
+    const double ms = std::strtod(stream_ms.c_str(), &end);
+    if (*end != '\0' || !(ms > 0)) {
+      std::cerr << "frontend_cli: error: --stream needs a positive number of milliseconds, got '" << stream_ms << "'\n";
+      return 2;
+    }
+    const int64_t piece = std::max<int64_t>(1, std::llround(ms * m.sample_rate / 1000.0));
+    try {
+      c10::InferenceMode guard;
+      torch::Tensor frames;
+      if (backend == "torchscript") {
+        std::istringstream stream(model_bytes);
+        torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
+        module.eval();
+        frames = run_stream(x, m, piece, [&](std::vector<torch::Tensor> in) {
+          return tensors_of(module.forward({in[0], in[1], in[2], in[3]}));
+        });
+      } else {
+        setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
+        char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
+        if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
+        const std::string path = std::string(tmpl) + "/model.pt2";
+        { std::ofstream o(path, std::ios::binary); o.write(model_bytes.data(), static_cast<std::streamsize>(model_bytes.size())); }
+        torch::inductor::AOTIModelPackageLoader loader(path);
+        std::remove(path.c_str());
+        rmdir(tmpl);
+        frames = run_stream(x, m, piece, [&](std::vector<torch::Tensor> in) { return loader.run(in); });
+      }
+      frames = frames.to(torch::kFloat32).contiguous();
+      npy::write_f32(out_path, frames.data_ptr<float>(), frames.sizes().vec());
+      std::cerr << "frontend_cli: " << m.name << " streamed in " << m.chunk_samples << "-sample chunks (" << backend
+                << "): " << c10::str(x.sizes()) << " -> " << c10::str(frames.sizes()) << " -> " << out_path << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "frontend_cli: error: streaming failed (" << backend << "): " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
   }
   // A fixed-batch bundle: repeat the clip to fill the batch, keep item 0.
   if (m.batch > 1) x = x.expand([&] { auto s = x.sizes().vec(); s[0] = m.batch; return s; }()).contiguous();
