@@ -39,6 +39,7 @@
 #include "json.hpp"
 #include "npy.hpp"
 #include "sha256.hpp"
+#include "stream.hpp"
 #include "wav.hpp"
 
 namespace {
@@ -262,45 +263,6 @@ torch::Tensor whole_clip(const wav::Audio& a, Manifest m, const std::string& wav
   return audio_tensor(a, m, wav_path);
 }
 
-// Runs a streaming bundle over x: pieces of `piece` samples are buffered into chunks of
-// m.chunk_samples; each chunk is one call (state carried), the rest one call with end=1.
-// Returns the frames of item 0, concatenated along the frame axis (no batch axis).
-template <typename Call>
-torch::Tensor run_stream(const torch::Tensor& x, const Manifest& m, int64_t piece, Call call) {
-  const int64_t n = m.chunk_samples, total = x.size(-1);
-  torch::Tensor state = torch::zeros({1, m.state_size}, torch::kFloat32);
-  std::vector<torch::Tensor> parts;
-  auto step = [&](const torch::Tensor& chunk, int64_t length, float end) {
-    std::vector<torch::Tensor> out = call({chunk, torch::full({1, 1}, static_cast<float>(length)),
-                                           torch::full({1, 1}, end), state});
-    if (out.size() != 3) throw std::runtime_error("a streaming model returns 3 tensors");
-    const int64_t count = out[1].item<int64_t>();
-    parts.push_back(out[0].narrow(m.frame_axis, 0, count).clone());
-    state = out[2].clone();
-  };
-  int64_t done = 0;
-  for (int64_t arrived = std::min(piece, total);; arrived = std::min(arrived + piece, total)) {
-    while (done + n <= arrived) {
-      step(x.narrow(-1, done, n).contiguous(), n, 0.0f);
-      done += n;
-    }
-    if (arrived == total) break;
-  }
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = n;
-  torch::Tensor last = torch::zeros(shape, x.options());
-  last.narrow(-1, 0, total - done).copy_(x.narrow(-1, done, total - done));
-  step(last, total - done, 1.0f);
-  return torch::cat(parts, m.frame_axis)[0].contiguous();
-}
-
-std::vector<torch::Tensor> tensors_of(const c10::IValue& v) {
-  std::vector<torch::Tensor> out;
-  if (v.isTuple())
-    for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toTensor());
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -384,8 +346,8 @@ int main(int argc, char** argv) {
         std::istringstream stream(model_bytes);
         torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
         module.eval();
-        frames = run_stream(x, m, piece, [&](std::vector<torch::Tensor> in) {
-          return tensors_of(module.forward({in[0], in[1], in[2], in[3]}));
+        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) {
+          return stream::tensors_of(module.forward({in[0], in[1], in[2], in[3]}));
         });
       } else {
         setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
@@ -396,7 +358,7 @@ int main(int argc, char** argv) {
         torch::inductor::AOTIModelPackageLoader loader(path);
         std::remove(path.c_str());
         rmdir(tmpl);
-        frames = run_stream(x, m, piece, [&](std::vector<torch::Tensor> in) { return loader.run(in); });
+        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) { return loader.run(in); });
       }
       frames = frames.to(torch::kFloat32).contiguous();
       npy::write_f32(out_path, frames.data_ptr<float>(), frames.sizes().vec());
