@@ -121,6 +121,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"integrity:   {integrity}")
     if isinstance(m.get("parity"), dict):
         print(f"parity:      {'ok' if m['parity'].get('ok') else 'FAILED'} at export (cpu)")
+    if isinstance(m.get("streaming"), dict):
+        st = m["streaming"]
+        print(f"streaming:   {st.get('chunk_samples')}-sample chunks, state {st.get('state', {}).get('size')} "
+              f"floats, up to {st.get('max_frames')} frames a call, lookahead {st.get('lookahead_samples')} "
+              "samples (run it with nx.stream or frontend_cli --stream)")
     if isinstance(m.get("reference_error"), dict):
         print(f"reference:   {_reference_line(m['reference_error'])}")
     return 0 if integrity.startswith("all") else 1

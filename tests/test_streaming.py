@@ -161,6 +161,7 @@ def test_streaming_bundle_every_backend_equals_offline(kaldi_bundles):
     assert st["chunk_samples"] == 160 and st["state"]["size"] == st["inputs"][3]["shape"][1]
     assert [t["name"] for t in st["inputs"]] == ["audio_chunk", "chunk_length", "end", "state"]
     assert st["lookahead_samples"] == 400
+    assert manifest["parity"]["ok"] is True
     assert set(manifest["parity"]["streaming"]) == {"torchscript", "onnxruntime", "pt2", "eager"}
     x = signals(16000, 1.0)
     fe = nx.Frontend.from_spec(manifest["spec"]).eval()
@@ -189,6 +190,7 @@ def test_streaming_bundle_refused_by_load_and_one_stream_session(kaldi_bundles):
     stream_dir, _ = kaldi_bundles
     with pytest.raises(ValueError, match="streaming bundle"):
         nx.load(stream_dir)
+    assert cli_main(["inspect", str(stream_dir)]) == 0
     s = nx.stream(stream_dir)
     x = clip("tones", 16000, 0.1)[:1600]
     assert s.accept(x[:300]).shape == (0, 80)      # one 160-sample chunk run: no frame yet
