@@ -18,6 +18,7 @@ _LAZY = {
     "FrontendBuilder": ("builder", "FrontendBuilder"),
     "export": ("api", "export"),
     "load": ("runtime", "load"),
+    "stream": ("stream_runtime", "stream"),
     "verify": ("parity", "verify"),
     "manifest_sha256": ("manifest", "manifest_sha256"),
     "from_nnaudio": ("convert", "from_nnaudio"),
@@ -27,7 +28,7 @@ _LAZY = {
     "from_hf": ("convert.hf", "from_hf"),
 }
 
-__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "verify",
+__all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "stream", "verify",
            "manifest_sha256", "from_hf", "from_nnaudio", "convert_nnaudio", "__version__"]
 
 

@@ -20,6 +20,9 @@ from .parity import golden_data
 from .parity import verify as verify_bundle
 from .references import measure_reference_error
 from .spec import with_overrides
+from .stream_bundle import write_streaming_bundle
+from .streaming import StreamingFrontend
+from .stream_runtime import check_stream
 
 Source = Union[Frontend, nn.Module, Dict[str, Any], str, Path]
 
@@ -121,6 +124,21 @@ def _check_batch(batch: Optional[int], formats: Sequence[str], fe: Frontend) -> 
                    f"{batch} items of {fe.bytes_per_item / 2**20:.1f} MiB each (estimated)")
 
 
+def _check_chunk(chunk_samples: Optional[int], chunk_ms: Optional[float], fe: Frontend) -> int:
+    """The chunk length in samples, from ``chunk_samples`` or ``chunk_ms`` (one of them)."""
+    if (chunk_samples is None) == (chunk_ms is None):
+        raise ValueError("chunk_samples: give chunk_samples or chunk_ms (one of them) with streaming=True")
+    if chunk_ms is not None:
+        if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not chunk_ms > 0:
+            raise ValueError(f"chunk_ms must be a positive number, got {chunk_ms!r}")
+        chunk_samples = int(round(float(chunk_ms) * fe.sample_rate / 1000.0))
+    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int) or chunk_samples < 1:
+        raise ValueError(f"chunk_samples: a positive integer is needed with streaming=True, got "
+                         f"{chunk_samples!r}")
+    StreamingFrontend(fe, chunk_samples)     # a stage that cannot stream: ValueError naming it
+    return chunk_samples
+
+
 def _check_formats(formats: Sequence[str]) -> tuple:
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
@@ -136,7 +154,9 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
            verify: bool = True, progress: Optional[Callable[[str], None]] = None,
            precision: Optional[str] = None, num_frames: Optional[int] = None,
-           sample_rate: Optional[float] = None, output_kind: str = "linear") -> Path:
+           sample_rate: Optional[float] = None, output_kind: str = "linear",
+           streaming: bool = False, chunk_samples: Optional[int] = None,
+           chunk_ms: Optional[float] = None) -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend` (trained or loaded weights are exported and verified
@@ -163,6 +183,13 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     package wrote. A fixed ``batch`` must be <= 4096 (ONNX / .pt2) and fit the memory limit.
     Returns the absolute path. The manifest's sha256 (:func:`nnaudio_export.manifest.
     manifest_sha256`) is the bundle's digest to pin when loading it elsewhere.
+
+    ``streaming=True`` writes a streaming bundle instead (:mod:`nnaudio_export.streaming`):
+    its graph takes ``audio_chunk (batch, chunk_samples)``, ``chunk_length``, ``end`` and
+    ``state`` and returns the frames the chunk completed, their count and the next state;
+    run it with :func:`nnaudio_export.stream`. A stage that needs the whole clip raises
+    ``ValueError`` naming it. Verification streams the example signals in uneven pieces
+    through every backend and compares them with the offline frontend.
     """
     say = progress or (lambda msg: None)
     formats = _check_formats(formats)
@@ -173,15 +200,30 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     _check_batch(batch, formats, fe)
     origin = describe_source(fe)
     from_spec = origin["kind"] == "spec"
+    if streaming:
+        if not from_spec:
+            raise ValueError(f"streaming: only a frontend its spec rebuilds streams (a preset, a spec, "
+                             f"an untrained Frontend); got a {origin['kind'].replace('_', ' ')}")
+        chunk_samples = _check_chunk(chunk_samples, chunk_ms, fe)
+    elif chunk_samples is not None or chunk_ms is not None:
+        raise ValueError("chunk_samples / chunk_ms: only with streaming=True")
     with target_lock(out):
         for box in remove_leftovers(out):
             say(f"removed {box.name}, left by an interrupted export")
         check_replaceable(out, overwrite, foreign_entries)
         with staging_dir(out) as tmp:
-            say(f"writing {GOLDEN}")
-            golden = write_golden(tmp / GOLDEN, *golden_data(fe, from_spec))
-            manifest = write_bundle(fe, tmp, formats, batch, say, {"source": origin, "golden": golden})
-            if verify:
+            if streaming:
+                manifest = write_streaming_bundle(fe, tmp, formats, batch, chunk_samples, say)
+            else:
+                say(f"writing {GOLDEN}")
+                golden = write_golden(tmp / GOLDEN, *golden_data(fe, from_spec))
+                manifest = write_bundle(fe, tmp, formats, batch, say, {"source": origin, "golden": golden})
+            if verify and streaming:
+                say("verifying the streamed frames against the offline frontend on cpu")
+                manifest["parity"] = {"ok": True, "streaming": check_stream(tmp, bundle_backends(manifest) + ["eager"],
+                                                                manifest)}
+                write_json_atomic(tmp / MANIFEST, manifest)
+            elif verify:
                 say("verifying parity on cpu")
                 # Trusted: this process has just written every file. A bundle its spec
                 # cannot rebuild is checked against the very module it was exported from.

@@ -57,7 +57,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         seconds = num_samples = None
     out = export(source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
                  seconds=seconds, num_samples=num_samples, verify=not args.no_verify,
-                 progress=_progress, precision=args.precision, num_frames=args.num_frames)
+                 progress=_progress, precision=args.precision, num_frames=args.num_frames,
+                 streaming=args.streaming, chunk_ms=args.chunk_ms)
     manifest = read_manifest(out)
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
@@ -65,7 +66,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"manifest sha256: {manifest_sha256(out)}  (pin it: --expect-sha256 / expected_sha256=)")
     if "reference_error" in manifest:
         print(f"reference:   {_reference_line(manifest['reference_error'])}")
-    if "parity" in manifest:
+    if "streaming" in manifest:
+        st = manifest["streaming"]
+        print(f"streaming: {st['chunk_samples']}-sample chunks, state {st['state']['size']} floats, "
+              f"up to {st['max_frames']} frames a call, lookahead {st['lookahead_samples']} samples")
+        for backend, entry in manifest.get("parity", {}).get("streaming", {}).items():
+            print(f"  streamed vs offline ({backend}): {entry['max_error_x_peak']:.2e} x peak")
+    elif "parity" in manifest:
         from .parity import ParityReport
         rep = ParityReport.from_dict(manifest["parity"])
         print(rep.table())
@@ -129,6 +136,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"integrity:   {integrity}")
     if isinstance(m.get("parity"), dict):
         print(f"parity:      {'ok' if m['parity'].get('ok') else 'FAILED'} at export (cpu)")
+    if isinstance(m.get("streaming"), dict):
+        st = m["streaming"]
+        print(f"streaming:   {st.get('chunk_samples')}-sample chunks, state {st.get('state', {}).get('size')} "
+              f"floats, up to {st.get('max_frames')} frames a call, lookahead {st.get('lookahead_samples')} "
+              "samples (run it with nx.stream or frontend_cli --stream)")
     if isinstance(m.get("reference_error"), dict):
         print(f"reference:   {_reference_line(m['reference_error'])}")
     return 0 if integrity.startswith("all") else 1
@@ -179,6 +191,10 @@ def _add_build(sub, common) -> None:
     b.add_argument("--force", action="store_true",
                    help="replace an existing bundle this tool wrote (anything else is refused)")
     b.add_argument("--no-verify", action="store_true", help="skip the parity check at export")
+    b.add_argument("--streaming", action="store_true",
+                   help="a streaming bundle: chunk + state in, completed frames + next state out")
+    b.add_argument("--chunk-ms", type=float, default=None,
+                   help="with --streaming: the chunk length in milliseconds (rounded to samples)")
     b.set_defaults(func=cmd_build)
 
 

@@ -91,6 +91,9 @@ class Runtime:
             raise RuntimeError("device='cuda' asked for, but torch.cuda.is_available() is False")
         self.dir = bundle_path(bundle_dir)
         self.manifest = read_manifest(self.dir, expected_sha256)
+        if "streaming" in self.manifest:
+            raise BundleError(f"{self.dir} is a streaming bundle (chunk + state in, frames out): "
+                              "run it with nx.stream(...)")
         self.backend, self.device = backend, device
         self.num_samples = int(self.manifest["num_samples"])
         self.sample_rate = float(self.manifest["sample_rate"])

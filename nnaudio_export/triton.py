@@ -8,7 +8,10 @@
     repo/<name>_libtorch/config.pbtxt    platform pytorch_libtorch, INPUT__0 / OUTPUT__0
     repo/<name>_libtorch/1/model.pt
 
-both with ``max_batch_size`` and ``dynamic_batching {}``. Triton batches along the first
+both with ``max_batch_size`` and ``dynamic_batching {}``; a streaming bundle gets
+``sequence_batching`` with implicit state instead (``state`` -> ``next_state`` kept by
+Triton per sequence, zeros at a sequence's start; ``end`` as the CONTROL_SEQUENCE_END
+control; requests carry ``audio_chunk`` and ``chunk_length``). Triton batches along the first
 axis, so the bundle must have been exported with a dynamic batch axis (the default); a
 fixed-batch bundle is refused. Each model directory is assembled beside its final place
 (one writer at a time, leftovers of interrupted runs removed: :mod:`nnaudio_export.install`),
@@ -99,6 +102,58 @@ def _pbtxt(name: str, platform: str, backend: str, max_batch: int, inp: str, in_
     )
 
 
+_TRITON_ANY_DTYPES = dict(_TRITON_DTYPES, int64="TYPE_INT64")
+
+
+def _tensor_block(kind: str, tensors: List[Dict[str, Any]]) -> str:
+    rows = [f"{kind} [\n"]
+    for i, t in enumerate(tensors):
+        dims = "[ " + ", ".join(str(int(v)) for v in _dims(t["shape"], t["name"])) + " ]"
+        rows.append(f'  {{\n    name: "{t["triton_name"]}"\n    data_type: {_TRITON_ANY_DTYPES[t["dtype"]]}\n'
+                    f"    dims: {dims}\n  }}{',' if i < len(tensors) - 1 else ''}\n")
+    return "".join(rows) + "]\n"
+
+
+def _streaming_pbtxt(name: str, fmt: ModelFormat, max_batch: int, streaming: Dict[str, Any],
+                     comment: str) -> str:
+    """A ``sequence_batching`` config with implicit state: Triton keeps ``state`` /
+    ``next_state`` per sequence (zeros at its start: a new stream), ``end`` is the
+    CONTROL_SEQUENCE_END control (1.0 on a sequence's last request), and a request carries
+    ``audio_chunk`` and ``chunk_length``; it gets ``frames`` and ``num_frames``."""
+    def named(t: Dict[str, Any], i: int, prefix: str) -> Dict[str, Any]:
+        # TorchScript tensors are named by position (INPUT__i / OUTPUT__i).
+        return dict(t, triton_name=f"{prefix}__{i}" if fmt.input_name else t["name"])
+    ins = [named(t, i, "INPUT") for i, t in enumerate(streaming["inputs"])]
+    outs = [named(t, i, "OUTPUT") for i, t in enumerate(streaming["outputs"])]
+    state, next_state, end = ins[3], outs[2], ins[2]
+    size = int(streaming["state"]["size"])
+    return (
+        f"# {comment}\n"
+        f'name: "{name}"\n'
+        f'platform: "{fmt.triton_platform}"\n'
+        f'backend: "{fmt.triton_backend}"\n'
+        f"max_batch_size: {int(max_batch)}\n"
+        + _tensor_block("input", ins[:2]) + _tensor_block("output", outs[:2]) +
+        "sequence_batching {\n"
+        "  max_sequence_idle_microseconds: 60000000\n"
+        "  control_input [\n"
+        "    {\n"
+        f'      name: "{end["triton_name"]}"\n'
+        "      control [ { kind: CONTROL_SEQUENCE_END fp32_false_true: [ 0, 1 ] } ]\n"
+        "    }\n"
+        "  ]\n"
+        "  state [\n"
+        "    {\n"
+        f'      input_name: "{state["triton_name"]}"\n'
+        f'      output_name: "{next_state["triton_name"]}"\n'
+        "      data_type: TYPE_FP32\n"
+        f"      dims: [ {size} ]\n"
+        "      initial_state: [ { data_type: TYPE_FP32 dims: [ %d ] zero_data: true name: \"new_stream\" } ]\n"
+        "    }\n"
+        "  ]\n"
+        "}\n") % size
+
+
 def _check_bundle_for_triton(manifest: Dict[str, Any], bundle: Path) -> None:
     batch = manifest.get("batch")
     if batch is not None or manifest["input"]["shape"][0] != "batch":
@@ -165,10 +220,14 @@ def _write_model(bundle: Path, manifest: Dict[str, Any], fmt: ModelFormat, final
         with staging_dir(final) as tmp:
             (tmp / VERSION).mkdir()
             (tmp / VERSION / fmt.file).write_bytes(data)
-            config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
-                            input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
-                            _dims(manifest["input"]["shape"], "input"), output_name,
-                            _dims(manifest["output"]["shape"], "output"), comment)
+            if "streaming" in manifest:
+                config = _streaming_pbtxt(final.name, fmt, max_batch, manifest["streaming"],
+                                          comment + ", streaming")
+            else:
+                config = _pbtxt(final.name, fmt.triton_platform, fmt.triton_backend, max_batch,
+                                input_name, _TRITON_DTYPES[manifest["input"]["dtype"]],
+                                _dims(manifest["input"]["shape"], "input"), output_name,
+                                _dims(manifest["output"]["shape"], "output"), comment)
             (tmp / "config.pbtxt").write_text(config)
             install_dir(tmp, final, overwrite, foreign_in_model_dir)
 

@@ -97,10 +97,12 @@ class PreEmphasisStage(AudioStage):
     ``FilterbankFeatures``), as a 2-tap conv1d after one zero of left padding."""
 
     type_name = "preemphasis"
+    streaming = "samples"
     params = (Param("coefficient", 0.97, "number"),)
 
     def __init__(self, coefficient: float, dtype: torch.dtype = torch.float32):
         super().__init__()
+        self.coefficient = float(coefficient)
         self.register_buffer("kernel", kernel_tensor(np.array([[[-float(coefficient), 1.0]]]), dtype))
 
     @classmethod
@@ -118,6 +120,7 @@ class RepeatPadStage(AudioStage):
     to ``length`` (transformers ``ClapFeatureExtractor``); identity when L == length."""
 
     type_name = "repeat_pad"
+    whole_clip = "tiles the whole clip to a fixed length"
     params = (Param("length", REQUIRED, "int", low=1, doc="samples after padding"),)
 
     def __init__(self, in_samples: int, length: int):

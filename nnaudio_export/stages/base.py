@@ -91,6 +91,13 @@ class Stage(nn.Module):
     type_name: ClassVar[str] = ""
     role: ClassVar[str] = ""
     params: ClassVar[Tuple[Param, ...]] = ()
+    # How the stage runs on a stream (:mod:`nnaudio_export.streaming`): 'frames' (each frame
+    # on its own: it runs unchanged on the frames a chunk completes), 'framing' (a transform:
+    # the streaming graph frames the samples itself), 'frame_index' (frame numbers:
+    # trim_frames), 'input', 'samples' (on the samples, carrying one sample: preemphasis);
+    # '' when it needs the whole clip, ``whole_clip`` saying why.
+    streaming: ClassVar[str] = ""
+    whole_clip: ClassVar[str] = "needs the whole clip"
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
@@ -111,6 +118,10 @@ class Stage(nn.Module):
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
 
+    def streaming_refusal(self) -> Optional[str]:
+        """None when this stage (with its parameters) can run on a stream, else why not."""
+        return None if self.streaming else self.whole_clip
+
     def work_elements(self, in_shape: Shape) -> int:
         """Elements per batch item this module allocates when it runs (default: its output);
         summed into the frontend's memory estimate."""
@@ -127,6 +138,7 @@ class InputStageBase(Stage):
 
     role = "input"
     input_kind: ClassVar[str] = ""
+    streaming = "input"
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:

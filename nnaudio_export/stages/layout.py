@@ -14,6 +14,7 @@ class TrimFramesStage(Stage):
     last STFT frame)."""
 
     type_name = "trim_frames"
+    streaming = "frame_index"
     role = "layout"
     params = (Param("start", 0, "int", low=0), Param("end", 0, "int", low=0))
 
@@ -42,6 +43,7 @@ class FixFramesStage(Stage):
     """Pad with ``value`` or cut the time axis to exactly ``frames`` (AST's 1024)."""
 
     type_name = "fix_frames"
+    whole_clip = "pads or cuts to a frame count fixed for the whole clip"
     role = "layout"
     params = (Param("frames", REQUIRED, "int", low=1), Param("value", 0.0, "number"))
 
@@ -71,6 +73,7 @@ class PadToMultipleStage(Stage):
     ``pad_to``)."""
 
     type_name = "pad_to_multiple"
+    whole_clip = "pads the whole clip's frame count to a multiple"
     role = "layout"
     params = (Param("multiple", 16, "int", low=1), Param("value", 0.0, "number"))
 
@@ -99,6 +102,7 @@ class TimeMajorStage(Stage):
     """(B, F, T) -> (B, T, F), the layout Kaldi-style models take."""
 
     type_name = "time_major"
+    streaming = "frames"
     role = "layout"
 
     @classmethod

@@ -17,6 +17,7 @@ class StandardizeStage(Stage):
     """``(x - mean) / std`` with fixed scalars or per-feature lists."""
 
     type_name = "standardize"
+    streaming = "frames"
     role = "normalisation"
     params = (Param("mean", 0.0, "numbers"), Param("std", 1.0, "numbers"))
 
@@ -59,6 +60,7 @@ class NormalizeStage(Stage):
     """
 
     type_name = "normalize"
+    whole_clip = "takes mean and std over the whole clip per item"
     role = "normalisation"
     params = (Param("mode", "per_feature", "str", choices=("per_feature", "global")),
               Param("eps", 1e-5, "number", low=0),

@@ -31,6 +31,7 @@ class LogStage(LogDomainStage):
     """``ln(max(x + offset, floor))`` (no clamp when ``floor`` is None)."""
 
     type_name = "log"
+    streaming = "frames"
     base = math.e
     params = (Param("floor", None, "number", optional=True, low=0),
               Param("offset", 0.0, "number"))
@@ -78,6 +79,7 @@ class DbStage(LogDomainStage):
     clamped at the per-item max minus ``top_db``."""
 
     type_name = "db"
+    streaming = "frames"
     params = DB_ARGS
 
     def __init__(self, ref: float, amin: float, top_db: float, multiplier: float):
@@ -94,6 +96,11 @@ class DbStage(LogDomainStage):
         module = cls(p["ref"], p["amin"], top, p["multiplier"])
         return module, ctx.but(log=True, db_per_unit=(20.0 / ctx.power) / float(p["multiplier"]))
 
+    def streaming_refusal(self) -> Optional[str]:
+        if self.top_db >= 0:
+            return "top_db clamps at each item's maximum over the whole clip (stream with top_db None)"
+        return None
+
     def forward(self, x: Tensor) -> Tensor:
         return FN.power_to_db(x, self.ref, self.amin, self.top_db, self.multiplier)
 
@@ -104,6 +111,7 @@ class DynamicRangeStage(Stage):
     openai's batched code takes the max over the whole batch)."""
 
     type_name = "dynamic_range"
+    whole_clip = "clamps at each item's maximum over the whole clip"
     role = "scaling"
     params = (Param("range", 8.0, "number", low=0),)
 
@@ -130,6 +138,7 @@ class AffineStage(Stage):
     """``x * scale + offset``."""
 
     type_name = "affine"
+    streaming = "frames"
     role = "scaling"
     params = (Param("scale", 1.0, "number"), Param("offset", 0.0, "number"))
 

@@ -29,6 +29,7 @@ class PowerStage(Stage):
     """``|X| ** exponent`` right after a transform (fused into it: no module of its own)."""
 
     type_name = "power"
+    streaming = "frames"
     role = "spectral"
     params = (Param("exponent", 2.0, "number", low=0, low_open=True),)
 
@@ -82,6 +83,7 @@ class MelStage(FilterbankStage):
     """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
 
     type_name = "mel"
+    streaming = "frames"
     params = MEL_ARGS + (TRAINABLE,)
 
     @classmethod
@@ -105,6 +107,7 @@ class KaldiMelStage(FilterbankStage):
     Nyquist + high_freq)."""
 
     type_name = "kaldi_mel"
+    streaming = "frames"
     params = (Param("n_mels", 80, "int", low=3),
               Param("low_freq", 20.0, "number", low=0),
               Param("high_freq", 0.0, "number"))
@@ -123,6 +126,7 @@ class SpeechBrainMelStage(FilterbankStage):
     """SpeechBrain's triangular filterbank (HTK mel edges, triangles symmetric in Hz)."""
 
     type_name = "speechbrain_mel"
+    streaming = "frames"
     params = (Param("n_mels", 40, "int", low=1),
               Param("fmin", 0.0, "number", low=0),
               Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"))
@@ -141,6 +145,7 @@ class MFCCStage(MatrixStage):
     """DCT-II of log/dB features (librosa ``feature.mfcc``), as a matmul."""
 
     type_name = "mfcc"
+    streaming = "frames"
     params = MFCC_ARGS + (TRAINABLE,)
 
     @classmethod

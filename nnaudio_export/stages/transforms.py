@@ -60,6 +60,7 @@ class STFTStage(FusablePowerTransform):
     """STFT (the :class:`~nnaudio_export.layers.STFT` layer's arguments, sr from the builder)."""
 
     type_name = "stft"
+    streaming = "framing"
     params = pick(STFT_ARGS, "n_fft", "win_length", "hop_length", "window", "center", "pad_mode",
                   "freq_bins", "freq_scale", "fmin", "fmax", "precision", "trainable")
 
@@ -83,6 +84,8 @@ class CQTStage(FusablePowerTransform):
     """CQT: ``kind`` '1992v2' or '2010v2' and the CQT layers' arguments."""
 
     type_name = "cqt"
+    whole_clip = ("not streamed: the streaming graph frames stft / kaldi_stft only (CQT's "
+                  "per-octave kernels and 2010v2's downsampling are not framed per chunk)")
     params = pick(CQT_ARGS, "kind", "hop_length", "fmin", "fmax", "n_bins", "bins_per_octave",
                   "filter_scale", "norm", "basis_norm", "window", "center", "pad_mode",
                   "earlydownsample", "normalization_type", "precision", "trainable")
@@ -118,6 +121,7 @@ class KaldiSTFTStage(TransformStage):
     (:class:`~nnaudio_export.layers.KaldiSTFT`)."""
 
     type_name = "kaldi_stft"
+    streaming = "framing"
     params = pick(KALDI_ARGS, "win_length", "hop_length", "window", "remove_dc_offset", "preemphasis",
                   "round_to_power_of_two", "snip_edges", "precision", "trainable")
 

@@ -1,11 +1,16 @@
 // frontend_cli BUNDLE_DIR input.wav out.npy [--backend torchscript|pt2] [--expect-sha256 HEX]
-//              [--threads N] [--no-verify]
+//              [--threads N] [--no-verify] [--stream MS]
 // frontend_cli BUNDLE_DIR --check [--backend torchscript|pt2] [--expect-sha256 HEX] [--threads N]
 //
 // --check re-checks the bundle on this machine without Python: it runs the model on every
 // input of the bundle's golden.npz (sha256 checked against manifest.json) and compares with
 // the float64 reference outputs stored there, with the thresholds stored there (relative to
 // the peak, or absolute within a dB window of each item's peak for log outputs).
+//
+// --stream MS runs a streaming bundle (nnaudio-export build --streaming): the WAV (any length)
+// is fed in pieces of MS milliseconds, buffered to the bundle's chunks, each chunk run with
+// the carried state, the rest flushed with end=1; the frames are concatenated into the same
+// .npy as the offline bundle writes for the clip.
 //
 // Runs an nnaudio_export bundle on one WAV file from C++ (libtorch): reads manifest.json (and,
 // with --expect-sha256, refuses it unless its sha256 is the pinned one: a bundle is code, a
@@ -43,6 +48,7 @@
 #include "npy.hpp"
 #include "npz.hpp"
 #include "sha256.hpp"
+#include "stream.hpp"
 #include "wav.hpp"
 
 namespace {
@@ -59,7 +65,8 @@ const char* kUsage =
     "  --backend        torchscript (model.pt, default) or pt2 (model.pt2, AOTInductor)\n"
     "  --expect-sha256  refuse the bundle unless manifest.json has this sha256 (nnaudio-export inspect)\n"
     "  --threads        intra-op threads (default: libtorch's); equal counts give equal rounding\n"
-    "  --no-verify      skip the sha256 check of the model file against manifest.json\n";
+    "  --no-verify      skip the sha256 check of the model file against manifest.json\n"
+    "  --stream MS      a streaming bundle: feed the WAV in MS-millisecond pieces, chunk by chunk\n";
 
 struct Manifest {
   std::string name;
@@ -72,6 +79,9 @@ struct Manifest {
   std::vector<int64_t> output_dims;  // without the batch axis
   mini_json::Value files;
   mini_json::Value golden;           // the golden.npz entry (null when the bundle has none)
+  int64_t chunk_samples = 0;         // > 0: a streaming bundle
+  int64_t state_size = 0;
+  int64_t frame_axis = 0;            // batch axis included
 };
 
 // A bundle file: a regular file, never a link (a bundle's files must be inside it).
@@ -124,6 +134,16 @@ Manifest read_manifest(const std::string& dir, const std::string& expected_sha25
     if (m.length_policy != "exact" && m.length_policy != "pad_or_trim")
       throw InputError(path + ": unknown length_policy '" + m.length_policy + "'");
     const mini_json::Value& in = root.at("input");
+    if (const mini_json::Value* st = root.find("streaming"); st && st->is_object()) {
+      m.chunk_samples = as_int(st->at("chunk_samples"), "streaming.chunk_samples");
+      m.state_size = as_int(st->at("state").at("size"), "streaming.state.size");
+      m.frame_axis = as_int(st->at("frame_axis"), "streaming.frame_axis");
+      m.input_dtype = in.at("dtype").str();
+      const mini_json::Value& sh = in.at("shape");
+      if (sh.is_array() && sh.items.size() == 3) m.channels = as_int(sh.items[1], "input.shape[1]");
+      m.files = root.at("files");
+      return m;
+    }
     // A synthesis bundle takes a spectrum ("spectrum" -> "audio"), not a WAV file.
     if (const mini_json::Value* nm = in.find("name"); nm && nm->is_string() && nm->string != "audio")
       throw InputError(path + ": this bundle's input is '" + nm->string + "', not audio (a synthesis "
@@ -353,11 +373,18 @@ int check_golden(std::map<std::string, npz::Array>& g, const Manifest& m, Runner
   return ok ? 0 : 3;
 }
 
+// The whole WAV as (1, L) / (1, C, L) of the bundle's dtype (checks as audio_tensor).
+torch::Tensor whole_clip(const wav::Audio& a, Manifest m, const std::string& wav_path) {
+  m.num_samples = static_cast<int64_t>(a.frames());
+  m.length_policy = "exact";
+  return audio_tensor(a, m, wav_path);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
-  std::string backend = "torchscript", expected_sha256;
+  std::string backend = "torchscript", expected_sha256, stream_ms;
   int threads = 0;
   bool verify = true, check = false;
   for (int i = 1; i < argc; ++i) {
@@ -371,6 +398,7 @@ int main(int argc, char** argv) {
     if (name == "--backend") value = &backend;
     if (name == "--expect-sha256") value = &expected_sha256;
     if (name == "--threads") value = &number;
+    if (name == "--stream") value = &stream_ms;
     if (value) {
       if (a.find('=') != std::string::npos) {
         *value = a.substr(a.find('=') + 1);
@@ -438,10 +466,52 @@ int main(int argc, char** argv) {
       if (dev && dev->is_string() && dev->string != "cpu")
         throw InputError(fname + " was compiled for " + dev->string + "; this program runs on cpu");
     }
-    x = audio_tensor(wav::read(wav_path), m, wav_path);
+    if ((m.chunk_samples > 0) != !stream_ms.empty())
+      throw InputError(m.chunk_samples > 0 ? dir + " is a streaming bundle: run it with --stream MS"
+                                           : dir + " is not a streaming bundle (nnaudio-export build --streaming)");
+    x = m.chunk_samples > 0 ? whole_clip(wav::read(wav_path), m, wav_path) : audio_tensor(wav::read(wav_path), m, wav_path);
   } catch (const std::exception& e) {
     std::cerr << "frontend_cli: error: " << e.what() << "\n";
     return 2;
+  }
+  if (m.chunk_samples > 0) {
+    char* end = nullptr;
+    const double ms = std::strtod(stream_ms.c_str(), &end);
+    if (*end != '\0' || !(ms > 0)) {
+      std::cerr << "frontend_cli: error: --stream needs a positive number of milliseconds, got '" << stream_ms << "'\n";
+      return 2;
+    }
+    const int64_t piece = std::max<int64_t>(1, std::llround(ms * m.sample_rate / 1000.0));
+    try {
+      c10::InferenceMode guard;
+      torch::Tensor frames;
+      if (backend == "torchscript") {
+        std::istringstream stream(model_bytes);
+        torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
+        module.eval();
+        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) {
+          return stream::tensors_of(module.forward({in[0], in[1], in[2], in[3]}));
+        });
+      } else {
+        setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
+        char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
+        if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
+        const std::string path = std::string(tmpl) + "/model.pt2";
+        { std::ofstream o(path, std::ios::binary); o.write(model_bytes.data(), static_cast<std::streamsize>(model_bytes.size())); }
+        torch::inductor::AOTIModelPackageLoader loader(path);
+        std::remove(path.c_str());
+        rmdir(tmpl);
+        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) { return loader.run(in); });
+      }
+      frames = frames.to(torch::kFloat32).contiguous();
+      npy::write_f32(out_path, frames.data_ptr<float>(), frames.sizes().vec());
+      std::cerr << "frontend_cli: " << m.name << " streamed in " << m.chunk_samples << "-sample chunks (" << backend
+                << "): " << c10::str(x.sizes()) << " -> " << c10::str(frames.sizes()) << " -> " << out_path << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "frontend_cli: error: streaming failed (" << backend << "): " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
   }
   // A fixed-batch bundle: repeat the clip to fill the batch, keep item 0.
   if (m.batch > 1) x = x.expand([&] { auto s = x.sizes().vec(); s[0] = m.batch; return s; }()).contiguous();
