@@ -95,7 +95,7 @@ def _write_torchscript(fe: Frontend, path: Path) -> Dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet_onnx_exporter():
+def quiet_onnx_exporter():
     """The dynamo exporter logs one warning per torchvision op when torchvision is absent
     (irrelevant here: no torchvision op is used); keep its registry quiet while exporting."""
     log = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -113,7 +113,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
     x = example_input(fe, batch or 2)
     errors = []
     exporter = None
-    with warnings.catch_warnings(), _quiet_onnx_exporter():
+    with warnings.catch_warnings(), quiet_onnx_exporter():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(fe, (x,), str(path), dynamo=True, external_data=False,
@@ -134,7 +134,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise RuntimeError("ONNX export wrote external data; expected one self-contained file")
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
-    _name_batch_axis(model, batch)
+    name_batch_axis(model, batch)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     for bad in ("STFT", "DFT"):
@@ -150,7 +150,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
     return info
 
 
-def _name_batch_axis(model, batch: Optional[int]) -> None:
+def name_batch_axis(model, batch: Optional[int]) -> None:
     """Give the batch axis of input and output the symbolic name 'batch' (or fix it)."""
     for vi in list(model.graph.input) + list(model.graph.output):
         dim0 = vi.type.tensor_type.shape.dim[0]

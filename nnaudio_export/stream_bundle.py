@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .builder import Frontend
-from .bundle import (ONNX_IR_VERSION, ONNX_OPSET, Progress, _quiet_onnx_exporter, build_manifest)
+from .bundle import (ONNX_IR_VERSION, ONNX_OPSET, Progress, name_batch_axis, quiet_onnx_exporter,
+                     build_manifest)
 from .manifest import MANIFEST, model_format, write_json_atomic
 from .streaming import StreamingFrontend
 
@@ -48,7 +49,7 @@ def _write_torchscript(sf: StreamingFrontend, args, path: Path, batch) -> Dict[s
 def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -> Dict[str, Any]:
     import onnx
 
-    with warnings.catch_warnings(), _quiet_onnx_exporter():
+    with warnings.catch_warnings(), quiet_onnx_exporter():
         warnings.simplefilter("ignore")
         torch.onnx.export(sf, args, str(path), dynamo=True, external_data=False,
                           opset_version=ONNX_OPSET, input_names=list(INPUTS),
@@ -56,12 +57,7 @@ def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -
                           verbose=False)
     model = onnx.load(str(path))
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
-    for vi in list(model.graph.input) + list(model.graph.output):
-        dim0 = vi.type.tensor_type.shape.dim[0]
-        if batch:
-            dim0.dim_value = int(batch)
-        else:
-            dim0.dim_param = "batch"
+    name_batch_axis(model, batch)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     if "STFT" in ops or "DFT" in ops:

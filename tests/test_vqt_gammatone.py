@@ -145,10 +145,17 @@ def test_gammatonegram_matches_nnaudio2(ci):
     kw = GAMMATONE_CONFIGS[ci]
     sr = 16000
     x = _batch(sr)
-    want = N2.Gammatonegram(sr=sr, verbose=False, **kw)(x).detach().numpy()
+    theirs = N2.Gammatonegram(sr=sr, verbose=False, **kw)
+    want = theirs(x).detach().numpy()
+    # nnAudio2's own float32 rounding, measured against the same layer run in float64: ours
+    # (the factorised DFT where it applies) is judged beyond it, bin by bin.
+    want64 = theirs.double()(x.double()).detach().numpy()
     layer = Gammatonegram(sr=sr, num_samples=x.shape[-1], **kw)
     got = layer(x).detach().numpy()
-    assert _rel(got, want) <= 1e-6, kw
+    peak = float(np.abs(want64).max())
+    excess = np.abs(got - want64) - np.abs(want - want64)
+    assert float(excess.max()) / peak <= 1e-6, kw
+    assert _rel(got, want64) <= 1e-6 + _rel(want, want64), kw
     assert tuple(got.shape[1:]) == layer.output_shape
     if ci == 1:
         scripted = torch.jit.script(layer)

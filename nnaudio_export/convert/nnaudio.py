@@ -43,6 +43,13 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
         dst.copy_(src.detach().to(dst.dtype))
 
 
+def _copy_dft(stft: STFT, kernel: torch.Tensor) -> None:
+    """nnAudio's DFT kernels into our STFT, applied as they are (the direct conv, as nnAudio):
+    trained kernels and nnAudio's float32 rounding of them travel (see STFT.load_kernel)."""
+    _copy(stft.kernel, kernel, "n_fft")
+    stft.load_kernel(kernel)
+
+
 def _stacked(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
     return torch.cat([real.detach(), imag.detach()], dim=0)
 
@@ -76,7 +83,7 @@ def _stft(layer, num_samples, sr, **_):
                 window=layer.window, center=bool(layer.center), pad_mode=layer.pad_mode,
                 sr=sr, trainable=bool(layer.trainable), output_format=layer.output_format,
                 num_samples=num_samples)
-    _copy(ours.kernel, _stacked(layer.wcos, layer.wsin), "n_fft")
+    _copy_dft(ours, _stacked(layer.wcos, layer.wsin))
     ours.bins2freq = [float(f) for f in layer.bins2freq]  # its freq_scale's, which we copy
     return ours
 
@@ -91,7 +98,7 @@ def _mel_kwargs(layer, sr) -> Dict:
 
 
 def _copy_mel(ours: MelSpectrogram, layer) -> None:
-    _copy(ours.stft.kernel, _stacked(layer.stft.wcos, layer.stft.wsin), "n_fft")
+    _copy_dft(ours.stft, _stacked(layer.stft.wcos, layer.stft.wsin))
     _copy(ours.mel_basis, layer.mel_basis, "n_mels")
 
 
@@ -234,7 +241,7 @@ def _gammatone(layer, num_samples, sr, **_):
                          window=stft.window, center=bool(layer.center), pad_mode=layer.pad_mode,
                          power=float(layer.power), trainable_bins=bool(layer.trainable_bins),
                          trainable_STFT=bool(layer.trainable_STFT), num_samples=num_samples)
-    _copy(ours.stft.kernel, _stacked(stft.wcos, stft.wsin), "n_fft")
+    _copy_dft(ours.stft, _stacked(stft.wcos, stft.wsin))
     _copy(ours.gammatone_basis, layer.gammatone_basis, "n_bins")
     return ours
 

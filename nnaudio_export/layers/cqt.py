@@ -1,6 +1,6 @@
 """Constant-Q transforms with nnAudio 0.3.x's arguments: CQT1992v2 and CQT2010v2."""
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -69,6 +69,45 @@ def _format(real: Tensor, imag: Tensor, output_format: str, eps: float) -> Tenso
     if output_format == "Phase":
         return FN.unit_phasor(real, imag)
     return torch.stack([real, imag], dim=-1)
+
+
+def octave_lengths(n: int, downsample_factor: int, decimates: List[bool]) -> Optional[List[int]]:
+    """Signal length at each octave's rate of a multirate transform (an optional early
+    downsampling by ``downsample_factor``, then a halving before each octave that
+    ``decimates``; each a strided 'same'-padded conv), or None where a decimation has no input."""
+    if downsample_factor > 1:
+        if n < 2:
+            return None
+        n = (n - 2) // downsample_factor + 1
+    out: List[int] = []
+    for decimate in decimates:
+        if decimate:
+            if n < 2:
+                return None
+            n = (n - 2) // 2 + 1
+        out.append(n)
+    return out
+
+
+def smallest_length(ok: Callable[[int], bool]) -> int:
+    """The smallest ``n >= 1`` with ``ok(n)``, for a monotone ``ok`` (doubling, then bisection)."""
+    hi = 1
+    while not ok(hi):
+        hi *= 2
+    lo = hi // 2  # not ok (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def multirate_output_shape(layer: nn.Module, num_samples: int) -> Tuple[int, ...]:
+    """(bins, frames[, 2]) of a multirate layer (CQT2010v2, multirate VQT): the frame count of
+    its shortest octave."""
+    lens = layer._octave_lengths(num_samples)
+    t = 0 if lens is None else min(FN.frame_count(l, o.width, o.hop, True)
+                                   for l, o in zip(lens, layer.octaves))
+    return (layer.n_bins, t) if layer.output_format == "Magnitude" else (layer.n_bins, t, 2)
 
 
 class CQT1992v2(FrontendLayer):
@@ -326,19 +365,7 @@ class CQT2010v2(FrontendLayer):
         self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
 
     def _octave_lengths(self, n: int) -> Optional[List[int]]:
-        """Signal length at each octave's rate, or None where a decimation has no input."""
-        if self.downsample_factor > 1:
-            if n < 2:
-                return None
-            n = (n - 2) // self.downsample_factor + 1
-        out: List[int] = []
-        for octave in self.octaves:
-            if octave.decimate:
-                if n < 2:
-                    return None
-                n = (n - 2) // 2 + 1
-            out.append(n)
-        return out
+        return octave_lengths(n, self.downsample_factor, [o.decimate for o in self.octaves])
 
     def _min_length(self) -> int:
         def ok(n: int) -> bool:
@@ -347,20 +374,10 @@ class CQT2010v2(FrontendLayer):
                 return False
             return all(l >= (o.pad + 1 if self.pad_mode == "reflect" else 1)
                        for l, o in zip(lens, self.octaves))
-        hi = 1
-        while not ok(hi):
-            hi *= 2
-        lo = hi // 2  # not ok (or 0)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-        return hi
+        return smallest_length(ok)
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
-        lens = self._octave_lengths(num_samples)
-        t = 0 if lens is None else min(FN.frame_count(l, o.width, o.hop, True)
-                                       for l, o in zip(lens, self.octaves))
-        return (self.n_bins, t) if self.output_format == "Magnitude" else (self.n_bins, t, 2)
+        return multirate_output_shape(self, num_samples)
 
     def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """(real, imag), each (B, F, T), of any accepted input."""

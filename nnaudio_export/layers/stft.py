@@ -11,7 +11,7 @@ from ..kernels.fourier import FREQ_SCALES, fourier_bin_frequencies, fourier_kern
 from ..kernels.windows import WindowSpec, get_window
 from ..checks import Param, check_args, require
 from .common import FrontendLayer, register_kernel, require_kernel_memory
-from .frame_conv import PRECISION, DFTFrames, frame_conv
+from .frame_conv import PRECISION, DFTFrames, FrameConv, SplitFrameConv, frame_conv
 
 OUTPUT_FORMATS = ("Complex", "Magnitude", "Phase")
 PAD_MODES = ("reflect", "constant")
@@ -113,6 +113,21 @@ class STFT(FrontendLayer):
         min_len = self.pad_amount + 1 if (center and pad_mode == "reflect") else (1 if center else n_fft)
         self._set_lengths(num_samples, min_len,
                           f"reflect padding of n_fft // 2 = {self.pad_amount}" if center else f"n_fft = {n_fft}")
+
+    def load_kernel(self, kernel: Tensor) -> None:
+        """Replace the ``[cos; sin]`` kernel bank by another of its shape (nnAudio's, trained
+        or rounded to float32 as nnAudio builds it) and apply exactly that from now on: the
+        factorised DFT is built from the window, not from ``kernel``, and the 'extended'
+        split kernels from the kernel at construction, so either is rebuilt as the direct
+        conv (or the split of the new kernel)."""
+        require(tuple(kernel.shape) == tuple(self.kernel.shape), "kernel",
+                f"expected shape {list(self.kernel.shape)}, got {list(kernel.shape)}")
+        with torch.no_grad():
+            self.kernel.copy_(kernel.detach().to(self.kernel.dtype))
+        if self.precision == "extended":
+            self.conv = SplitFrameConv(kernel.detach().double().cpu().numpy(), self.kernel.dtype)
+        else:
+            self.conv = FrameConv()
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
         t = FN.frame_count(num_samples, self.n_fft, self.hop_length, self.center)

@@ -13,7 +13,8 @@ from ..kernels.cqt import cqt_kernels, lowpass_filter, variable_q_lengths
 from ..kernels.vqt import vqt_plan
 from ..kernels.windows import WindowSpec
 from .common import FrontendLayer, kernel_tensor, register_kernel
-from .cqt import CQT1992v2, DECIMATION_TAPS, _check_common, _format, _norm_scale
+from .cqt import (CQT1992v2, DECIMATION_TAPS, _check_common, _format, _norm_scale, multirate_output_shape,
+                  octave_lengths, smallest_length)
 from .frame_conv import frame_conv
 
 GAMMA = Param("gamma", 0.0, "number", low=0, doc="bandwidth offset in Hz (0: constant Q)")
@@ -99,19 +100,7 @@ class MultirateVQT(FrontendLayer):
                           f"samples at the lowest sample rate")
 
     def _octave_lengths(self, n: int) -> Optional[List[int]]:
-        """Signal length at each octave's rate, or None where a decimation has no input."""
-        if self.downsample_factor > 1:
-            if n < 2:
-                return None
-            n = (n - 2) // self.downsample_factor + 1
-        out: List[int] = []
-        for octave in self.octaves:
-            if octave.decimate:
-                if n < 2:
-                    return None
-                n = (n - 2) // 2 + 1
-            out.append(n)
-        return out
+        return octave_lengths(n, self.downsample_factor, [o.decimate for o in self.octaves])
 
     def _min_length(self) -> int:
         def ok(n: int) -> bool:
@@ -119,20 +108,10 @@ class MultirateVQT(FrontendLayer):
             return lens is not None and all(
                 l >= (o.pad + 1 if self.pad_mode == "reflect" else 1) and
                 FN.frame_count(l, o.width, o.hop, True) > 0 for l, o in zip(lens, self.octaves))
-        hi = 1
-        while not ok(hi):
-            hi *= 2
-        lo = hi // 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-        return hi
+        return smallest_length(ok)
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
-        lens = self._octave_lengths(num_samples)
-        t = 0 if lens is None else min(FN.frame_count(l, o.width, o.hop, True)
-                                       for l, o in zip(lens, self.octaves))
-        return (self.n_bins, t) if self.output_format == "Magnitude" else (self.n_bins, t, 2)
+        return multirate_output_shape(self, num_samples)
 
     def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """(real, imag), each (B, F, T), of any accepted input."""

@@ -287,6 +287,12 @@ class Runner {
     return outs[0];
   }
 
+  // Every output, for models with several inputs and outputs (streaming bundles).
+  std::vector<torch::Tensor> run_all(const std::vector<torch::Tensor>& in) {
+    if (loader_) return loader_->run(in);
+    return stream::tensors_of(module_.forward(std::vector<c10::IValue>(in.begin(), in.end())));
+  }
+
  private:
   torch::jit::script::Module module_;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
@@ -484,25 +490,9 @@ int main(int argc, char** argv) {
     const int64_t piece = std::max<int64_t>(1, std::llround(ms * m.sample_rate / 1000.0));
     try {
       c10::InferenceMode guard;
-      torch::Tensor frames;
-      if (backend == "torchscript") {
-        std::istringstream stream(model_bytes);
-        torch::jit::script::Module module = torch::jit::load(stream, torch::kCPU);
-        module.eval();
-        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) {
-          return stream::tensors_of(module.forward({in[0], in[1], in[2], in[3]}));
-        });
-      } else {
-        setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 1);
-        char tmpl[] = "/tmp/frontend_cli_pt2_XXXXXX";
-        if (!mkdtemp(tmpl)) throw std::runtime_error("cannot create a private temporary directory");
-        const std::string path = std::string(tmpl) + "/model.pt2";
-        { std::ofstream o(path, std::ios::binary); o.write(model_bytes.data(), static_cast<std::streamsize>(model_bytes.size())); }
-        torch::inductor::AOTIModelPackageLoader loader(path);
-        std::remove(path.c_str());
-        rmdir(tmpl);
-        frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece, [&](std::vector<torch::Tensor> in) { return loader.run(in); });
-      }
+      Runner runner(backend, model_bytes);
+      torch::Tensor frames = stream::run(x, m.chunk_samples, m.state_size, m.frame_axis, piece,
+                                         [&](std::vector<torch::Tensor> in) { return runner.run_all(in); });
       frames = frames.to(torch::kFloat32).contiguous();
       npy::write_f32(out_path, frames.data_ptr<float>(), frames.sizes().vec());
       std::cerr << "frontend_cli: " << m.name << " streamed in " << m.chunk_samples << "-sample chunks (" << backend
