@@ -167,7 +167,9 @@ def valid_specs(draw):
     norm = draw(st.sampled_from([None, "standardize", "normalize"]))
     if norm == "standardize":
         stages.append({"type": "standardize", "mean": draw(floats(-5.0, 5.0)), "std": draw(floats(0.5, 4.0))})
-    elif norm == "normalize" and scale:
+    elif norm == "normalize":
+        if not scale:   # normalisation is of log features (a linear power's std is its peak)
+            stages.append({"type": "log", "floor": 1e-6})
         stages.append({"type": "normalize", "mode": draw(st.sampled_from(["per_feature", "global"])),
                        "eps": draw(floats(1e-5, 1e-2)), "unbiased": draw(st.booleans()),
                        "eps_on": draw(st.sampled_from(["std", "variance"]))})
@@ -205,7 +207,10 @@ def example_audio(fe, batch=2):
 SEEN = set()
 
 
-@settings(max_examples=150, **BOUNDED)
+# Derandomized: the same examples for the same code, so the coverage assertion below cannot
+# flake; 300 examples because hypothesis favours small draws, and at 150 a change elsewhere in
+# the generator (a new stage) could leave a rare stage type unreached.
+@settings(max_examples=300, **BOUNDED)
 @given(valid_specs())
 def _valid_specs_build(spec):
     fe = build(spec)
