@@ -129,9 +129,9 @@ def test_trained_frontend_bundle_matches_trained_module(trained):
 
 
 class TinyNet(nn.Module):
-    """A user model: our trainable STFT layer, log power, two convs. (The power is taken
-    from the complex output with a floor of 1e-6: the trainable 'Magnitude' output's 1e-8
-    inside the sqrt is dropped by the ONNX exporter's optimiser, see the README.)"""
+    """A user model: our trainable STFT layer, log power, two convs (the power is taken
+    from the complex output with a floor of 1e-6; the trainable 'Magnitude' output and its
+    1e-8 in ONNX are pinned in tests/test_layer_export.py)."""
 
     def __init__(self):
         super().__init__()
