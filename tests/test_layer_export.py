@@ -94,6 +94,23 @@ def test_torchscript_script_trace_and_save_load(name):
         scripted(x[:, : L - 1])
 
 
+def _onnx_export(layer, x, path, dynamo: bool, **names) -> str:
+    """``layer`` exported with the dynamo exporter or the legacy one at opset 17."""
+    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (x,), str(path), **names, **kw)
+    return str(path)
+
+
+def _onnx_run(layer, x, path, dynamo: bool) -> np.ndarray:
+    """Export ``layer`` and run it on ``x`` in ONNX Runtime (CPU)."""
+    sess = onnxruntime.InferenceSession(_onnx_export(layer, x, path, dynamo),
+                                        providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    return out
+
+
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy-opset17"])
 @pytest.mark.parametrize("name", LAYERS)
 def test_onnx_export_runs_in_onnxruntime(name, dynamo, tmp_path):
@@ -102,11 +119,8 @@ def test_onnx_export_runs_in_onnxruntime(name, dynamo, tmp_path):
     with torch.no_grad():
         eager = layer(x).numpy()
     mag = _phase_mag(layer, x) if name == "STFT-Phase" else None
-    path = str(tmp_path / f"{name}.onnx")
-    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(layer, (x,), path, input_names=["audio"], output_names=["features"], **kw)
+    path = _onnx_export(layer, x, tmp_path / f"{name}.onnx", dynamo,
+                        input_names=["audio"], output_names=["features"])
     model = onnx.load(path)
     onnx.checker.check_model(model)
     ops = {node.op_type for node in model.graph.node}
@@ -124,13 +138,7 @@ def test_onnx_phase_at_branch_cut(dynamo, tmp_path):
     layer = _make("STFT-Phase").eval()
     alt = -((-1.0) ** np.arange(L)).astype(np.float32)
     x = torch.from_numpy(np.stack([alt, -0.5 * np.ones(L, np.float32)]))
-    path = str(tmp_path / "phase.onnx")
-    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(layer, (x,), path, **kw)
-    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    out = _onnx_run(layer, x, tmp_path / "phase.onnx", dynamo)
     nyq, dc = out[0, layer.n_fft // 2], out[1, 0]
     for v in (nyq, dc):
         assert np.all(v > np.pi - 1e-4) and np.all(v <= np.pi + 1e-4), v
@@ -147,13 +155,7 @@ def test_onnx_phase_of_exact_silence_is_zero(dynamo, tmp_path):
     layer = _make("STFT-Phase").eval()
     x = torch.zeros(2, L)
     x[1, L // 2:] = torch.from_numpy(clip("noise", SR, L / SR)[: L - L // 2])
-    path = str(tmp_path / "phase0.onnx")
-    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(layer, (x,), path, **kw)
-    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    out = _onnx_run(layer, x, tmp_path / "phase0.onnx", dynamo)
     with torch.no_grad():
         eager = layer(x).numpy()
     assert np.all(eager[0] == 0.0)
@@ -174,13 +176,7 @@ def test_onnx_keeps_the_trainable_magnitude_epsilon(dynamo, tmp_path):
     layer = STFT(n_fft=256, hop_length=64, trainable=True, output_format="Magnitude").eval()
     x = torch.zeros(2, L)
     x[1, L // 2:] = torch.from_numpy(clip("noise", SR, L / SR)[: L - L // 2])
-    path = str(tmp_path / "mag_eps.onnx")
-    kw = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False, opset_version=17)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(layer, (x,), path, **kw)
-    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    out = _onnx_run(layer, x, tmp_path / "mag_eps.onnx", dynamo)
     with torch.no_grad():
         eager = layer(x).numpy()
         ref = theirs(x).numpy()

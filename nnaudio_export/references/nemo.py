@@ -6,6 +6,8 @@ import types
 
 import numpy as np
 
+from .by_path import load_file, placeholder_modules
+
 
 def nemo_filterbank_features_class():
     """NeMo's ``FilterbankFeatures`` class (what ``AudioToMelSpectrogramPreprocessor`` wraps)
@@ -32,19 +34,8 @@ def nemo_filterbank_features_class():
     placeholders["nemo.utils"].logging = logging.getLogger("nemo")
     placeholders["nemo.collections.asr.parts.preprocessing.perturb"].AudioAugmentor = None
     placeholders["nemo.collections.asr.parts.preprocessing.segment"].AudioSegment = None
-    saved = {name: sys.modules.get(name) for name in placeholders}
-    sys.modules.update(placeholders)
-    try:
-        spec = importlib.util.spec_from_file_location("_nnx_nemo_features", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
-    sys.modules["_nnx_nemo_features"] = module
+    with placeholder_modules(placeholders):
+        module = load_file("_nnx_nemo_features", path)
     return module.FilterbankFeatures
 
 

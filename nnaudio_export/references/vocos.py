@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from .by_path import load_file, placeholder_modules
+
 # vocos_istft_24khz: charactr/vocos-mel-24khz's head.
 VOCOS_N_FFT, VOCOS_HOP = 1024, 256
 
@@ -27,32 +29,16 @@ def vocos_modules() -> types.SimpleNamespace:
     if top is None or not top.submodule_search_locations:
         raise ModuleNotFoundError("vocos is not installed (pip install --no-deps vocos==0.1.0)", name="vocos")
     root = Path(list(top.submodule_search_locations)[0])
-
-    def load(alias: str, file: str) -> types.ModuleType:
-        spec = importlib.util.spec_from_file_location(alias, root / file)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[alias] = module
-        return module
-
-    spectral_ops = load("_nnx_vocos_spectral_ops", "spectral_ops.py")   # numpy, scipy, torch only
-    modules = load("_nnx_vocos_modules", "modules.py")                  # torch only
+    spectral_ops = load_file("_nnx_vocos_spectral_ops", root / "spectral_ops.py")   # numpy, scipy, torch only
+    modules = load_file("_nnx_vocos_modules", root / "modules.py")                  # torch only
     placeholders = {name: types.ModuleType(name) for name in (
         "vocos", "torchaudio", "torchaudio.functional", "torchaudio.functional.functional")}
     placeholders["torchaudio.functional.functional"]._hz_to_mel = None
     placeholders["torchaudio.functional.functional"]._mel_to_hz = None
     placeholders["vocos.spectral_ops"] = spectral_ops
     placeholders["vocos.modules"] = modules
-    saved = {name: sys.modules.get(name) for name in placeholders}
-    sys.modules.update(placeholders)
-    try:
-        heads = load("_nnx_vocos_heads", "heads.py")
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    with placeholder_modules(placeholders):
+        heads = load_file("_nnx_vocos_heads", root / "heads.py")
     return types.SimpleNamespace(spectral_ops=spectral_ops, heads=heads)
 
 
