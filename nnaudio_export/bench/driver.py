@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -63,6 +63,17 @@ def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Op
             pass
     _say(f"{preset}: exporting bundle {out} (torchscript, onnx, pt2)")
     return export(fe, out, batch=None, verify=False, overwrite=True)
+
+
+def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:
+    """(the precision a preset declares for its transforms, the other one) when its JSON names
+    one (the production presets do); ('', '') for presets that leave it at the default."""
+    raw = get_spec(preset).get("stages", [])
+    own = transform_precisions(spec)
+    if len(own) != 1 or not any("precision" in st for st in raw):
+        return "", ""
+    (own_precision,) = own
+    return own_precision, ("single" if own_precision == "extended" else "extended")
 
 
 def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
@@ -168,18 +179,19 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         res["output_shape"] = [b, *fe.output_shape]
         bundle = ensure_bundle(preset, length, cfg.out / "bundles")
         res["bundle"] = str(bundle)
-        extended = transform_precisions(spec) == {"extended"}
-        cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=", precision extended" if extended else "")
+        own, other = declared_precisions(preset, spec)
+        cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "")
         res["fourier_stages"] = fourier_stages(fe)
         fe1 = fe
-        if extended:
-            # The preset computes its DFT at extended precision (reference parity 80 dB down);
-            # time the single-precision build too: that is the speed/accuracy trade.
-            fe1 = load_preset(preset, precision="single", **length)
-            single = ensure_bundle(preset, length, cfg.out / "bundles", precision="single")
-            cands += prepare_ours(single, fe1, x, xn, cfg.device, ("torchscript", "onnxruntime"),
-                                  ", precision single")
-            res["fourier_stages_single"] = fourier_stages(fe1)
+        if other:
+            # A production preset declares its precision; time the other one too (TorchScript
+            # and ORT): the speed / accuracy trade, and 'extended' vs the default's time.
+            fe_other = load_preset(preset, precision=other, **length)
+            bundle_other = ensure_bundle(preset, length, cfg.out / "bundles", precision=other)
+            cands += prepare_ours(bundle_other, fe_other, x, xn, cfg.device, ("torchscript", "onnxruntime"),
+                                  f", precision {other}")
+            res[f"fourier_stages_{other}"] = fourier_stages(fe_other)
+            fe1 = fe_other if other == "single" else fe
         cands += direct_conv_candidate(fe1, x, xn, cfg.device, cfg.out / "bundles" / f"{preset}-direct-conv")
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
