@@ -122,6 +122,19 @@ def stacked_spectrum(y: Tensor, n_bins: int) -> Tuple[Tensor, Tensor]:
     return y[:, :n_bins], -y[:, n_bins:]
 
 
+def stack_octaves(reals: List[Tensor], imags: List[Tensor], scale: Tensor) -> Tuple[Tensor, Tensor]:
+    """(real, imag), each ``(B, F, T)``, of a multirate transform's octaves given top octave
+    first (as they are computed, each ``(B, F_j, T_j)``): every octave cut to the shortest
+    frame count, stacked lowest octave first along the bins, times ``scale`` ``(F, 1)``."""
+    t = reals[0].size(-1)
+    for r in reals:
+        t = min(t, r.size(-1))
+    order = [len(reals) - 1 - i for i in range(len(reals))]  # lowest octave first
+    real = torch.cat([reals[i][:, :, :t] for i in order], dim=1) * scale
+    imag = torch.cat([imags[i][:, :, :t] for i in order], dim=1) * scale
+    return real, imag
+
+
 def stacked_power(y: Tensor, n_bins: int, power: float, eps: float) -> Tensor:
     """``|X| ** power`` of a ``[cos; sin]`` correlation output ``(B, 2 n_bins, T)``: one
     square, one add of the two halves (the sign of the imaginary part does not matter

@@ -1,6 +1,6 @@
 """Constant-Q transforms with nnAudio 0.3.x's arguments: CQT1992v2 and CQT2010v2."""
 
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -9,17 +9,16 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import Param, check_args, pick, require, require_positive_int
-from ..kernels.cqt import (cqt2010_plan, cqt_filter_lengths, cqt_kernels, cqt_n_bins, cqt_quality,
-                           lowpass_filter)
+from ..kernels.cqt import cqt2010_plan, cqt_filter_lengths, cqt_kernels, cqt_n_bins, cqt_quality
 from ..kernels.windows import WindowSpec, get_window
-from .common import FrontendLayer, kernel_tensor, register_kernel, require_kernel_memory
+from .common import FrontendLayer, register_kernel, require_kernel_memory
 from .frame_conv import PRECISION, FrameConv, frame_conv
+from .multirate import multirate_output_shape, octave_lengths, register_decimation, smallest_length
 from .stft import STFT_ARGS
 
 OUTPUT_FORMATS = ("Magnitude", "Complex", "Phase")
 PAD_MODES = ("reflect", "constant")
 NORMALIZATION_TYPES = ("librosa", "convolutional", "wrap")
-DECIMATION_TAPS = 256  # nnAudio's anti-aliasing FIR length (both filters)
 
 # The CQT layers' arguments (``kind`` is the ``cqt`` stage's choice of layer): the layers
 # check theirs with these and the stage declares its own from here.
@@ -69,45 +68,6 @@ def _format(real: Tensor, imag: Tensor, output_format: str, eps: float) -> Tenso
     if output_format == "Phase":
         return FN.unit_phasor(real, imag)
     return torch.stack([real, imag], dim=-1)
-
-
-def octave_lengths(n: int, downsample_factor: int, decimates: List[bool]) -> Optional[List[int]]:
-    """Signal length at each octave's rate of a multirate transform (an optional early
-    downsampling by ``downsample_factor``, then a halving before each octave that
-    ``decimates``; each a strided 'same'-padded conv), or None where a decimation has no input."""
-    if downsample_factor > 1:
-        if n < 2:
-            return None
-        n = (n - 2) // downsample_factor + 1
-    out: List[int] = []
-    for decimate in decimates:
-        if decimate:
-            if n < 2:
-                return None
-            n = (n - 2) // 2 + 1
-        out.append(n)
-    return out
-
-
-def smallest_length(ok: Callable[[int], bool]) -> int:
-    """The smallest ``n >= 1`` with ``ok(n)``, for a monotone ``ok`` (doubling, then bisection)."""
-    hi = 1
-    while not ok(hi):
-        hi *= 2
-    lo = hi // 2  # not ok (or 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
-
-
-def multirate_output_shape(layer: nn.Module, num_samples: int) -> Tuple[int, ...]:
-    """(bins, frames[, 2]) of a multirate layer (CQT2010v2, multirate VQT): the frame count of
-    its shortest octave."""
-    lens = layer._octave_lengths(num_samples)
-    t = 0 if lens is None else min(FN.frame_count(l, o.width, o.hop, True)
-                                   for l, o in zip(lens, layer.octaves))
-    return (layer.n_bins, t) if layer.output_format == "Magnitude" else (layer.n_bins, t, 2)
 
 
 class CQT1992v2(FrontendLayer):
@@ -298,7 +258,7 @@ class CQT2010v2(FrontendLayer):
                                          trainable, precision, dtype)
         self.precision = self.conv_top.precision
         self.downsample_factor = int(plan["factor"])
-        self._build_decimation(dtype)
+        register_decimation(self, self.downsample_factor, dtype)
         stages = list(reversed(plan["stages"]))  # top octave first, as they are computed
         self.octaves = nn.ModuleList([
             CQT2010Octave(s["hop"], widths[s["bank"]], s["bank"] == "deep", s["bin_start"],
@@ -354,16 +314,6 @@ class CQT2010v2(FrontendLayer):
             self.conv_deep = FrameConv()
         return widths, rows
 
-    def _build_decimation(self, dtype: torch.dtype) -> None:
-        """nnAudio's anti-aliasing FIRs (rounded to float32 as nnAudio's filters are)."""
-        factor = self.downsample_factor
-        early = lowpass_filter(1.0 / factor, DECIMATION_TAPS, 0.03) if factor > 1 else np.ones(1)
-        self.register_buffer("early_downsample_filter",
-                             kernel_tensor(early.astype(np.float32)[None, None], dtype))
-        halve = lowpass_filter(0.5, DECIMATION_TAPS, 0.001).astype(np.float32)
-        self.register_buffer("lowpass_filter", kernel_tensor(halve[None, None], dtype))
-        self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
-
     def _octave_lengths(self, n: int) -> Optional[List[int]]:
         return octave_lengths(n, self.downsample_factor, [o.decimate for o in self.octaves])
 
@@ -399,13 +349,7 @@ class CQT2010v2(FrontendLayer):
             real, imag = octave(y)
             reals.append(real)
             imags.append(imag)
-        t = reals[0].size(-1)
-        for r in reals:
-            t = min(t, r.size(-1))
-        order = [len(reals) - 1 - i for i in range(len(reals))]  # lowest octave first
-        real = torch.cat([reals[i][:, :, :t] for i in order], dim=1) * self.scale
-        imag = torch.cat([imags[i][:, :, :t] for i in order], dim=1) * self.scale
-        return real, imag
+        return FN.stack_octaves(reals, imags, self.scale)
 
     def forward(self, x: Tensor) -> Tensor:
         real, imag = self.spectrum(x)

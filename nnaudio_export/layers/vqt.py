@@ -9,12 +9,12 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import Param, require
-from ..kernels.cqt import cqt_kernels, lowpass_filter, variable_q_lengths
+from ..kernels.cqt import cqt_kernels, variable_q_lengths
 from ..kernels.vqt import vqt_plan
 from ..kernels.windows import WindowSpec
 from .common import FrontendLayer, kernel_tensor, register_kernel
-from .cqt import (CQT1992v2, DECIMATION_TAPS, _check_common, _format, _norm_scale, multirate_output_shape,
-                  octave_lengths, smallest_length)
+from .cqt import CQT1992v2, _check_common, _format, _norm_scale
+from .multirate import multirate_output_shape, octave_lengths, register_decimation, smallest_length
 from .frame_conv import frame_conv
 
 GAMMA = Param("gamma", 0.0, "number", low=0, doc="bandwidth offset in Hz (0: constant Q)")
@@ -74,13 +74,7 @@ class MultirateVQT(FrontendLayer):
         self.octaves = nn.ModuleList(octaves)
         self.precision = octaves[0].conv.precision
         self.downsample_factor = int(plan["factor"])
-        early = lowpass_filter(1.0 / self.downsample_factor, DECIMATION_TAPS, 0.03) \
-            if self.downsample_factor > 1 else np.ones(1)
-        self.register_buffer("early_downsample_filter",
-                             kernel_tensor(early.astype(np.float32)[None, None], dtype))
-        halve = lowpass_filter(0.5, DECIMATION_TAPS, 0.001).astype(np.float32)
-        self.register_buffer("lowpass_filter", kernel_tensor(halve[None, None], dtype))
-        self.decimation_pad = (DECIMATION_TAPS - 1) // 2  # 'same' zero padding, as nnAudio
+        register_decimation(self, self.downsample_factor, dtype)
         freqs = fmin * 2.0 ** (np.arange(n_bins) / float(bins_per_octave))
         lengths = variable_q_lengths(plan["Q"], sr, freqs, gamma, bins_per_octave)
         self.register_buffer("scale", kernel_tensor(
@@ -128,13 +122,7 @@ class MultirateVQT(FrontendLayer):
             real, imag = octave(x)
             reals.append(real)
             imags.append(imag)
-        t = reals[0].size(-1)
-        for r in reals:
-            t = min(t, r.size(-1))
-        order = [len(reals) - 1 - i for i in range(len(reals))]  # lowest octave first
-        real = torch.cat([reals[i][:, :, :t] for i in order], dim=1) * self.scale
-        imag = torch.cat([imags[i][:, :, :t] for i in order], dim=1) * self.scale
-        return real, imag
+        return FN.stack_octaves(reals, imags, self.scale)
 
     def forward(self, x: Tensor) -> Tensor:
         real, imag = self.spectrum(x)
