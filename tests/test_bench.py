@@ -2,7 +2,10 @@
 No speed assertions: timings depend on the machine."""
 import json
 
+import numpy as np
 import pytest
+
+import nnaudio_export as nx
 
 from nnaudio_export import bench
 from nnaudio_export.cli import build_parser
@@ -96,3 +99,20 @@ def test_cli_registers_bench():
 def test_unknown_preset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown"):
         bench.main(["--quick", "--presets", "no_such_preset", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("name", ["kaldi_fbank_80", "kaldi_fbank_80_lhotse"])
+def test_kaldi_peer_runs_the_presets_reference_settings(name):
+    """The Kaldi presets' peer is kaldi-native-fbank with the spec's own settings ('identical
+    settings' in the table): its numbers are the preset's reference's, item by item."""
+    from nnaudio_export.bench.peers import build_kaldi_peers
+    from nnaudio_export.references import REFERENCES
+    from nnaudio_export.signals import clip
+    spec = nx.presets.get_spec(name, seconds=1.0)
+    xn = np.stack([clip("speech", 16000, 1.0), clip("tones", 16000, 1.0)]).astype(np.float32)
+    ((label, identical, device, build),) = build_kaldi_peers(spec, xn)
+    assert (label, identical, device) == ("kaldi-native-fbank", True, "cpu")
+    fn, flops, _ = build()
+    for got, y in zip(fn(), xn):
+        np.testing.assert_array_equal(got, REFERENCES[name](y))
+    assert flops > 0

@@ -311,12 +311,55 @@ def build_synthesis_peers(spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray,
     return [("torch.istft", True, device, torch_peer), ("librosa.istft", True, "cpu", librosa_peer)]
 
 
+def build_kaldi_peers(spec: Dict[str, Any], xn: np.ndarray) -> List[Tuple[str, bool, str, PeerBuild]]:
+    """kaldi-native-fbank's ``OnlineFbank`` with the spec's own settings (the Kaldi presets'
+    reference), one item after another as a C++ frontend runs it, on the same numpy batch."""
+    stages = {st["type"]: st for st in spec["stages"]}
+    frames, mel = stages["kaldi_stft"], stages.get("kaldi_mel")
+    if mel is None or "log" not in stages or not frames["round_to_power_of_two"]:
+        raise ValueError("Kaldi peers: only kaldi_stft -> kaldi_mel -> log (Kaldi fbank) is rebuilt")
+    sr = float(spec["sample_rate"])
+    scale = np.float32(stages.get("input", {}).get("scale") or 1.0)
+
+    def knf_peer():
+        import kaldi_native_fbank as knf
+        o = knf.FbankOptions()
+        o.frame_opts.samp_freq = sr
+        o.frame_opts.frame_length_ms = 1000.0 * frames["win_length"] / sr
+        o.frame_opts.frame_shift_ms = 1000.0 * frames["hop_length"] / sr
+        o.frame_opts.dither = 0.0
+        o.frame_opts.snip_edges = bool(frames["snip_edges"])
+        o.frame_opts.window_type = frames["window"]
+        o.frame_opts.remove_dc_offset = bool(frames["remove_dc_offset"])
+        o.frame_opts.preemph_coeff = float(frames["preemphasis"])
+        o.mel_opts.num_bins = int(mel["n_mels"])
+        o.mel_opts.low_freq = float(mel["low_freq"])
+        o.mel_opts.high_freq = float(mel["high_freq"])
+        items = [np.ascontiguousarray(y * scale, dtype=np.float32) for y in xn]
+
+        def fn():
+            out = []
+            for y in items:
+                f = knf.OnlineFbank(o)
+                f.accept_waveform(sr, y)
+                f.input_finished()
+                out.append(np.stack([f.get_frame(i) for i in range(f.num_frames_ready)]))
+            return out
+        n_fft = 1 << (int(frames["win_length"]) - 1).bit_length()
+        count = len(items) * (xn.shape[-1] // int(frames["hop_length"]))
+        return fn, count * (5.0 * n_fft * math.log2(n_fft) + 2.0 * mel["n_mels"] * (n_fft // 2 + 1)), \
+            "OnlineFbank, the spec's settings, per item (input scaled before timing)"
+    return [("kaldi-native-fbank", True, "cpu", knf_peer)]
+
+
 def prepare_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray, device: str,
                   work: Path, quick: bool) -> List[Candidate]:
     cands: List[Candidate] = []
     try:
         if input_kind(spec) == "spectrum":
             peers = build_synthesis_peers(spec, x, xn, device)
+        elif any(st["type"] == "kaldi_stft" for st in spec["stages"]):
+            peers = build_kaldi_peers(spec, xn)
         else:
             peers = build_peers(preset, spec, x, xn, device, work, quick)
     except Exception as exc:
