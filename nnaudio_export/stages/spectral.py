@@ -80,24 +80,36 @@ class FilterbankStage(MatrixStage):
 
 @register
 class MelStage(FilterbankStage):
-    """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
+    """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number).
+
+    ``fmax`` above the Nyquist frequency is refused unless ``allow_above_nyquist``: then the
+    filters are laid out up to ``fmax`` as asked and the ones above Nyquist are empty or
+    partial, as librosa (which warns) and transformers' Whisper extractor below 16 kHz (its
+    bank always spans 0..8000 Hz) compute them. ``bin_rate`` lays the FFT bins out at another
+    rate than the true one (transformers' ``mel_filter_bank``: see
+    :func:`~nnaudio_export.kernels.mel.mel_filterbank`)."""
 
     type_name = "mel"
     streaming = "frames"
-    params = MEL_ARGS + (TRAINABLE,)
+    params = MEL_ARGS + (TRAINABLE, Param("allow_above_nyquist", False, "bool",
+                                          doc="let fmax exceed sample_rate / 2 (filters there empty)"),
+                         Param("bin_rate", None, "number", optional=True, low=0, low_open=True,
+                               doc="FFT bin k at k * bin_rate / n_fft Hz (None: the sample rate)"))
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         sr = ctx.sample_rate
         fmax = p["fmax"] if p["fmax"] is not None else sr / 2
-        if fmax > sr / 2:
-            raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        if fmax > sr / 2 and not p["allow_above_nyquist"]:
+            raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz "
+                             "(allow_above_nyquist=True lays the bank out anyway)")
         if not p["fmin"] < fmax:
             raise ValueError(f"fmin: need 0 <= fmin < fmax, got {p['fmin']}")
         cls.require_memory(p["n_mels"], ctx)
         norm = math.inf if p["norm"] == "inf" else p["norm"]      # JSON spells inf "inf"
-        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm)
+        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm,
+                            allow_above_nyquist=p["allow_above_nyquist"], bin_rate=p["bin_rate"])
         return cls(fb, p["trainable"], ctx.dtype), ctx.but(domain="features")
 
 
