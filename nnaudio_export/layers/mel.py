@@ -20,6 +20,12 @@ MEL_ARGS = (Param("n_mels", 128, "int", low=1),
             Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"),
             Param("htk", False, "bool"),
             Param("norm", "slaney", "norm"))
+# The mel stage's bank options that reproduce other code's banks (transformers'
+# mel_filter_bank); the layer keeps librosa's / nnAudio's bank and does not take them.
+MEL_BANK_ARGS = (Param("allow_above_nyquist", False, "bool",
+                       doc="let fmax exceed sample_rate / 2 (filters there empty)"),
+                 Param("bin_rate", None, "number", optional=True, low=0, low_open=True,
+                       doc="FFT bin k at k * bin_rate / n_fft Hz (None: the sample rate)"))
 DB_ARGS = (Param("ref", 1.0, "number"),
            Param("amin", 1e-10, "number", low=0, low_open=True),
            Param("top_db", None, "number", optional=True, low=0),

@@ -14,7 +14,7 @@ from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
 from ..layers.common import require_kernel_memory
-from ..layers.mel import MEL_ARGS, MFCC_ARGS
+from ..layers.mel import MEL_ARGS, MEL_BANK_ARGS, MFCC_ARGS
 from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
 from .transforms import FusablePowerTransform
@@ -91,10 +91,7 @@ class MelStage(FilterbankStage):
 
     type_name = "mel"
     streaming = "frames"
-    params = MEL_ARGS + (TRAINABLE, Param("allow_above_nyquist", False, "bool",
-                                          doc="let fmax exceed sample_rate / 2 (filters there empty)"),
-                         Param("bin_rate", None, "number", optional=True, low=0, low_open=True,
-                               doc="FFT bin k at k * bin_rate / n_fft Hz (None: the sample rate)"))
+    params = MEL_ARGS + (TRAINABLE,) + MEL_BANK_ARGS
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
