@@ -58,12 +58,16 @@ def write_golden(path: Path, inputs: np.ndarray, outputs: np.ndarray,
                  check: Dict[str, float]) -> Dict[str, Any]:
     """Write golden.npz: ``input`` (the bundle's input dtype), ``output`` (the float64
     reference; float32 when large) and the scalars of ``check`` (float64: ``threshold``,
-    ``relative``, ``db_per_unit``, ``window_db``), as an uncompressed zip of .npy files with
-    fixed timestamps (the same export gives the same bytes). Returns its manifest entry."""
+    ``relative``, ``db_per_unit``, ``window_db``; and where the bound is scaled per value,
+    ``scale``, float32, the output's shape: an error counts divided by it), as an
+    uncompressed zip of .npy files with fixed timestamps (the same export gives the same
+    bytes). Returns its manifest entry."""
     if outputs.nbytes > GOLDEN_SMALL_BYTES:
         outputs = outputs.astype(np.float32)
     arrays = {"input": inputs, "output": outputs}
-    arrays.update({k: np.float64(v) for k, v in check.items()})
+    arrays.update({k: np.float64(v) for k, v in check.items() if k != "scale"})
+    if "scale" in check:
+        arrays["scale"] = np.asarray(check["scale"], dtype=np.float32)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         for name, array in arrays.items():
             buf = io.BytesIO()

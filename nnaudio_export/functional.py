@@ -224,6 +224,17 @@ def clamp_to_item_max(x: Tensor, value_range: float) -> Tensor:
     return torch.maximum(x, peak.reshape(shape) - value_range)
 
 
+def centred_matmul(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x`` computed as ``matrix @ (x - m) + rowsum(matrix) m``, ``m`` the mean of
+    each column of ``x`` (over its rows, e.g. one frame's dB values). Equal in exact
+    arithmetic; in float32 each partial sum then holds values of the column's spread instead
+    of its common offset (tens of dB), so it rounds that much less. For an orthonormal DCT-II
+    ``rowsum`` is ``sqrt(n)`` for row 0 and ~0 for the others, so the offset reaches row 0
+    only, as it should."""
+    m = torch.mean(x, dim=-2, keepdim=True)
+    return torch.matmul(matrix, x - m) + torch.sum(matrix, dim=-1, keepdim=True) * m
+
+
 def power_to_db(s: Tensor, ref: float, amin: float, top_db: float, multiplier: float = 10.0) -> Tensor:
     """``m log10(max(s, amin)) - m log10(max(amin, |ref|))`` (``m = multiplier``: 10 for
     power, 20 for amplitude), then, when ``top_db >= 0``, clamped below at

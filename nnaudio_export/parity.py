@@ -24,35 +24,13 @@ from .manifest import (bundle_backends, check_files, model_format, read_golden, 
                        rebuildable)
 from .runtime import BACKENDS
 from .runtime import cuda_available, load
+from .tolerances import (EXTENDED_LOG_DB_WINDOW, LINEAR_REL_TOL, LOG_ABS_TOL,  # noqa: F401
+                         LOG_DB_REPORT_WINDOW, LOG_DB_WINDOW, LOG_MIN_DB_TOL,
+                         NORMALIZED_LOG_ABS_TOL, log_threshold, normalisation_bound_scale, window_for)
 
 # Backends whose artifacts hold no native code or program: run on any bundle by default.
 DATA_ONLY_BACKENDS = ("onnxruntime",)
 DEVICES = ("cpu", "cuda")
-from .spec import transform_precisions
-
-# float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
-# absolute for log outputs: 1e-4 in output units, but never tighter than 1e-3 dB (an output
-# in dB units has 1 dB per unit, so 1e-4 there would be 40x stricter than Whisper's scale).
-# Log outputs are judged within 80 dB of each item's peak when every Fourier transform runs
-# at precision 'extended' (all production presets). At precision 'single' the window is
-# 60 dB: a float32 conv DFT's rounding floor at -80 dB is itself ~1e-4 in log10 units
-# (eager float32 vs float64 measured 0.7-1.2e-4 there), so two float32 runtimes can differ
-# by 1e-4 there; the 80 dB figure is still reported.
-# Per-item normalised log outputs have no dB scale: 5e-4 absolute over all values.
-LINEAR_REL_TOL = 1e-5
-LOG_ABS_TOL = 1e-4
-LOG_MIN_DB_TOL = 1e-3
-NORMALIZED_LOG_ABS_TOL = 5e-4
-LOG_DB_WINDOW = 60.0
-LOG_DB_REPORT_WINDOW = 80.0
-EXTENDED_LOG_DB_WINDOW = 80.0
-
-
-def log_threshold(db_per_unit: Optional[float]) -> float:
-    """Absolute threshold for a log output with ``db_per_unit`` dB per output unit."""
-    if not db_per_unit:
-        return NORMALIZED_LOG_ABS_TOL
-    return max(LOG_ABS_TOL, LOG_MIN_DB_TOL / db_per_unit)
 
 
 @dataclass
@@ -68,6 +46,8 @@ class ParityRow:
     status: str = "passed"    # passed | failed | skipped | error
     note: str = ""
     max_abs_80db: Optional[float] = None  # log outputs: max abs within 80 dB (informational)
+    max_scaled: Optional[float] = None    # scaled bound: max of |error| / per-value scale (judged)
+    bound_scale: Optional[float] = None   # scaled bound: the largest per-value scale
 
 
 @dataclass
@@ -80,6 +60,7 @@ class ParityReport:
     log_db_window: float = LOG_DB_WINDOW
     not_checked: List[str] = field(default_factory=list)   # asked for, but could not run
     allow_skip: bool = False
+    conditioning: List[str] = field(default_factory=list)   # why a bound was scaled, per value
 
     @property
     def ok(self) -> bool:
@@ -96,7 +77,8 @@ class ParityReport:
                 "normalized_log_max_abs": NORMALIZED_LOG_ABS_TOL,
                 "log_db_window": self.log_db_window},
                 "rows": [asdict(r) for r in self.rows], "skipped": self.skipped,
-                "not_checked": self.not_checked, "allow_skip": self.allow_skip}
+                "not_checked": self.not_checked, "allow_skip": self.allow_skip,
+                "conditioning": self.conditioning}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ParityReport":
@@ -104,7 +86,8 @@ class ParityReport:
         return cls(d["bundle"], d["output_kind"], list(d["signals"]),
                    [ParityRow(**r) for r in d["rows"]], list(d.get("skipped", [])),
                    d.get("thresholds", {}).get("log_db_window", LOG_DB_WINDOW),
-                   list(d.get("not_checked", [])), bool(d.get("allow_skip", False)))
+                   list(d.get("not_checked", [])), bool(d.get("allow_skip", False)),
+                   list(d.get("conditioning", [])))
 
     def table(self) -> str:
         wide = any(r.max_abs_80db is not None for r in self.rows)
@@ -115,6 +98,8 @@ class ParityReport:
         fmt = lambda v: "-" if v is None else f"{v:.2e}"
         for r in self.rows:
             thr = "-" if r.threshold is None else f"{r.metric} <= {r.threshold:.0e}"
+            if r.bound_scale is not None:
+                thr = f"{r.metric} / scale = {r.max_scaled:.2e} <= {r.threshold:.0e} (scale <= {r.bound_scale:.3g})"
             status = r.status.upper() if r.status != "passed" else "ok"
             if r.note:
                 status += f" ({r.note})"
@@ -126,6 +111,8 @@ class ParityReport:
                          + ("; the 80 dB column is informational)" if self.log_db_window < 80 else ")"))
         for s in self.skipped:
             lines.append(f"SKIPPED: {s}")
+        for s in self.conditioning:
+            lines.append(f"SCALED BOUND: {s}")
         for s in self.not_checked:
             lines.append(f"NOT CHECKED{' (allowed)' if self.allow_skip else ''}: {s}")
         lines.append("PARITY OK" if self.ok else "PARITY FAILED")
@@ -140,15 +127,18 @@ def disable_tf32() -> None:
 
 
 def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[float],
-            window_db: float = LOG_DB_WINDOW) -> Dict[str, float]:
+            window_db: float = LOG_DB_WINDOW, scale: Optional[np.ndarray] = None) -> Dict[str, float]:
     """max abs and max abs / peak; log outputs with a known dB scale only where the reference
-    is within ``window_db`` of its per-item peak (``max_abs_80db``: within 80 dB)."""
+    is within ``window_db`` of its per-item peak (``max_abs_80db``: within 80 dB). With a
+    per-value ``scale`` (:func:`nnaudio_export.tolerances.normalisation_bound_scale`), also
+    ``max_scaled``: the max of error / scale, which is what is judged then."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if out.shape != ref.shape:
         raise ValueError(f"shape mismatch: {out.shape} vs reference {ref.shape}")
     if not np.all(np.isfinite(out)):
-        return {"max_abs": float("inf"), "max_rel": float("inf"), "max_abs_80db": float("inf")}
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "max_abs_80db": float("inf"),
+                "max_scaled": float("inf")}
     err = np.abs(out - ref)
     peak = float(np.max(np.abs(ref))) if ref.size else 0.0
     res: Dict[str, float] = {}
@@ -158,6 +148,8 @@ def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[f
         res["max_abs_80db"] = float(np.where(wide, err, 0.0).max()) if err.size else 0.0
         err = np.where(ref >= item_max - window_db / db_per_unit, err, 0.0)
     max_abs = float(err.max()) if err.size else 0.0
+    if scale is not None:
+        res["max_scaled"] = float((err / scale).max()) if err.size else 0.0
     res.update({"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs})
     return res
 
@@ -206,12 +198,6 @@ def _choose_devices(devices: Optional[Sequence[str]], backends: Sequence[str],
     return run
 
 
-def window_for(spec: Dict[str, Any]) -> float:
-    """The dB window log outputs are judged in: 80 dB when every transform of ``spec`` runs
-    at precision 'extended', else 60 dB (a spec-less module: 60 dB)."""
-    return EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
-
-
 def golden_check(fe: nn.Module) -> Dict[str, float]:
     """The thresholds golden.npz carries for ``fe`` (a Frontend or ModuleFrontend): the
     parity threshold, whether it is relative to the peak (1.0) or absolute (0.0), the dB
@@ -220,6 +206,15 @@ def golden_check(fe: nn.Module) -> Dict[str, float]:
     return {"threshold": log_threshold(fe.db_per_unit) if log else LINEAR_REL_TOL,
             "relative": 0.0 if log else 1.0, "db_per_unit": float(fe.db_per_unit or 0.0),
             "window_db": window_for(fe.spec)}
+
+
+def bound_scale(reference: nn.Module, x: np.ndarray, kind: str,
+                threshold: float) -> Tuple[Optional[np.ndarray], List[str]]:
+    """The per-value scale of the absolute ``threshold`` of a log output for the float64
+    ``reference`` on ``x`` (None: not scaled; linear outputs never are) and the report's
+    lines saying why (:func:`nnaudio_export.tolerances.normalisation_bound_scale`)."""
+    scaled = normalisation_bound_scale(reference, x, threshold) if kind == "log" else None
+    return (None, []) if scaled is None else (scaled[0], [scaled[1]])
 
 
 def float64_reference(fe: nn.Module, from_spec: bool) -> nn.Module:
@@ -241,11 +236,17 @@ def run_float64(reference: nn.Module, x: np.ndarray) -> np.ndarray:
         return reference(xt).numpy()
 
 
-def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
     """golden.npz's content for ``fe``: the inputs (:func:`nnaudio_export.bundle.
-    golden_input`), the float64 reference outputs and :func:`golden_check`."""
+    golden_input`), the float64 reference outputs and :func:`golden_check`, plus ``scale``
+    (per output value) where the bound is scaled (:func:`bound_scale`)."""
     x = golden_input(fe)
-    return x, run_float64(float64_reference(fe, from_spec), x), golden_check(fe)
+    check: Dict[str, Any] = golden_check(fe)
+    reference = float64_reference(fe, from_spec)
+    scale, _ = bound_scale(reference, x, fe.output_kind, check["threshold"])
+    if scale is not None:
+        check["scale"] = scale
+    return x, run_float64(reference, x), check
 
 
 def load_golden(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -274,19 +275,26 @@ def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golde
     if module is None and (golden_only or not rebuildable(manifest)):
         g = load_golden(d, manifest)
         dbu = float(g["db_per_unit"]) or None
+        scale = g["scale"].astype(np.float64) if "scale" in g else None
         return {"x": g["input"], "eager": None, "y64": g["output"].astype(np.float64),
                 "ref_name": "golden", "thr": float(g["threshold"]), "window": float(g["window_db"]),
                 "metric": "max_rel" if float(g["relative"]) else "max_abs", "dbu": dbu,
-                "kind": "linear" if float(g["relative"]) else "log"}
+                "kind": "linear" if float(g["relative"]) else "log", "scale": scale,
+                "conditioning": ["golden.npz carries a per-value bound scale (up to "
+                                 f"{float(scale.max()):.3g}): its export found the input ill-conditioned"]
+                if scale is not None else []}
     fe = _as_frontend(module, manifest) if module is not None else Frontend.from_spec(manifest["spec"])
     x = fe.example_input(tuple(signals))
     if manifest.get("batch"):
         reps = int(np.ceil(manifest["batch"] / x.shape[0]))
         x = np.concatenate([x] * reps)[: manifest["batch"]]
-    y64 = run_float64(float64_reference(fe, module is None), x)
+    reference = float64_reference(fe, module is None)
+    y64 = run_float64(reference, x)
+    thr = log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL
+    scale, why = bound_scale(reference, x, kind, thr)
     return {"x": x, "eager": fe, "y64": y64, "ref_name": "float64_cpu", "dbu": dbu, "kind": kind,
-            "thr": log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL,
-            "metric": "max_abs" if kind == "log" else "max_rel", "window": window_for(fe.spec)}
+            "thr": thr, "metric": "max_abs" if kind == "log" else "max_rel",
+            "window": window_for(fe.spec), "scale": scale, "conditioning": why}
 
 
 def _run_backend(d: Path, manifest: Dict[str, Any], b: str, dev: str, xt: torch.Tensor,
@@ -339,7 +347,8 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
         x = np.concatenate([x] * int(np.ceil(total / n_ref)))[:total]
     names = list(signals) if ref["eager"] is not None else [f"golden[{i}]" for i in range(n_ref)]
     report = ParityReport(str(d), manifest["output"]["kind"], names, log_db_window=ref["window"],
-                          allow_skip=bool(allow_skip))
+                          allow_skip=bool(allow_skip), conditioning=ref["conditioning"])
+    scale = ref["scale"]
     backends = _choose_backends(manifest, backends, expected_sha256 is not None, report)
     run_devices = _choose_devices(devices, backends, report)
     xt = torch.from_numpy(x)
@@ -369,12 +378,14 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
             if name != "eager" and y32 is not None:
                 refs.insert(0, ("eager_float32", y32))
             for ref_name, want in refs:
-                m = compare(y[:n_ref], want, ref["kind"], ref["dbu"], ref["window"])
-                value = m[ref["metric"]]
+                m = compare(y[:n_ref], want, ref["kind"], ref["dbu"], ref["window"], scale)
+                value = m[ref["metric"]] if scale is None else m["max_scaled"]
                 ok = bool(value <= ref["thr"])
                 report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], ref["thr"],
                                              ref["metric"], ok, "passed" if ok else "failed",
-                                             max_abs_80db=m.get("max_abs_80db")))
+                                             max_abs_80db=m.get("max_abs_80db"),
+                                             max_scaled=m.get("max_scaled"),
+                                             bound_scale=None if scale is None else float(scale.max())))
     if ref["eager"] is not None:
         ref["eager"].to("cpu")
     return report

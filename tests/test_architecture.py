@@ -29,6 +29,7 @@ ORDER = [
     {"stream_bundle"},
     {"runtime"},
     {"stream_runtime"},
+    {"tolerances"},
     {"parity"},
     {"references"},
     {"convert"},

@@ -171,7 +171,8 @@ def test_stereo_to_mono_bundle_refused(cli, mel_bundle, tmp_path):
 
 
 def test_synthesis_bundle_refused(cli, bundles, tmp_path):
-    """A synthesis bundle (input 'spectrum', output 'audio') takes no WAV: one clear error."""
+    """A synthesis bundle (input 'spectrum', output 'audio') takes no WAV: one clear error
+    (--check runs it: test_check_of_a_synthesis_bundle)."""
     b = bundles.preset("vocos_istft_24khz")
     write_wav(tmp_path / "in.wav", clip(16000), 24000, "float32")
     r = run_cli(cli, b, tmp_path / "in.wav", tmp_path / "out.npy")
@@ -313,3 +314,53 @@ def test_stream_run_equals_offline_run(cli, tmp_path):
     assert_close(np.load(tmp_path / "s.npy"), np.load(tmp_path / "o.npy").astype(np.float64), "stream vs offline")
     r = run_cli(cli, stream_dir, tmp_path / "in.wav", tmp_path / "x.npy", "torchscript")
     assert r.returncode == 2 and "--stream" in r.stderr
+
+
+def test_check_uses_the_scaled_bound_of_an_ill_conditioned_bundle(cli, tmp_path):
+    """A SeamlessM4T bundle's golden.npz carries a per-value bound scale (its per-mel-bin
+    normalisation on the tone, tests/test_scaled_bound.py): --check passes with it, and
+    fails once the model is swapped for one with perturbed mel weights."""
+    import hashlib
+    import json
+    import torch
+    transformers = pytest.importorskip("transformers")
+    fes = [nx.from_hf(transformers.SeamlessM4TFeatureExtractor(), seconds=0.5).eval() for _ in range(2)]
+    with torch.no_grad():
+        w = fes[1].stages[2].weight
+        w.mul_(1.0 + 1e-2 * torch.from_numpy(np.random.default_rng(0).standard_normal(tuple(w.shape))).float())
+    a = nx.export(fes[0], tmp_path / "a", formats=("torchscript",), verify=False)
+    b = nx.export(fes[1], tmp_path / "b", formats=("torchscript",), verify=False)
+    r = run_check(cli, a)
+    assert r.returncode == 0 and "ill-conditioned input" in r.stdout and ": ok" in r.stdout, r.stdout + r.stderr
+    m = json.loads((a / "manifest.json").read_text())
+    data = (b / "model.pt").read_bytes()
+    (a / "model.pt").write_bytes(data)
+    m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    (a / "manifest.json").write_text(json.dumps(m, indent=2))
+    r = run_check(cli, a)
+    assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr
+
+
+def _istft_bundle(path, window: str) -> Path:
+    fe = (nx.FrontendBuilder(sample_rate=16000).spectrum_input(257, 30, "complex")
+          .istft(n_fft=512, hop_length=128, window=window).build())
+    return nx.export(fe.spec, path, formats=("torchscript",), verify=False)
+
+
+def test_check_of_a_synthesis_bundle(cli, tmp_path):
+    """--check on an iSTFT bundle: golden.npz's spectra in, its float64 audio out (1e-5 x
+    peak); it passes untouched and fails once model.pt is swapped for another window's."""
+    import hashlib
+    import json
+    a = _istft_bundle(tmp_path / "a", "hann")
+    b = _istft_bundle(tmp_path / "b", "hamming")
+    r = run_check(cli, a)
+    items = nx.runtime.read_manifest(a)["golden"]["items"]
+    assert r.returncode == 0 and f"{items} items" in r.stdout and ": ok" in r.stdout, r.stdout + r.stderr
+    m = json.loads((a / "manifest.json").read_text())
+    data = (b / "model.pt").read_bytes()
+    (a / "model.pt").write_bytes(data)
+    m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    (a / "manifest.json").write_text(json.dumps(m, indent=2))
+    r = run_check(cli, a)
+    assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr

@@ -1,7 +1,9 @@
 """The stages ``from_hf`` added: ``stack_frames`` (SeamlessM4T's stride stacking),
 ``normalize(eps_on='variance')`` (eps under the square root) and ``normalize_waveform``
 (Wav2Vec2's zero-mean unit-variance clip), each against numpy / transformers' own formula
-in float64, plus where they may stand in a chain."""
+in float64, plus where they may stand in a chain; the mel stage's ``allow_above_nyquist``
+(against librosa) and ``bin_rate`` (against transformers' ``mel_filter_bank``); the
+``repeat_pad`` modes against transformers' CLAP padding code."""
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,45 @@ def test_normalize_waveform_of_a_constant_clip_is_exactly_zero_and_it_ends_the_c
         nx.FrontendBuilder(SR, 4000).normalize_waveform().stft(n_fft=400, hop_length=160).build()
     with pytest.raises(ValueError, match=r"eps must be positive"):
         nx.FrontendBuilder(SR, 4000).normalize_waveform(eps=0.0).build()
+
+
+def _mel_weights(sr, n_fft, **mel):
+    fe = nx.FrontendBuilder(sr, 4 * n_fft).stft(n_fft=n_fft, hop_length=n_fft // 4).power().mel(**mel).build()
+    return fe.stages[-1].weight.detach().double().numpy()
+
+
+def test_mel_above_nyquist_only_when_asked_and_then_as_librosa():
+    import librosa
+    with pytest.raises(ValueError, match=r"fmax: 8000.0 Hz is above the Nyquist.*allow_above_nyquist"):
+        _mel_weights(8000, 400, n_mels=40, fmax=8000.0)
+    ours = _mel_weights(8000, 400, n_mels=40, fmax=8000.0, allow_above_nyquist=True)
+    with pytest.warns(UserWarning, match="Empty filters"):
+        want = librosa.filters.mel(sr=8000, n_fft=400, n_mels=40, fmax=8000.0, dtype=np.float64)
+    assert np.all(ours[-5:] == 0) and np.abs(ours - want).max() <= 1e-7 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("sr, n_fft", [(11025, 512), (16000, 511)])
+def test_mel_bin_rate_is_transformers_mel_filter_bank(sr, n_fft):
+    from transformers.audio_utils import mel_filter_bank
+    want = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=40, min_frequency=0.0,
+                           max_frequency=5000.0, sampling_rate=sr, norm="slaney", mel_scale="slaney").T
+    rate = n_fft * (sr // 2) / (n_fft // 2)
+    ours = _mel_weights(sr, n_fft, n_mels=40, fmax=5000.0, bin_rate=rate)
+    plain = _mel_weights(sr, n_fft, n_mels=40, fmax=5000.0)
+    assert np.abs(ours - want).max() <= 1e-7 * np.abs(want).max()
+    assert np.abs(plain - want).max() > 1e-3 * np.abs(want).max()     # the true bin frequencies differ
+
+
+@pytest.mark.parametrize("mode", ["repeatpad", "repeat", "pad"])
+@pytest.mark.parametrize("n", [300, 250, 1000])
+def test_repeat_pad_modes_are_clap_padding(mode, n):
+    """transformers' ClapFeatureExtractor._get_input_mel padding, restated: repeat ->
+    tile(n_repeat + 1)[:max_length]; repeatpad -> tile(n_repeat); then zero-pad."""
+    x = np.arange(1, n + 1, dtype=np.float64)
+    n_repeat = int(1000 / n)
+    want = {"repeat": np.tile(x, n_repeat + 1)[:1000], "repeatpad": np.tile(x, n_repeat), "pad": x}[mode]
+    want = np.pad(want, (0, 1000 - want.shape[0]))
+    fe = nx.FrontendBuilder(SR, n).repeat_pad(length=1000, mode=mode).stft(n_fft=64, hop_length=16).build()
+    with torch.no_grad():
+        got = fe.stages[1](fe.stages[0](torch.from_numpy(x[None].astype(np.float32)))).double().numpy()
+    assert np.array_equal(got.reshape(-1), want)

@@ -16,7 +16,7 @@ from nnaudio_export.checks import MEMORY_LIMIT_ENV, memory_limit
 from nnaudio_export.layers import MFCC, STFT, CQT1992v2, CQT2010v2, KaldiSTFT, MelSpectrogram
 from nnaudio_export.layers.cqt import CQT_ARGS
 from nnaudio_export.layers.kaldi import KALDI_ARGS
-from nnaudio_export.layers.mel import DB_ARGS, MEL_ARGS, MFCC_ARGS
+from nnaudio_export.layers.mel import DB_ARGS, MEL_ARGS, MEL_BANK_ARGS, MFCC_ARGS
 from nnaudio_export.layers.stft import STFT_ARGS
 from nnaudio_export.stages import STAGES
 
@@ -61,10 +61,11 @@ def test_non_finite_top_level_from_json_text():
 
 def test_stages_declare_their_layers_parameters():
     # the very same Param objects: one rule for layers, builder and spec files (the matrix
-    # stages' ``trainable`` is the transform layers' own)
+    # stages' ``trainable`` is the transform layers' own; the mel stage's MEL_BANK_ARGS are
+    # declared beside the layer's, which does not take them)
     trainable = tuple(p for p in STFT_ARGS if p.name == "trainable")
     for kind, table in (("stft", STFT_ARGS), ("cqt", CQT_ARGS), ("kaldi_stft", KALDI_ARGS),
-                        ("mel", MEL_ARGS + trainable), ("mfcc", MFCC_ARGS + trainable), ("db", DB_ARGS)):
+                        ("mel", MEL_ARGS + trainable + MEL_BANK_ARGS), ("mfcc", MFCC_ARGS + trainable), ("db", DB_ARGS)):
         assert all(any(p is q for q in table) for p in STAGES[kind].params), kind
 
 

@@ -9,11 +9,11 @@ Supported (``feature_extractor_type``), each reproducing the extractor's default
 clip of ``num_samples`` samples:
 
 - ``WhisperFeatureExtractor``: any ``feature_size``, ``n_fft``, ``hop_length``,
-  ``chunk_length``, ``sampling_rate >= 16000`` -> ``input_features[0]`` (mels, frames); the
+  ``chunk_length``, ``sampling_rate`` -> ``input_features[0]`` (mels, frames); the
   input is ``chunk_length`` seconds (``length_policy`` 'pad_or_trim', as the extractor).
 - ``ASTFeatureExtractor`` (16 kHz) -> ``input_values[0]`` (max_length, num_mel_bins).
-- ``ClapFeatureExtractor`` (truncation 'fusion' or 'rand_trunc', clips up to
-  ``max_length_s``) -> ``input_features[0, 0]`` (frames, mels): one copy of fusion's four.
+- ``ClapFeatureExtractor`` (truncation 'fusion' or 'rand_trunc', padding 'repeatpad',
+  'repeat' or 'pad', clips up to ``max_length_s``) -> ``input_features[0, 0]`` (frames, mels): one copy of fusion's four.
 - ``SeamlessM4TFeatureExtractor`` -> ``input_features[0]`` (frames // stride,
   stride * num_mel_bins): Kaldi fbank on x * 32768, per-mel-bin normalisation, padding to
   an even frame count, stride stacking.
@@ -150,6 +150,19 @@ def _stft(n_fft: int, hop: int) -> Dict[str, Any]:
             "pad_mode": "reflect", "precision": "extended"}
 
 
+def _mel(n_mels: int, n_fft: int, sr: float, fmin: float, fmax: float, htk: bool,
+         norm: Optional[str], **extra: Any) -> Dict[str, Any]:
+    """transformers' ``mel_filter_bank`` as a mel stage: its FFT bins are evenly spaced up to
+    ``sampling_rate // 2`` exactly, so for an odd rate or ``n_fft`` they sit at
+    ``k bin_rate / n_fft`` with ``bin_rate = n_fft (sr // 2) / (n_fft // 2)``, not the true
+    ``k sr / n_fft``."""
+    stage = {"type": "mel", "n_mels": n_mels, "fmin": fmin, "fmax": fmax, "htk": htk, "norm": norm, **extra}
+    bin_rate = n_fft * (int(sr) // 2) / (n_fft // 2)
+    if bin_rate != sr:
+        stage["bin_rate"] = bin_rate
+    return stage
+
+
 def _kaldi(window: str) -> Dict[str, Any]:
     """transformers' Kaldi fbank frames: 400 / 160 samples at any rate, 512-point."""
     return {"type": "kaldi_stft", "win_length": 400, "hop_length": 160, "window": window,
@@ -159,12 +172,12 @@ def _kaldi(window: str) -> Dict[str, Any]:
 
 def _whisper(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
     """Conv STFT (periodic Hann, centre reflect), |X|^2, slaney mel 0..8000 Hz, last frame
-    dropped, log10(max(x, 1e-10)), clamp at the item's max - 8, (x + 4) / 4."""
+    dropped, log10(max(x, 1e-10)), clamp at the item's max - 8, (x + 4) / 4. The bank spans
+    0..8000 Hz at any rate: below 16 kHz its filters above the Nyquist frequency are empty
+    or partial (transformers only warns), reproduced with the mel stage's
+    ``allow_above_nyquist``."""
     n_mels, n_fft, hop = c.integer("feature_size"), c.integer("n_fft", 2), c.integer("hop_length")
     sr, chunk = c.integer("sampling_rate"), c.number("chunk_length", 0)
-    c.require("sampling_rate", sr >= 16000, "Whisper's mel filterbank always spans 0..8000 Hz: "
-              "below 16 kHz its filters above the Nyquist frequency are empty (transformers "
-              "only warns); not reproduced")
     c.require("dither", c.values["dither"] == 0, "random dither is not reproducible; use 0.0")
     c.require("padding_value", c.values["padding_value"] == 0,
               "bundles zero-pad shorter clips (length_policy 'pad_or_trim')")
@@ -178,8 +191,7 @@ def _whisper(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
         raise c.error("chunk_length", f"the extractor pads / cuts every clip to {total} samples; "
                       f"give seconds=None (a bundle pads or cuts), not {num_samples} samples")
     stages = [_stft(n_fft, hop), {"type": "power", "exponent": 2.0},
-              {"type": "mel", "n_mels": n_mels, "fmin": 0.0, "fmax": 8000.0, "htk": False,
-               "norm": "slaney"},
+              _mel(n_mels, n_fft, sr, 0.0, 8000.0, False, "slaney", allow_above_nyquist=sr < 16000),
               {"type": "trim_frames", "start": 0, "end": 1},
               {"type": "log10", "floor": 1e-10}, {"type": "dynamic_range", "range": 8.0},
               {"type": "affine", "scale": 0.25, "offset": 1.0}]
@@ -210,7 +222,7 @@ def _ast(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
 
 
 def _clap(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
-    """Repeat-pad to max_length_s, periodic Hann STFT, |X|^2, mel (fusion: HTK without
+    """Pad to max_length_s ('repeatpad', 'repeat' or 'pad'), periodic Hann STFT, |X|^2, mel (fusion: HTK without
     norm; rand_trunc: slaney), 10 log10(max(x, 1e-10)), time-major."""
     sr, hop, n_fft = c.integer("sampling_rate"), c.integer("hop_length"), c.integer("fft_window_size", 2)
     n_mels = c.integer("feature_size")
@@ -229,15 +241,15 @@ def _clap(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
                       f"by transformers (not reproducible); got {n}")
     stages: List[Dict[str, Any]] = []
     if n < total:
-        c.require("padding", c["padding"] == "repeatpad",
-                  "only 'repeatpad' is reproduced for clips shorter than max_length_s")
-        stages.append({"type": "repeat_pad", "length": total})
+        padding = c["padding"]
+        c.require("padding", padding in ("repeatpad", "repeat", "pad"), "one of 'repeatpad', 'repeat', 'pad'")
+        stages.append({"type": "repeat_pad", "length": total, "mode": padding})
     else:
         c.ignore("padding")
     fusion = truncation == "fusion"
     stages += [_stft(n_fft, hop), {"type": "power", "exponent": 2.0},
-               {"type": "mel", "n_mels": n_mels, "fmin": c.number("frequency_min", 0),
-                "fmax": c.number("frequency_max", 0), "htk": fusion, "norm": None if fusion else "slaney"},
+               _mel(n_mels, n_fft, sr, c.number("frequency_min", 0), c.number("frequency_max", 0), fusion,
+                    None if fusion else "slaney"),
                {"type": "db", "ref": 1.0, "amin": 1e-10, "top_db": None}, {"type": "time_major"}]
     return _spec(c, sr, n, stages, "input_features[0, 0] (frames, mels)")
 
@@ -290,8 +302,7 @@ def _speecht5(c: ExtractorConfig, num_samples: Optional[int]) -> Dict[str, Any]:
     floor = c.number("mel_floor")
     c.require("mel_floor", floor > 0, "must be positive")
     stages = [_stft(n_fft, hop), {"type": "power", "exponent": 1.0},
-              {"type": "mel", "n_mels": n_mels, "fmin": c.number("fmin", 0), "fmax": c.number("fmax", 0),
-               "htk": False, "norm": "slaney"},
+              _mel(n_mels, n_fft, sr, c.number("fmin", 0), c.number("fmax", 0), False, "slaney"),
               {"type": "log10", "floor": floor}, {"type": "time_major"}]
     return _spec(c, sr, _length(c, num_samples, None), stages,
                  "audio_target features: input_values[0] of fe(audio_target=x) (frames, mels)")

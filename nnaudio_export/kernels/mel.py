@@ -47,12 +47,15 @@ def fft_frequencies(sr: float, n_fft: int) -> np.ndarray:
     return np.arange(n_fft // 2 + 1, dtype=np.float64) * float(sr) / n_fft
 
 
-def require_nonempty_filters(weights: np.ndarray, sr: float, n_fft: int) -> np.ndarray:
+def require_nonempty_filters(weights: np.ndarray, sr: float, n_fft: int,
+                             checked: Optional[np.ndarray] = None) -> np.ndarray:
     """``weights`` unchanged, or ``ValueError`` naming ``n_mels`` when some filter has no FFT
     bin inside it (all zeros: its band would always be 0, -inf after a log). librosa and
     nnAudio only warn ("Empty filters detected"); librosa's and SpeechBrain's filterbanks here
-    refuse (Kaldi's keeps them: AST was trained with one)."""
-    empty = np.flatnonzero(np.max(np.abs(weights), axis=1) == 0)
+    refuse (Kaldi's keeps them: AST was trained with one). ``checked``: a boolean per filter,
+    only those are required to be non-empty (default: all)."""
+    empty = np.max(np.abs(weights), axis=1) == 0
+    empty = np.flatnonzero(empty if checked is None else empty & checked)
     if empty.size:
         shown = ", ".join(str(i) for i in empty[:6]) + (", ..." if empty.size > 6 else "")
         raise ValueError(f"n_mels: {empty.size} of {weights.shape[0]} filters are empty (no FFT bin "
@@ -63,7 +66,8 @@ def require_nonempty_filters(weights: np.ndarray, sr: float, n_fft: int) -> np.n
 
 def mel_filterbank(sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
                    fmax: Optional[float] = None, htk: bool = False,
-                   norm: Union[None, str, float] = "slaney") -> np.ndarray:
+                   norm: Union[None, str, float] = "slaney",
+                   allow_above_nyquist: bool = False, bin_rate: Optional[float] = None) -> np.ndarray:
     """Triangular mel filterbank ``(n_mels, 1 + n_fft // 2)`` in float64.
 
     Filter ``m`` rises linearly (in Hz) from ``f[m]`` to ``f[m+1]`` and falls to ``f[m+2]``,
@@ -74,13 +78,21 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
     normalises each row to unit l_p norm (``np.inf``: peak 1, ``1``: sum 1); ``None``
     leaves peaks at 1. (nnAudio's ``norm=1`` means ``'slaney'``: the layers translate.)
 
+    A filter with no FFT bin inside it raises ``ValueError`` (librosa only warns), except,
+    with ``allow_above_nyquist``, the filters starting at or above the Nyquist frequency
+    (``fmax > sr / 2`` lays them out there: transformers' Whisper bank spans 0..8000 Hz at
+    any rate, and below 16 kHz those filters are empty). ``bin_rate``: FFT bin ``k`` sits at
+    ``k bin_rate / n_fft`` Hz (default ``sr``, the true frequency); transformers'
+    ``mel_filter_bank`` spaces its bins evenly up to ``sampling_rate // 2`` exactly, i.e.
+    ``bin_rate = n_fft (sr // 2) / (n_fft // 2)``, which differs for an odd rate or ``n_fft``.
+
     Reference: librosa ``filters.mel`` (Slaney 1998; Young et al., HTK book).
     """
     if fmax is None:
         fmax = float(sr) / 2.0
     if not (0.0 <= fmin < fmax):
         raise ValueError(f"fmin/fmax: need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax}")
-    fftfreqs = fft_frequencies(sr, n_fft)
+    fftfreqs = fft_frequencies(sr if bin_rate is None else bin_rate, n_fft)
     mel_f = mel_frequencies(n_mels + 2, fmin, fmax, htk)
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fftfreqs[None, :]
@@ -105,4 +117,5 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
         # librosa leaves rows whose norm is below the smallest normal float untouched.
         length = np.where(length < np.finfo(np.float64).tiny, 1.0, length)
         weights = weights / length[:, None]
-    return require_nonempty_filters(weights, sr, n_fft)
+    checked = mel_f[:-2] < fftfreqs[-1] if allow_above_nyquist else None
+    return require_nonempty_filters(weights, sr, n_fft, checked)

@@ -20,6 +20,12 @@ MEL_ARGS = (Param("n_mels", 128, "int", low=1),
             Param("fmax", None, "number", optional=True, doc="default: sample_rate / 2"),
             Param("htk", False, "bool"),
             Param("norm", "slaney", "norm"))
+# The mel stage's bank options that reproduce other code's banks (transformers'
+# mel_filter_bank); the layer keeps librosa's / nnAudio's bank and does not take them.
+MEL_BANK_ARGS = (Param("allow_above_nyquist", False, "bool",
+                       doc="let fmax exceed sample_rate / 2 (filters there empty)"),
+                 Param("bin_rate", None, "number", optional=True, low=0, low_open=True,
+                       doc="FFT bin k at k * bin_rate / n_fft Hz (None: the sample rate)"))
 DB_ARGS = (Param("ref", 1.0, "number"),
            Param("amin", 1e-10, "number", low=0, low_open=True),
            Param("top_db", None, "number", optional=True, low=0),
@@ -113,7 +119,11 @@ class MFCC(FrontendLayer):
     ``MFCC(sr, n_mfcc=20, norm='ortho', ref=1.0, amin=1e-10, top_db=80.0, **mel_kwargs)``;
     every other keyword goes to :class:`MelSpectrogram`. dB: ``10 log10(max(S, amin)) -
     10 log10(max(amin, |ref|))``, clamped at ``max - top_db`` (``top_db=None``: no clamp).
-    The DCT-II is a matmul with a fixed ``(n_mfcc, n_mels)`` matrix (no ``torch.fft``).
+    The DCT-II is a matmul with a fixed ``(n_mfcc, n_mels)`` matrix (no ``torch.fft``),
+    applied to the dB values centred on each frame's mean (:func:`~nnaudio_export.
+    functional.centred_matmul`): a frame's common offset of tens of dB no longer rounds in
+    every partial sum, which left one float32 matmul 9e-7 x peak off float64 where nnAudio's
+    FFT-based DCT is 4e-7 (default MFCC, 1 s of speech / chirp / noise).
 
     Difference from librosa: ``top_db`` clamps against each batch item's own max (as
     nnAudio), not the whole batch's; identical for a single item.
@@ -140,7 +150,7 @@ class MFCC(FrontendLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         db = FN.power_to_db(self.melspec_layer(x), self.ref, self.amin, self.top_db)
-        return torch.matmul(self.dct, db)
+        return FN.centred_matmul(self.dct, db)
 
     def extra_repr(self) -> str:
         return f"n_mfcc={self.n_mfcc}, ref={self.ref}, amin={self.amin}, top_db={self.top_db}"

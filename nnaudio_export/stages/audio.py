@@ -116,26 +116,33 @@ class PreEmphasisStage(AudioStage):
 
 @register
 class RepeatPadStage(AudioStage):
-    """CLAP's 'repeatpad': tile the clip ``int(length / num_samples)`` times, then zero-pad
-    to ``length`` (transformers ``ClapFeatureExtractor``); identity when L == length."""
+    """CLAP's padding of a clip shorter than ``length`` (transformers ``ClapFeatureExtractor``,
+    ``n = length // L`` with ``L = num_samples``): ``mode`` 'repeatpad' tiles the clip ``n``
+    times, then zero-pads to ``length``; 'repeat' tiles it ``n + 1`` times and cuts at
+    ``length``; 'pad' only zero-pads. Identity when L == length."""
 
     type_name = "repeat_pad"
     whole_clip = "tiles the whole clip to a fixed length"
-    params = (Param("length", REQUIRED, "int", low=1, doc="samples after padding"),)
+    params = (Param("length", REQUIRED, "int", low=1, doc="samples after padding"),
+              Param("mode", "repeatpad", "str", choices=("repeatpad", "repeat", "pad")))
 
-    def __init__(self, in_samples: int, length: int):
+    def __init__(self, in_samples: int, length: int, mode: str = "repeatpad"):
         super().__init__()
         if in_samples > length:
             raise ValueError(f"num_samples {in_samples} is longer than length {length}: "
                              "the reference crops at random there (not reproducible)")
-        self.repeats = int(length / in_samples)
-        self.pad = int(length) - self.repeats * int(in_samples)
+        tiles = int(length / in_samples)
+        if in_samples < length and mode != "repeatpad":
+            tiles = tiles + 1 if mode == "repeat" else 1
+        self.repeats = tiles
+        self.cut = tiles * int(in_samples) > int(length)      # 'repeat' overshoots, then cuts
+        self.pad = max(0, int(length) - tiles * int(in_samples))
         self.length = int(length)
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
-        return cls(ctx.shape[-1], p["length"]), ctx
+        return cls(ctx.shape[-1], p["length"], p["mode"]), ctx
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (1, self.length)
@@ -143,6 +150,8 @@ class RepeatPadStage(AudioStage):
     def forward(self, x: Tensor) -> Tensor:
         if self.repeats > 1:
             x = x.repeat(1, 1, self.repeats)
+        if self.cut:
+            x = x[..., : self.length]
         if self.pad > 0:
             x = F.pad(x, [0, self.pad], mode="constant", value=0.0)
         return x

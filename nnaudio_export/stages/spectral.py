@@ -14,7 +14,7 @@ from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
 from ..layers.common import require_kernel_memory
-from ..layers.mel import MEL_ARGS, MFCC_ARGS
+from ..layers.mel import MEL_ARGS, MEL_BANK_ARGS, MFCC_ARGS
 from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
 from .transforms import FusablePowerTransform
@@ -80,24 +80,33 @@ class FilterbankStage(MatrixStage):
 
 @register
 class MelStage(FilterbankStage):
-    """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number)."""
+    """Mel filterbank (librosa ``filters.mel`` semantics: norm 'slaney' | None | number).
+
+    ``fmax`` above the Nyquist frequency is refused unless ``allow_above_nyquist``: then the
+    filters are laid out up to ``fmax`` as asked and the ones above Nyquist are empty or
+    partial, as librosa (which warns) and transformers' Whisper extractor below 16 kHz (its
+    bank always spans 0..8000 Hz) compute them. ``bin_rate`` lays the FFT bins out at another
+    rate than the true one (transformers' ``mel_filter_bank``: see
+    :func:`~nnaudio_export.kernels.mel.mel_filterbank`)."""
 
     type_name = "mel"
     streaming = "frames"
-    params = MEL_ARGS + (TRAINABLE,)
+    params = MEL_ARGS + (TRAINABLE,) + MEL_BANK_ARGS
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         sr = ctx.sample_rate
         fmax = p["fmax"] if p["fmax"] is not None else sr / 2
-        if fmax > sr / 2:
-            raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz")
+        if fmax > sr / 2 and not p["allow_above_nyquist"]:
+            raise ValueError(f"fmax: {fmax} Hz is above the Nyquist frequency {sr / 2} Hz "
+                             "(allow_above_nyquist=True lays the bank out anyway)")
         if not p["fmin"] < fmax:
             raise ValueError(f"fmin: need 0 <= fmin < fmax, got {p['fmin']}")
         cls.require_memory(p["n_mels"], ctx)
         norm = math.inf if p["norm"] == "inf" else p["norm"]      # JSON spells inf "inf"
-        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm)
+        fb = mel_filterbank(sr, ctx.n_fft, p["n_mels"], float(p["fmin"]), float(fmax), p["htk"], norm,
+                            allow_above_nyquist=p["allow_above_nyquist"], bin_rate=p["bin_rate"])
         return cls(fb, p["trainable"], ctx.dtype), ctx.but(domain="features")
 
 

@@ -1,0 +1,128 @@
+"""Parity thresholds, and how a per-item normalisation's conditioning scales them.
+
+A per-item normalisation ``(x - mean) / sqrt(var + eps)`` multiplies any error of its input
+by ``1 / sqrt(var + eps)``. On a steady tone a feature row's variance over frames is ~0, so
+the float32 rounding of an otherwise accurate log-mel comes out ~3000 times larger (for
+SeamlessM4T's eps 1e-7; transformers' own float32 extractor is 1e-2 off its float64 run
+there). :func:`normalisation_bound_scale` derives, from the float64 reference alone, each
+output value's bound: the threshold the normalisation's input would be judged by (its kind,
+dB scale and dB window, as :func:`nnaudio_export.parity.compare` judges a log output), times
+the normalisation's amplification of that value's row, carried through the stages after it.
+Where that exceeds the plain threshold the bound is scaled, and the report says so.
+"""
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .builder import Frontend
+from .spec import transform_precisions
+from .stages.normalisation import NormalizeStage
+
+# float32 thresholds: relative to the output's peak for linear (and cepstral) outputs;
+# absolute for log outputs: 1e-4 in output units, but never tighter than 1e-3 dB (an output
+# in dB units has 1 dB per unit, so 1e-4 there would be 40x stricter than Whisper's scale).
+# Log outputs are judged within 80 dB of each item's peak when every Fourier transform runs
+# at precision 'extended' (all production presets). At precision 'single' the window is
+# 60 dB: a float32 conv DFT's rounding floor at -80 dB is itself ~1e-4 in log10 units
+# (eager float32 vs float64 measured 0.7-1.2e-4 there), so two float32 runtimes can differ
+# by 1e-4 there; the 80 dB figure is still reported.
+# Per-item normalised log outputs have no dB scale: 5e-4 absolute over all values (scaled
+# per value where the normalisation is ill-conditioned: normalisation_bound_scale).
+LINEAR_REL_TOL = 1e-5
+LOG_ABS_TOL = 1e-4
+LOG_MIN_DB_TOL = 1e-3
+NORMALIZED_LOG_ABS_TOL = 5e-4
+LOG_DB_WINDOW = 60.0
+LOG_DB_REPORT_WINDOW = 80.0
+EXTENDED_LOG_DB_WINDOW = 80.0
+
+
+def log_threshold(db_per_unit: Optional[float]) -> float:
+    """Absolute threshold for a log output with ``db_per_unit`` dB per output unit."""
+    if not db_per_unit:
+        return NORMALIZED_LOG_ABS_TOL
+    return max(LOG_ABS_TOL, LOG_MIN_DB_TOL / db_per_unit)
+
+
+def window_for(spec: Dict[str, Any]) -> float:
+    """The dB window log outputs are judged in: 80 dB when every transform of ``spec`` runs
+    at precision 'extended', else 60 dB (a spec-less module: 60 dB)."""
+    return EXTENDED_LOG_DB_WINDOW if transform_precisions(spec) == {"extended"} else LOG_DB_WINDOW
+
+
+def input_bound(h: np.ndarray, kind: str, db_per_unit: Optional[float], window_db: float) -> np.ndarray:
+    """The error each value of ``h`` (a float64 batch of features) may carry, as its own
+    parity check would allow: ``LINEAR_REL_TOL`` x the item's peak (linear), or the log
+    threshold (log). A log value ``d`` dB below its item's peak, beyond the dB window that
+    check judges in, gets the threshold times the amplitude ratio ``10^((d - window) / 20)``:
+    a float32 DFT's error is absolute in amplitude, so its relative error (a log's absolute
+    error) grows as the bin falls below the peak (where a log output's check judges nothing)."""
+    flat = h.reshape(h.shape[0], -1)
+    shape = (-1,) + (1,) * (h.ndim - 1)
+    if kind != "log":
+        return np.broadcast_to(LINEAR_REL_TOL * np.abs(flat).max(axis=1).reshape(shape), h.shape)
+    thr = log_threshold(db_per_unit)
+    if not db_per_unit:
+        return np.full(h.shape, thr)
+    below_db = (flat.max(axis=1).reshape(shape) - h) * db_per_unit
+    return thr * np.maximum(1.0, 10.0 ** ((below_db - window_db) / 20.0))
+
+
+def amplification(stage: NormalizeStage, h: torch.Tensor) -> torch.Tensor:
+    """``stage``'s derivative of each output value with respect to its input value (the
+    statistics held fixed), ``1 / sqrt(var + eps)`` or ``1 / (std + eps)``, on float64
+    ``h``, broadcast to its shape."""
+    v = h[..., : stage.valid_frames] if stage.valid_frames > 0 else h
+    dims = [-1] if stage.per_feature else [-2, -1]
+    var = torch.var(v, dim=dims, keepdim=True, unbiased=stage.unbiased)
+    scale = 1.0 / (torch.sqrt(var + stage.eps) if stage.eps_on_variance else torch.sqrt(var) + stage.eps)
+    return scale.expand_as(h)
+
+
+def _through(tail: torch.nn.Module, values: torch.Tensor) -> Optional[torch.Tensor]:
+    """``values`` carried through the stages after the normalisation, their constant part
+    (padding values, offsets) removed; None when those stages are not affine (then the
+    bound cannot be carried and is not scaled)."""
+    with torch.inference_mode():
+        zero = tail(torch.zeros_like(values))
+        once, twice = tail(values) - zero, tail(2.0 * values) - zero
+    if not torch.allclose(twice, 2.0 * once, rtol=1e-9, atol=0.0):
+        return None
+    return once.abs()
+
+
+def normalisation_bound_scale(reference: torch.nn.Module, x: np.ndarray, threshold: float
+                              ) -> Optional[Tuple[np.ndarray, str]]:
+    """Per output value, the factor (>= 1) the plain ``threshold`` is multiplied by for a
+    frontend whose last per-item normalisation (stage ``normalize``) is ill-conditioned on
+    the input batch ``x``, and a one-line description; None when nothing is scaled (no such
+    stage, a spec-less module, stages after it that are not affine, or a factor of 1
+    everywhere). ``reference`` is the float64 reference (a float64 :class:`Frontend`, trained
+    weights included): the scale is derived from it, never from the output judged."""
+    if not isinstance(reference, Frontend):
+        return None
+    spec = reference.spec
+    index = [i for i, m in enumerate(reference.stages) if isinstance(m, NormalizeStage)]
+    if not index or len(reference.stages) != len(spec["stages"]):
+        return None
+    k = index[-1]
+    head = Frontend.from_spec(dict(spec, stages=spec["stages"][:k]))   # its output's kind and dB scale
+    with torch.inference_mode():
+        h = reference.stages[:k](torch.from_numpy(x).to(torch.float64))
+        gain = amplification(reference.stages[k], h)
+    bound = torch.from_numpy(np.ascontiguousarray(
+        input_bound(h.numpy(), head.output_kind, head.db_per_unit, window_for(spec)))) * gain
+    carried = _through(reference.stages[k + 1:], bound)
+    if carried is None:
+        return None
+    scale = np.maximum(1.0, carried.numpy() / threshold)
+    top = float(scale.max())
+    if top <= 1.0:
+        return None
+    worst = float(gain.max())
+    note = (f"ill-conditioned input: stage {k} (normalize) divides by a std as small as "
+            f"{1.0 / worst:.2g} (amplification {worst:.3g}); bound {threshold:.0e} scaled per value "
+            f"by up to {top:.3g} ({int((scale > 1).sum())} of {scale.size} values), derived from "
+            "the float64 reference")
+    return scale, note
