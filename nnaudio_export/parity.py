@@ -46,6 +46,15 @@ NORMALIZED_LOG_ABS_TOL = 5e-4
 LOG_DB_WINDOW = 60.0
 LOG_DB_REPORT_WINDOW = 80.0
 EXTENDED_LOG_DB_WINDOW = 80.0
+# Iterations that amplify float32 rounding (a module with ``amplifies_rounding = True``:
+# Griffin-Lim, 32 steps with momentum 0.99) make any two float32 runs differ by far more
+# than LINEAR_REL_TOL: the eager module itself is 1e-4 .. 0.7 x peak from its float64 copy
+# (griffinlim_1024, 64 frames; 0.7 on tones, whose zero-phase start is ill-conditioned).
+# There each item is judged against that measured spread of float32: a backend may be
+# SPREAD_FACTOR times as far from the reference as eager float32 is from float64 on the
+# same item (never tighter than LINEAR_REL_TOL). Measured: ORT vs float64 at 1.0-1.2x the
+# spread, ORT vs eager float32 at 0.0003-0.33x.
+SPREAD_FACTOR = 2.0
 
 
 def log_threshold(db_per_unit: Optional[float]) -> float:
@@ -222,6 +231,28 @@ def golden_check(fe: nn.Module) -> Dict[str, float]:
             "window_db": window_for(fe.spec)}
 
 
+def amplifies_rounding(module: nn.Module) -> bool:
+    """Whether ``module`` holds a layer that amplifies float32 rounding (its parity is
+    judged per item against the measured float32 spread, :data:`SPREAD_FACTOR`)."""
+    return any(getattr(m, "amplifies_rounding", False) for m in module.modules())
+
+
+def item_rel(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per item: max ``|y - ref|`` / the item's peak of ``|ref|``."""
+    y = np.asarray(y, np.float64).reshape(y.shape[0], -1)
+    ref = np.asarray(ref, np.float64).reshape(ref.shape[0], -1)
+    if not np.all(np.isfinite(y)):
+        return np.full(y.shape[0], np.inf)
+    peak = np.abs(ref).max(axis=1)
+    return np.abs(y - ref).max(axis=1) / np.where(peak > 0, peak, 1.0)
+
+
+def spread_limits(y32: np.ndarray, y64: np.ndarray) -> np.ndarray:
+    """Per-item thresholds of a rounding-amplifying module: ``max(LINEAR_REL_TOL,
+    SPREAD_FACTOR x (eager float32 vs float64 of the item, relative to its peak))``."""
+    return np.maximum(LINEAR_REL_TOL, SPREAD_FACTOR * item_rel(y32, y64))
+
+
 def float64_reference(fe: nn.Module, from_spec: bool) -> nn.Module:
     """The float64 reference of ``fe``: rebuilt from its spec (kernels never rounded to
     float32) when ``from_spec``, else a float64 deep copy of the module itself (trained or
@@ -245,7 +276,12 @@ def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray,
     """golden.npz's content for ``fe``: the inputs (:func:`nnaudio_export.bundle.
     golden_input`), the float64 reference outputs and :func:`golden_check`."""
     x = golden_input(fe)
-    return x, run_float64(float64_reference(fe, from_spec), x), golden_check(fe)
+    y64 = run_float64(float64_reference(fe, from_spec), x)
+    check: Dict[str, Any] = dict(golden_check(fe))
+    if amplifies_rounding(fe):      # the per-item spread, measured now on this machine
+        with torch.inference_mode():
+            check["item_threshold"] = spread_limits(fe.eval()(torch.from_numpy(x)).numpy(), y64)
+    return x, y64, check
 
 
 def load_golden(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -276,6 +312,7 @@ def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golde
         dbu = float(g["db_per_unit"]) or None
         return {"x": g["input"], "eager": None, "y64": g["output"].astype(np.float64),
                 "ref_name": "golden", "thr": float(g["threshold"]), "window": float(g["window_db"]),
+                "limits": g.get("item_threshold"),
                 "metric": "max_rel" if float(g["relative"]) else "max_abs", "dbu": dbu,
                 "kind": "linear" if float(g["relative"]) else "log"}
     fe = _as_frontend(module, manifest) if module is not None else Frontend.from_spec(manifest["spec"])
@@ -285,6 +322,7 @@ def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golde
         x = np.concatenate([x] * reps)[: manifest["batch"]]
     y64 = run_float64(float64_reference(fe, module is None), x)
     return {"x": x, "eager": fe, "y64": y64, "ref_name": "float64_cpu", "dbu": dbu, "kind": kind,
+            "limits": "spread" if amplifies_rounding(fe) else None,
             "thr": log_threshold(dbu) if kind == "log" else LINEAR_REL_TOL,
             "metric": "max_abs" if kind == "log" else "max_rel", "window": window_for(fe.spec)}
 
@@ -364,20 +402,39 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
             except Exception as exc:
                 report.rows.append(ParityRow(b, dev, "-", status="error",
                                              note=f"{type(exc).__name__}: {str(exc)[:200]}"))
+        limits = ref["limits"]
+        if isinstance(limits, str):
+            limits = spread_limits(y32[:n_ref], ref["y64"])
         for name, y in rows:
             refs = [(ref["ref_name"], ref["y64"])]
             if name != "eager" and y32 is not None:
                 refs.insert(0, ("eager_float32", y32))
             for ref_name, want in refs:
-                m = compare(y[:n_ref], want, ref["kind"], ref["dbu"], ref["window"])
-                value = m[ref["metric"]]
-                ok = bool(value <= ref["thr"])
-                report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], ref["thr"],
-                                             ref["metric"], ok, "passed" if ok else "failed",
-                                             max_abs_80db=m.get("max_abs_80db")))
+                report.rows.append(_judge(name, dev, ref_name, y[:n_ref], want, ref, limits, names))
     if ref["eager"] is not None:
         ref["eager"].to("cpu")
     return report
+
+
+def _judge(name: str, dev: str, ref_name: str, y: np.ndarray, want: np.ndarray,
+           ref: Dict[str, Any], limits: Optional[np.ndarray], names: Sequence[str]) -> ParityRow:
+    """One row: ``y`` against ``want`` with the bundle's threshold, or with per-item
+    ``limits`` (a rounding-amplifying module: the row's figures are those of the item
+    nearest its limit, relative to that item's peak)."""
+    m = compare(y, want, ref["kind"], ref["dbu"], ref["window"])
+    if limits is None:
+        value, thr, note = m[ref["metric"]], ref["thr"], ""
+    else:
+        rel = item_rel(y, want)
+        worst = int(np.argmax(rel / limits))
+        value, thr = float(rel[worst]), float(limits[worst])
+        m["max_rel"] = value
+        m["max_abs"] = float(np.abs(np.asarray(y[worst], np.float64) - want[worst]).max())
+        note = (f"per item, {names[worst]} nearest its limit: max_rel <= max({LINEAR_REL_TOL:g}, "
+                f"{SPREAD_FACTOR:g} x eager float32 vs float64 of the item)")
+    ok = bool(value <= thr)
+    return ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], thr, ref["metric"], ok,
+                     "passed" if ok else "failed", note=note, max_abs_80db=m.get("max_abs_80db"))
 
 
 def write_report(report: ParityReport, path: Union[str, Path]) -> None:
