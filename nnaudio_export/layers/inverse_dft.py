@@ -64,8 +64,8 @@ class FactoredIRFFT(nn.Module):
     ``(B, P, R, D, T)``, the ``R`` blocks are summed shifted along ``T`` (contiguous
     slices), and only the overlap-added signal (``N / hop`` times smaller) is reordered, in
     two transposes that each move one axis (ORT is slow at general 4-D permutations). There
-    the DC / Nyquist half-weights are a small correction of the sum instead of a pass over
-    the input.
+    the DC / Nyquist half-weights are a small correction of the sum (an ``R``-tap conv over
+    the two bins) instead of a pass over the input.
     """
 
     method = "factored"
