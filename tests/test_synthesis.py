@@ -271,19 +271,23 @@ def test_griffinlim_preset_against_librosa(gl_outputs):
     ill-conditioned there even in float64). Float32, every backend: each item within twice
     eager float32's own distance from float64 (the rounding the 32 iterations amplify,
     measured 3.6e-4 speech, 0.7 tones, 1.6e-3 noise x peak), and the spectral convergence
-    Griffin-Lim optimises equal to librosa's float64 run within 1 %."""
+    Griffin-Lim optimises no worse than librosa's own (float64 or float32, the larger) by
+    more than 0.1 % (measured, eager: speech 0.0679641 vs librosa 0.0679641 / 0.0679641,
+    tones 0.15608 vs 0.15446 / 0.15727, noise 0.1254183 vs 0.1254163 / 0.1254163)."""
     d, x, outs, y64, lib = gl_outputs
     for i in range(x.shape[0]):
         s = x[i].astype(np.float64)
         moves = [item_rel(librosa_griffinlim(s * (1 + 2.0 ** -52 * np.random.default_rng(k).standard_normal(s.shape)))[None],
                           lib[i:i + 1])[0] for k in range(3)]
         assert item_rel(y64[i:i + 1], lib[i:i + 1])[0] <= max(1e-8, 2 * max(moves)), (i, moves)
+    lib32 = [librosa_griffinlim(item, np.float32) for item in x]
     spread = item_rel(outs["eager"], lib)
     for backend, y in outs.items():
         assert np.all(item_rel(y, lib) <= np.maximum(1e-5, 2 * spread)), (backend, item_rel(y, lib), spread)
         for i in range(x.shape[0]):
-            ref = spectral_convergence(lib[i], x[i].astype(np.float64))
-            assert abs(spectral_convergence(y[i], x[i].astype(np.float64)) - ref) <= 0.01 * ref, (backend, i)
+            s = x[i].astype(np.float64)
+            theirs = max(spectral_convergence(lib[i], s), spectral_convergence(lib32[i], s))
+            assert spectral_convergence(y[i], s) <= 1.001 * theirs, (backend, i)
 
 
 def test_griffinlim_verify_judges_items_by_the_float32_spread(gl_outputs):
