@@ -26,7 +26,8 @@ from .runtime import BACKENDS
 from .runtime import cuda_available, load
 from .tolerances import (EXTENDED_LOG_DB_WINDOW, LINEAR_REL_TOL, LOG_ABS_TOL,  # noqa: F401
                          LOG_DB_REPORT_WINDOW, LOG_DB_WINDOW, LOG_MIN_DB_TOL,
-                         NORMALIZED_LOG_ABS_TOL, log_threshold, normalisation_bound_scale, window_for)
+                         NORMALIZED_LOG_ABS_TOL, SPREAD_FACTOR, amplifies_rounding, item_rel,
+                         log_threshold, normalisation_bound_scale, spread_limits, window_for)
 
 # Backends whose artifacts hold no native code or program: run on any bundle by default.
 DATA_ONLY_BACKENDS = ("onnxruntime",)
@@ -241,12 +242,16 @@ def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray,
     golden_input`), the float64 reference outputs and :func:`golden_check`, plus ``scale``
     (per output value) where the bound is scaled (:func:`bound_scale`)."""
     x = golden_input(fe)
-    check: Dict[str, Any] = golden_check(fe)
+    check: Dict[str, Any] = dict(golden_check(fe))
     reference = float64_reference(fe, from_spec)
+    y64 = run_float64(reference, x)
     scale, _ = bound_scale(reference, x, fe.output_kind, check["threshold"])
     if scale is not None:
         check["scale"] = scale
-    return x, run_float64(reference, x), check
+    if amplifies_rounding(fe):      # the per-item spread, measured now on this machine
+        with torch.inference_mode():
+            check["item_threshold"] = spread_limits(fe.eval()(torch.from_numpy(x)).numpy(), y64)
+    return x, y64, check
 
 
 def load_golden(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -278,6 +283,7 @@ def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golde
         scale = g["scale"].astype(np.float64) if "scale" in g else None
         return {"x": g["input"], "eager": None, "y64": g["output"].astype(np.float64),
                 "ref_name": "golden", "thr": float(g["threshold"]), "window": float(g["window_db"]),
+                "limits": g.get("item_threshold"),
                 "metric": "max_rel" if float(g["relative"]) else "max_abs", "dbu": dbu,
                 "kind": "linear" if float(g["relative"]) else "log", "scale": scale,
                 "conditioning": ["golden.npz carries a per-value bound scale (up to "
@@ -294,6 +300,7 @@ def _references(d: Path, manifest: Dict[str, Any], signals: Sequence[str], golde
     scale, why = bound_scale(reference, x, kind, thr)
     return {"x": x, "eager": fe, "y64": y64, "ref_name": "float64_cpu", "dbu": dbu, "kind": kind,
             "thr": thr, "metric": "max_abs" if kind == "log" else "max_rel",
+            "limits": "spread" if amplifies_rounding(fe) else None,
             "window": window_for(fe.spec), "scale": scale, "conditioning": why}
 
 
@@ -373,22 +380,42 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
             except Exception as exc:
                 report.rows.append(ParityRow(b, dev, "-", status="error",
                                              note=f"{type(exc).__name__}: {str(exc)[:200]}"))
+        limits = ref["limits"]
+        if isinstance(limits, str):
+            limits = spread_limits(y32[:n_ref], ref["y64"])
         for name, y in rows:
             refs = [(ref["ref_name"], ref["y64"])]
             if name != "eager" and y32 is not None:
                 refs.insert(0, ("eager_float32", y32))
             for ref_name, want in refs:
-                m = compare(y[:n_ref], want, ref["kind"], ref["dbu"], ref["window"], scale)
-                value = m[ref["metric"]] if scale is None else m["max_scaled"]
-                ok = bool(value <= ref["thr"])
-                report.rows.append(ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], ref["thr"],
-                                             ref["metric"], ok, "passed" if ok else "failed",
-                                             max_abs_80db=m.get("max_abs_80db"),
-                                             max_scaled=m.get("max_scaled"),
-                                             bound_scale=None if scale is None else float(scale.max())))
+                report.rows.append(_judge(name, dev, ref_name, y[:n_ref], want, ref, scale, limits, names))
     if ref["eager"] is not None:
         ref["eager"].to("cpu")
     return report
+
+
+def _judge(name: str, dev: str, ref_name: str, y: np.ndarray, want: np.ndarray, ref: Dict[str, Any],
+           scale: Optional[np.ndarray], limits: Optional[np.ndarray], names: Sequence[str]) -> ParityRow:
+    """One row: ``y`` against ``want`` with the bundle's threshold (per value times ``scale``
+    where an ill-conditioned normalisation scales it), or with per-item ``limits`` (a
+    rounding-amplifying module: the row's figures are those of the item nearest its limit,
+    relative to that item's peak)."""
+    m = compare(y, want, ref["kind"], ref["dbu"], ref["window"], scale)
+    note = ""
+    if limits is not None:
+        rel = item_rel(y, want)
+        worst = int(np.argmax(rel / limits))
+        value, thr = float(rel[worst]), float(limits[worst])
+        m["max_rel"] = value
+        m["max_abs"] = float(np.abs(np.asarray(y[worst], np.float64) - want[worst]).max())
+        note = (f"per item, {names[worst]} nearest its limit: max_rel <= max({LINEAR_REL_TOL:g}, "
+                f"{SPREAD_FACTOR:g} x eager float32 vs float64 of the item)")
+    else:
+        value, thr = (m[ref["metric"]] if scale is None else m["max_scaled"]), ref["thr"]
+    ok = bool(value <= thr)
+    return ParityRow(name, dev, ref_name, m["max_abs"], m["max_rel"], thr, ref["metric"], ok,
+                     "passed" if ok else "failed", note=note, max_abs_80db=m.get("max_abs_80db"),
+                     max_scaled=m.get("max_scaled"), bound_scale=None if scale is None else float(scale.max()))
 
 
 def write_report(report: ParityReport, path: Union[str, Path]) -> None:

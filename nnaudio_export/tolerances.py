@@ -37,6 +37,15 @@ LOG_DB_WINDOW = 60.0
 LOG_DB_REPORT_WINDOW = 80.0
 EXTENDED_LOG_DB_WINDOW = 80.0
 
+# Iterations that amplify float32 rounding (a module with ``amplifies_rounding = True``:
+# Griffin-Lim, 32 steps with momentum 0.99) make any two float32 runs differ by far more
+# than LINEAR_REL_TOL: the eager module itself is 1e-4 .. 0.7 x peak from its float64 copy
+# (griffinlim_1024, 64 frames; 0.7 on tones, whose zero-phase start is ill-conditioned).
+# There each item is judged against that measured spread of float32: a backend may be
+# SPREAD_FACTOR times as far from the reference as eager float32 is from float64 on the
+# same item (never tighter than LINEAR_REL_TOL). Measured: ORT vs float64 at 1.0-1.2x the
+# spread, ORT vs eager float32 at 0.0003-0.33x.
+SPREAD_FACTOR = 2.0
 
 def log_threshold(db_per_unit: Optional[float]) -> float:
     """Absolute threshold for a log output with ``db_per_unit`` dB per output unit."""
@@ -126,3 +135,25 @@ def normalisation_bound_scale(reference: torch.nn.Module, x: np.ndarray, thresho
             f"by up to {top:.3g} ({int((scale > 1).sum())} of {scale.size} values), derived from "
             "the float64 reference")
     return scale, note
+
+
+def amplifies_rounding(module: torch.nn.Module) -> bool:
+    """Whether ``module`` holds a layer that amplifies float32 rounding (its parity is
+    judged per item against the measured float32 spread, :data:`SPREAD_FACTOR`)."""
+    return any(getattr(m, "amplifies_rounding", False) for m in module.modules())
+
+
+def item_rel(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per item: max ``|y - ref|`` / the item's peak of ``|ref|``."""
+    y = np.asarray(y, np.float64).reshape(y.shape[0], -1)
+    ref = np.asarray(ref, np.float64).reshape(ref.shape[0], -1)
+    if not np.all(np.isfinite(y)):
+        return np.full(y.shape[0], np.inf)
+    peak = np.abs(ref).max(axis=1)
+    return np.abs(y - ref).max(axis=1) / np.where(peak > 0, peak, 1.0)
+
+
+def spread_limits(y32: np.ndarray, y64: np.ndarray) -> np.ndarray:
+    """Per-item thresholds of a rounding-amplifying module: ``max(LINEAR_REL_TOL,
+    SPREAD_FACTOR x (eager float32 vs float64 of the item, relative to its peak))``."""
+    return np.maximum(LINEAR_REL_TOL, SPREAD_FACTOR * item_rel(y32, y64))

@@ -101,9 +101,18 @@ def transform(draw, kind, sr):
 
 @st.composite
 def synthesis_specs(draw, sr):
-    """spectrum_input (any layout) -> istft (torch.istft's options, or Vocos' 'same')."""
+    """spectrum_input (any layout) -> istft (torch.istft's options, or Vocos' 'same'), or a
+    magnitude / power spectrogram -> griffin_lim (1-3 iterations)."""
     n_fft = draw(st.sampled_from([128, 256, 400]))
     hop = n_fft // draw(st.sampled_from([2, 4]))
+    if draw(st.integers(0, 3)) == 0:
+        centred = draw(st.booleans())
+        return {"sample_rate": sr, "stages": [
+            {"type": "spectrum_input", "freq_bins": n_fft // 2 + 1, "num_frames": draw(st.integers(8, 40)),
+             "layout": draw(st.sampled_from(["magnitude", "power"]))},
+            {"type": "griffin_lim", "n_fft": n_fft, "hop_length": hop, "n_iter": draw(st.integers(1, 3)),
+             "window": draw(st.sampled_from(["hann", "hamming"] if centred else ["hamming"])),
+             "center": centred, "momentum": draw(floats(0.0, 0.99))}]}
     same = draw(st.integers(0, 3)) == 0
     center = not same and draw(st.booleans())
     # not centred, 'center' padding: an edge sample has one frame, so the window must not

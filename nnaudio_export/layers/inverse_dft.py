@@ -64,8 +64,8 @@ class FactoredIRFFT(nn.Module):
     ``(B, P, R, D, T)``, the ``R`` blocks are summed shifted along ``T`` (contiguous
     slices), and only the overlap-added signal (``N / hop`` times smaller) is reordered, in
     two transposes that each move one axis (ORT is slow at general 4-D permutations). There
-    the DC / Nyquist half-weights are a small correction of the sum instead of a pass over
-    the input.
+    the DC / Nyquist half-weights are a small correction of the sum (an ``R``-tap conv over
+    the two bins) instead of a pass over the input.
     """
 
     method = "factored"
@@ -88,8 +88,9 @@ class FactoredIRFFT(nn.Module):
         self.fuses_overlap_add = fused
         self.register_buffer("stage2_blocks", kernel_tensor(
             stage2_blocks(parts["stage2"], hop_length) if fused else np.zeros(0), dtype))
-        self.register_buffer("edge_blocks", kernel_tensor(
-            edge_bin_blocks(window, hop_length, normalized) if fused else np.zeros(0), dtype))
+        self.register_buffer("edge_taps", kernel_tensor(
+            edge_taps(edge_bin_blocks(window, hop_length, normalized), self.blocks) if fused
+            else np.zeros(0), dtype))
 
     def _stage1(self, x: Tensor) -> Tensor:
         """``(B, F, T, 2)`` -> the stage-1 output ``(B, P, 2Q, T)``: rows ``(c, Re | Im A, b)``."""
@@ -117,18 +118,23 @@ class FactoredIRFFT(nn.Module):
         for r in range(1, r_blocks):
             out = out + F.pad(frames[:, :, r], [r, r_blocks - 1 - r])
         out = out.transpose(1, 2).reshape(b, self.hop_length, t + r_blocks - 1)   # rows j = c + P d'
-        out = out.transpose(1, 2)                                          # (B, M, hop)
-        out = out + torch.matmul(self._edge_bins(x, r_blocks), self.edge_blocks)
-        return out.reshape(b, (t + r_blocks - 1) * self.hop_length)
+        out = out + self._edge_correction(x, r_blocks)                    # (B, hop, M)
+        return out.transpose(1, 2).reshape(b, (t + r_blocks - 1) * self.hop_length)
 
-    def _edge_bins(self, x: Tensor, r_blocks: int) -> Tensor:
-        """``(B, M, 2R)``: ``[m, (u, r)] = Re X_{m - r}[DC | Nyquist]`` (0 outside the frames),
-        the left factor of the DC / Nyquist correction."""
+    def _edge_correction(self, x: Tensor, r_blocks: int) -> Tensor:
+        """``(B, hop, M)``: ``[j, m] = sum_{u, r} Re X_{m - r}[DC | Nyquist] E[(u, r), j]``
+        (0 outside the frames), one ``R``-tap conv over the two bins' real parts (one op
+        where shifted slices were ``R``: graph optimisers match slices pairwise)."""
         v = torch.stack([x[:, 0, :, 0], x[:, self.n_fft // 2, :, 0]], dim=1)   # (B, 2, T)
-        v = F.pad(v, [r_blocks - 1, r_blocks - 1])
-        m = x.size(2) + r_blocks - 1
-        shifted = [v[:, :, r_blocks - 1 - r: r_blocks - 1 - r + m] for r in range(r_blocks)]
-        return torch.stack(shifted, dim=-1).permute(0, 2, 1, 3).reshape(x.size(0), m, 2 * r_blocks)
+        return F.conv1d(F.pad(v, [r_blocks - 1, r_blocks - 1]), self.edge_taps)
+
+
+def edge_taps(blocks: np.ndarray, r_blocks: int) -> np.ndarray:
+    """:func:`~nnaudio_export.kernels.inverse.edge_bin_blocks` ``E`` ``(2R, hop)`` as conv
+    taps ``(hop, 2, R)``: ``W[j, u, R - 1 - r] = E[(u, r), j]`` (a conv over the two bins
+    padded by ``R - 1`` reads ``v_u[m - r]`` at tap ``R - 1 - r``)."""
+    hop = blocks.shape[1]
+    return np.ascontiguousarray(blocks.reshape(2, r_blocks, hop)[:, ::-1, :].transpose(2, 0, 1))
 
 
 def irfft_module(n_fft: int, window: np.ndarray, normalized: bool, trainable_kernels: bool,

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from .nemo import nemo_filterbank, nemo_mel_reimplementation
-from .vocos import librosa_istft, torch_istft, vocos_head
+from .vocos import librosa_griffinlim, librosa_istft, torch_istft, vocos_head
 from .packages import (ast_extractor, clap_extractor, kaldi_native_fbank, panns_torchlibrosa, panns_librosa, speechbrain_fbank,
                        speechbrain_fbank_float64, whisper_hf, whisper_hf_numpy, whisper_openai)
 
@@ -59,6 +59,7 @@ REFERENCES: Dict[str, Reference] = {
     "panns_cnn14": Reference(panns_torchlibrosa, "torchlibrosa Spectrogram(1024, 320) + LogmelFilterBank(32000, 1024, 64, 50, 14000, top_db=None)[0, 0]", "torchlibrosa"),
     "speechbrain_fbank_40": Reference(speechbrain_fbank, "speechbrain.lobes.features.Fbank()(x)[0] (imported with a placeholder torchaudio module when torchaudio is absent)", "speechbrain"),
     "vocos_istft_24khz": Reference(vocos_head(False), "vocos 0.1.0 heads.ISTFTHead(dim=1026, n_fft=1024, hop_length=256, padding='same') with out = Identity, on x.T[None] (loaded without vocos' package __init__)", "vocos", takes="spectrum"),
+    "griffinlim_1024": Reference(librosa_griffinlim(1024, 256), "librosa.griffinlim(S, n_iter=32, hop_length=256, n_fft=1024, momentum=0.99, init=None, dtype=float64)", "librosa", float64=True, takes="spectrum"),
     "istft_1024": Reference(torch_istft(1024, 256), "torch.istft(X, 1024, 256, window=torch.hann_window(1024, dtype=float64), center=True) in float64", "torch", float64=True, takes="spectrum"),
 }
 

@@ -2,7 +2,7 @@
 the installed ``vocos`` 0.1.0 without its package ``__init__``, which imports the
 pretrained model, its feature extractor and torchaudio (no wheel for torch 2.13 here; vocos
 is installed ``--no-deps``). The torch.istft and librosa.istft references of the plain
-inverse are here too."""
+inverse (and librosa.griffinlim, for griffinlim_1024) are here too."""
 import sys
 import types
 from typing import Callable
@@ -81,4 +81,15 @@ def librosa_istft(n_fft: int, hop_length: int, center: bool = True) -> Callable[
         z = np.asarray(x, np.float64)
         return librosa.istft(z[..., 0] + 1j * z[..., 1], n_fft=n_fft, hop_length=hop_length,
                              center=center, dtype=np.float64)
+    return fn
+
+
+def librosa_griffinlim(n_fft: int, hop_length: int, n_iter: int = 32,
+                       momentum: float = 0.99) -> Callable[[np.ndarray], np.ndarray]:
+    """``librosa.griffinlim(init=None)`` in float64 of one ``(F, T)`` magnitude spectrogram
+    (periodic Hann, center, zero padding: librosa's defaults)."""
+    def fn(x: np.ndarray) -> np.ndarray:
+        import librosa
+        return librosa.griffinlim(np.asarray(x, np.float64), n_iter=n_iter, hop_length=hop_length,
+                                  n_fft=n_fft, init=None, momentum=momentum, dtype=np.float64)
     return fn

@@ -1,12 +1,12 @@
 """Synthesis: a spectrum in, audio out. ``spectrum_input`` (the input of a synthesis chain:
-its layout, ``freq_bins`` and ``num_frames``), then ``istft`` -> audio ``(B, L)``, which
-wraps the :class:`~nnaudio_export.layers.iSTFT` layer and takes its arguments.
+its layout, ``freq_bins`` and ``num_frames``), then ``istft`` (a complex spectrum -> audio
+``(B, L)``, the :class:`~nnaudio_export.layers.iSTFT` layer's arguments) or
+``griffin_lim`` (a magnitude or power spectrogram -> audio, the
+:class:`~nnaudio_export.layers.GriffinLim` layer's arguments).
 
-Griffin-Lim is a layer (:class:`~nnaudio_export.layers.GriffinLim`), not a stage: in float32
-its waveform follows the rounding chaotically on some inputs (a tone's phase from zero-phase
-start), so two runtimes' outputs differ by far more than a bundle's parity thresholds while
-being equally good reconstructions; judging such bundles needs a spectral-convergence
-criterion that ``nx.verify`` does not have."""
+A Griffin-Lim bundle's float32 waveform can follow the rounding (a tone's phase from a
+zero-phase start, see the layer), so its parity is judged against the measured float32
+spread of the eager module (:mod:`nnaudio_export.parity`)."""
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -14,15 +14,18 @@ import torch
 from torch import Tensor
 
 from ..checks import REQUIRED, Param, pick
-from ..layers import iSTFT, kernel_tensor
+from ..layers import GriffinLim, iSTFT, kernel_tensor
+from ..layers.griffin_lim import GRIFFIN_LIM_ARGS
 from ..layers.istft import ISTFT_ARGS
 from ..manifest import SPECTRUM_NAME
 from ..signals import spectrum as signal_spectrum
 from .base import Context, InputStageBase, Shape, Stage, TensorInfo, register
 
 # Spectrum layouts (see SpectrumInputStage). 'log_magnitude_phase' is Vocos' ISTFTHead:
-# log|X| rows, then phase rows, on one axis.
-LAYOUTS = ("complex", "magnitude_phase", "log_magnitude_phase")
+# log|X| rows, then phase rows, on one axis. 'magnitude' / 'power' have no phase: the input
+# of griffin_lim.
+LAYOUTS = ("complex", "magnitude_phase", "log_magnitude_phase", "magnitude", "power")
+PHASELESS = {"magnitude": 1.0, "power": 2.0}     # layout -> exponent of |X|
 # Vocos clips exp(log-magnitude) here ("safeguard to prevent excessively large magnitudes").
 VOCOS_MAX_MAGNITUDE = 1e2
 
@@ -31,6 +34,8 @@ def layout_shape(layout: str, freq_bins: int, num_frames: int) -> Shape:
     """The input shape (without batch) of a spectrum of ``layout``."""
     if layout == "log_magnitude_phase":
         return (2 * freq_bins, num_frames)
+    if layout in PHASELESS:
+        return (freq_bins, num_frames)
     return (freq_bins, num_frames, 2)
 
 
@@ -43,10 +48,12 @@ class SpectrumInputStage(InputStageBase):
     - 'magnitude_phase': ``(B, F, T, 2)`` ``|X|``, phase in radians;
     - 'log_magnitude_phase': ``(B, 2F, T)``, ``log|X|`` rows then phase rows, as Vocos'
       ``ISTFTHead`` splits its projection (``mag, p = x.chunk(2, dim=1)``);
-      ``|X| = min(exp(log|X|), 100)`` as there.
+      ``|X| = min(exp(log|X|), 100)`` as there;
+    - 'magnitude' / 'power': ``(B, F, T)``, ``|X|`` or ``|X|^2``, no phase.
 
-    Each gives the complex spectrum ``(B, F, T, 2)`` to ``istft``. Other shapes raise
-    ``ValueError`` naming ``freq_bins`` / ``num_frames``.
+    The first three give the complex spectrum ``(B, F, T, 2)`` to ``istft``, the last two
+    pass the spectrogram to ``griffin_lim`` as it is. Other shapes raise ``ValueError``
+    naming ``freq_bins`` / ``num_frames``.
     """
 
     type_name = "spectrum_input"
@@ -73,6 +80,9 @@ class SpectrumInputStage(InputStageBase):
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         module = cls(p["layout"], p["freq_bins"], p["num_frames"], ctx.dtype)
+        if p["layout"] in PHASELESS:
+            return module, ctx.but(input=module.tensor(), domain="power",
+                                   power=PHASELESS[p["layout"]], n_fft=0)
         return module, ctx.but(input=module.tensor(), domain="complex", power=0.0, n_fft=0)
 
     def tensor(self) -> TensorInfo:
@@ -85,6 +95,8 @@ class SpectrumInputStage(InputStageBase):
                                    self.layout) for name in names]).astype(np.float32)
 
     def out_shape(self, in_shape: Shape) -> Shape:
+        if self.layout in PHASELESS:
+            return (self.freq_bins, self.num_frames)
         return (self.freq_bins, self.num_frames, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -103,6 +115,8 @@ class SpectrumInputStage(InputStageBase):
 def to_layout(z: np.ndarray, layout: str) -> np.ndarray:
     """A complex ``(F, T)`` numpy spectrum in ``layout`` (what that input stage takes)."""
     mag, phase = np.abs(z), np.angle(z)
+    if layout in PHASELESS:
+        return mag ** PHASELESS[layout]
     if layout == "complex":
         return np.stack([z.real, z.imag], axis=-1)
     if layout == "magnitude_phase":
@@ -156,3 +170,32 @@ class ISTFTStage(SynthesisStage):
                       normalized=p["normalized"], onesided=p["onesided"], length=p["length"],
                       padding=p["padding"], num_frames=ctx.shape[1], dtype=ctx.dtype)
         return cls(layer), ctx.but(domain="audio")
+
+
+@register
+class GriffinLimStage(SynthesisStage):
+    """Griffin-Lim phase reconstruction (the :class:`~nnaudio_export.layers.GriffinLim`
+    layer's arguments: ``n_iter`` unrolled, ``momentum``, zero-phase start as
+    ``librosa.griffinlim(init=None)``) of the magnitude or power spectrogram of a
+    ``spectrum_input`` with layout 'magnitude' or 'power' (its exponent is the layer's
+    ``power``; ``freq_bins`` must be ``n_fft // 2 + 1``)."""
+
+    type_name = "griffin_lim"
+    params = pick(GRIFFIN_LIM_ARGS, "n_fft", "n_iter", "hop_length", "win_length", "window",
+                  "center", "pad_mode", "momentum", "length")
+
+    @classmethod
+    def check_context(cls, ctx: Context) -> None:
+        if ctx.input is None or ctx.input.kind != "spectrum" or ctx.domain != "power" or ctx.log:
+            raise ValueError("griffin_lim needs a magnitude or power spectrogram: start the chain "
+                             "with spectrum_input(layout='magnitude' or 'power')")
+
+    @classmethod
+    def build(cls, p: Dict[str, Any], ctx: Context,
+              previous: Optional[Stage]) -> Tuple[Stage, Context]:
+        layer = GriffinLim(n_fft=p["n_fft"], n_iter=p["n_iter"], hop_length=p["hop_length"],
+                           win_length=p["win_length"], window=p["window"], center=p["center"],
+                           pad_mode=p["pad_mode"], momentum=p["momentum"], power=ctx.power,
+                           length=p["length"], freq_bins=ctx.shape[0], num_frames=ctx.shape[1],
+                           dtype=ctx.dtype)
+        return cls(layer), ctx.but(domain="audio", power=0.0)
