@@ -308,7 +308,7 @@ def test_griffinlim_verify_judges_items_by_the_float32_spread(gl_outputs):
     moved[0] += 1.5 * limits[0] * np.abs(y64[0]).max()
     row = parity._judge("onnxruntime", "cpu", "float64_cpu", moved, y64,
                         {"kind": "linear", "dbu": None, "window": 60.0, "metric": "max_rel"},
-                        limits, ["speech", "tones", "noise"])
+                        None, limits, ["speech", "tones", "noise"])
     assert row.status == "failed" and "speech" in row.note
 
 
