@@ -104,7 +104,8 @@ def split_conv1d(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unsc
     ``conv(k, kernel_int)`` is a sum of small integers, exact in float32, and
     ``conv([x_hi, x_lo], [w_lo, w]) = sum x_hi w_lo + x_lo w`` is the small remainder. Three
     conv-sized products; comparisons, a gather, round and power-of-two scalings only, so
-    every runtime splits identically."""
+    every runtime splits identically. Long kernels (CQT) use this; windowed DFTs use
+    :func:`split_frames_matmul`."""
     peak = torch.amax(torch.abs(x), dim=[1, 2], keepdim=True)                    # (B, 1, 1)
     count = torch.sum((peak > thresholds).to(torch.int64), dim=-1)               # (B, 1)
     scale = torch.index_select(scales, 0, count.reshape(-1)).reshape(-1, 1, 1)   # (B, 1, 1)
@@ -114,6 +115,52 @@ def split_conv1d(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unsc
     exact = F.conv1d(k, kernel_int, stride=stride) * (kernel_unscale / scale)
     rest = F.conv1d(torch.cat([x_hi, x_lo], dim=1), kernel_rest, stride=stride)
     return exact + rest
+
+
+def frames_of(x: Tensor, taps: int, hop: int) -> Tensor:
+    """The ``T = (L - taps) // hop + 1`` frames ``x[..., t hop : t hop + taps]`` of a
+    (B, L) signal as (B, T, taps), by reshape and slices (no ``Gather``, no ``unfold``):
+    the signal is cut into blocks of ``hop`` samples; frame ``t`` is blocks ``t .. t + R - 1``
+    (``R = ceil(taps / hop)``) side by side, cut to ``taps``."""
+    length = x.size(-1)
+    t = (length - taps) // hop + 1
+    blocks = (taps + hop - 1) // hop
+    used = (t - 1 + blocks) * hop
+    if used > length:   # the last frame's last block reaches past the signal: zeros, cut below
+        x = F.pad(x, [0, used - length])
+    else:
+        x = x[:, :used]
+    parts = x.reshape(x.size(0), t - 1 + blocks, hop)
+    frames = torch.cat([parts[:, r: r + t] for r in range(blocks)], dim=2)
+    return frames[:, :, :taps]
+
+
+def split_frames_matmul(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unscale: float,
+                        thresholds: Tensor, scales: Tensor, stride: int) -> Tensor:
+    """:func:`split_conv1d` computed frame by frame: the (B, 1, L) signal is framed
+    (:func:`frames_of`), each frame is split with its own power of two ``s`` (from its own
+    peak, so a quiet frame keeps the full extra precision) and the two products are
+    matmuls of frames (rows) by ``kernel_int`` (K, C) and ``kernel_rest`` (2 K, C)
+    (``[w_lo; w]``). Output (B, C, T), as the conv's.
+
+    Why frames as matmul rows: ONNX Runtime's conv sums in an order that depends on the
+    output length (MLAS picks its blocking from it), so the same frame rounded differently
+    in a clip and in a streaming chunk (1.7e-6 x peak apart in a log-mel 80 dB down). Its
+    matmul's order per row depends only on K and C, and the split's scale here only on the
+    frame, so there a frame gives the same bits whatever the signal around it
+    (tests/test_streaming.py pins streamed == offline; torch's CPU matmul still picks
+    kernels by row count, a difference at float32 rounding of the remainder only)."""
+    taps = kernel_int.size(0)
+    frames = frames_of(x.reshape(x.size(0), x.size(-1)), taps, stride)          # (B, T, K)
+    peak = torch.amax(torch.abs(frames), dim=2, keepdim=True)                    # (B, T, 1)
+    count = torch.sum((peak > thresholds).to(torch.int64), dim=-1)               # (B, T)
+    scale = torch.index_select(scales, 0, count.reshape(-1)).reshape(peak.shape)
+    k = torch.round(frames * scale)
+    x_hi = k / scale
+    x_lo = frames - x_hi
+    exact = torch.matmul(k, kernel_int) * (kernel_unscale / scale)
+    rest = torch.matmul(torch.cat([x_hi, x_lo], dim=2), kernel_rest)
+    return (exact + rest).transpose(1, 2)
 
 
 def stacked_spectrum(y: Tensor, n_bins: int) -> Tuple[Tensor, Tensor]:

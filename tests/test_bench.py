@@ -116,3 +116,18 @@ def test_kaldi_peer_runs_the_presets_reference_settings(name):
     for got, y in zip(fn(), xn):
         np.testing.assert_array_equal(got, REFERENCES[name](y))
     assert flops > 0
+
+
+def test_streaming_bench_writes_per_chunk_latency(tmp_path):
+    """``bench --streaming`` (the CLI flag reaches it): ours and kaldi-native-fbank timed per
+    chunk, both the 10 ms chunks' call counts over 0.5 s."""
+    args = build_parser().parse_args(["bench", "--streaming", "--chunks-ms", "10", "--stream-seconds", "0.5",
+                                      "--out", str(tmp_path)])
+    assert args.streaming and args.presets is None
+    assert args.func(args) == 0
+    rep = json.loads((tmp_path / "bench_streaming.json").read_text())
+    (row,) = rep["rows"]
+    assert (row["preset"], row["chunk_samples"], row["calls"], row["ort_threads"]) == ("kaldi_fbank_80", 160, 50, 1)
+    for impl in ("ours_ort", "kaldi_native_fbank"):
+        assert 0 < row[impl]["median_ms"] <= row[impl]["p99_ms"] and row[impl]["rtf"] > 0
+    assert "kaldi-native-fbank" in (tmp_path / "bench_streaming.md").read_text()

@@ -297,21 +297,25 @@ def test_check_fails_on_a_swapped_model(cli, tmp_path):
 
 def test_stream_run_equals_offline_run(cli, tmp_path):
     """frontend_cli --stream on a streaming bundle (whisper-style log-mel without the clamp,
-    100 ms chunks fed in 7 ms pieces) writes the offline bundle's .npy for the same WAV."""
+    100 ms chunks fed in 7 ms pieces), run as model.pt and as model.pt2, writes the offline
+    bundle's .npy (model.pt) for the same WAV."""
     spec = nx.presets.get_spec("whisper_80")
     spec["stages"] = [s for s in spec["stages"] if s["type"] != "dynamic_range"]
     spec.pop("length_policy")
     n = 8000 + 77
     spec["num_samples"] = n
-    stream_dir = nx.export(spec, tmp_path / "s", formats=("torchscript",), streaming=True, chunk_ms=100,
+    stream_dir = nx.export(spec, tmp_path / "s", formats=("torchscript", "pt2"), streaming=True, chunk_ms=100,
                            verify=False)
     offline_dir = nx.export(spec, tmp_path / "o", formats=("torchscript",), verify=False)
     write_wav(tmp_path / "in.wav", clip(n, seed=4), 16000, "float32")
-    r = run_cli(cli, stream_dir, tmp_path / "in.wav", tmp_path / "s.npy", "torchscript", "--stream", "7")
-    assert r.returncode == 0, r.stderr
     r = run_cli(cli, offline_dir, tmp_path / "in.wav", tmp_path / "o.npy", "torchscript")
     assert r.returncode == 0, r.stderr
-    assert_close(np.load(tmp_path / "s.npy"), np.load(tmp_path / "o.npy").astype(np.float64), "stream vs offline")
+    for backend in ("torchscript", "pt2"):
+        r = run_cli(cli, stream_dir, tmp_path / "in.wav", tmp_path / "s.npy", backend, "--stream", "7")
+        assert r.returncode == 0, r.stderr
+        assert f"({backend})" in r.stderr
+        assert_close(np.load(tmp_path / "s.npy"), np.load(tmp_path / "o.npy").astype(np.float64),
+                     f"{backend} stream vs offline")
     r = run_cli(cli, stream_dir, tmp_path / "in.wav", tmp_path / "x.npy", "torchscript")
     assert r.returncode == 2 and "--stream" in r.stderr
 

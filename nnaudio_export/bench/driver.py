@@ -26,7 +26,7 @@ from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
-from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, add_arguments
+from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS, add_arguments
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
@@ -274,6 +274,9 @@ def run(cfg: Config) -> Dict[str, Any]:
 # ---------------------------------------------------------------- CLI
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.streaming:
+        return cmd_bench_streaming(args)
+    args.presets = args.presets or list(PRESETS)
     bad = [p for p in args.presets if p not in preset_names()]
     if bad:
         raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
@@ -284,6 +287,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")
+    return 0
+
+
+def cmd_bench_streaming(args: argparse.Namespace) -> int:
+    """``bench --streaming``: :func:`.streaming.run_streaming` (per-chunk latency, batch 1)."""
+    from .streaming import markdown as stream_markdown, run_streaming
+    presets = args.presets or list(STREAM_PRESETS)
+    bad = [p for p in presets if p not in preset_names()]
+    if bad:
+        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
+    chunks = [float(c) for c in str(args.chunks_ms).split(",") if c.strip()]
+    if not chunks or min(chunks) <= 0 or args.threads < 1 or args.stream_seconds <= 0:
+        raise ValueError("--chunks-ms must be positive numbers, --threads >= 1, --stream-seconds > 0")
+    report = run_streaming(presets, chunks, args.stream_seconds, args.threads, Path(args.out))
+    print(stream_markdown(report["rows"], report["load_average"]))
+    print(f"wrote {Path(args.out) / 'bench_streaming.md'}, {Path(args.out) / 'bench_streaming.json'}")
     return 0
 
 

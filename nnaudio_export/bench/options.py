@@ -4,6 +4,7 @@ import torch): what is measured by default and the ``bench`` arguments. The run 
 import argparse
 from typing import Any
 
+STREAM_PRESETS = ("kaldi_fbank_80",)
 PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84", "istft_1024")
 OURS = ("eager", "torchscript", "onnxruntime", "pt2")
 FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
@@ -15,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help=f"smoke test: batch {QUICK_BATCH} x {QUICK_SECONDS:g} s, "
                    "2 repeats, no ORT option sweep")
     p.add_argument("--out", default="build/bench", help="output directory (bench.md, bench.json, bench.png, bundles/)")
-    p.add_argument("--presets", nargs="+", default=list(PRESETS), help="presets to measure")
+    p.add_argument("--presets", nargs="+", default=None,
+                   help=f"presets to measure (default {' '.join(PRESETS)}; --streaming: {' '.join(STREAM_PRESETS)})")
     p.add_argument("--batch", type=int, default=None, help=f"batch size (default {FULL_BATCH}; quick {QUICK_BATCH})")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation (default 5; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3: TorchScript's profiling executor optimises after 2; quick 1)")
@@ -24,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ort-variants", dest="ort_variants", action="store_true", default=None,
                    help="time ORT SessionOptions variants (default on, off with --quick)")
     p.add_argument("--no-ort-variants", dest="ort_variants", action="store_false")
+    p.add_argument("--streaming", action="store_true",
+                   help="per-chunk latency of streaming bundles at batch 1 in ORT (and kaldi-native-fbank's "
+                        "OnlineFbank for Kaldi presets) instead; writes bench_streaming.md/.json")
+    p.add_argument("--chunks-ms", default="10,100", help="--streaming: chunk sizes in ms, comma-separated")
+    p.add_argument("--stream-seconds", type=float, default=20.0, help="--streaming: seconds of speech fed")
+    p.add_argument("--threads", type=int, default=1, help="--streaming: ORT intra-op threads")
 
 
 def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:

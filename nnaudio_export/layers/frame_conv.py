@@ -66,13 +66,22 @@ class FrameConv(nn.Module):
 
 class SplitFrameConv(nn.Module):
     """``conv1d(x, kernel, stride)`` with the error-free split (precision 'extended'),
-    its split kernels built once in float64 from ``kernel`` ((C, 1, K) numpy)."""
+    its split kernels built once in float64 from ``kernel`` ((C, 1, K) numpy).
+
+    ``framed`` (windowed DFTs: STFT, Kaldi): frames are cut first and each is split with
+    its own scale and multiplied as a matmul row (:func:`~nnaudio_export.functional.
+    split_frames_matmul`), so a frame's split does not depend on the signal around it and
+    its sums not on the signal's length (a streaming chunk gives the offline frame; in ONNX
+    Runtime bit for bit). Otherwise (CQT's
+    long kernels, whose frame matrix would be ``taps / hop`` times the signal): one scale
+    per item and convs (:func:`~nnaudio_export.functional.split_conv1d`)."""
 
     precision = "extended"
     method = "direct"
 
-    def __init__(self, kernel: np.ndarray, dtype: torch.dtype = torch.float32):
+    def __init__(self, kernel: np.ndarray, dtype: torch.dtype = torch.float32, framed: bool = False):
         super().__init__()
+        self.framed = bool(framed)
         kernel = np.asarray(kernel, dtype=np.float64)
         require(kernel.ndim == 3 and kernel.shape[1] == 1, "kernel",
                 f"expected shape (channels, 1, taps), got {list(kernel.shape)}")
@@ -90,11 +99,16 @@ class SplitFrameConv(nn.Module):
     def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
         if x.dtype != torch.float32:
             return F.conv1d(x, kernel, stride=stride)
+        if self.framed:
+            c, taps = self.kernel_int.size(0), self.kernel_int.size(-1)
+            return FN.split_frames_matmul(x, self.kernel_int.reshape(c, taps).t(),
+                                          self.kernel_rest.reshape(c, 2 * taps).t(),
+                                          self.kernel_unscale, self.thresholds, self.scales, stride)
         return FN.split_conv1d(x, self.kernel_int, self.kernel_rest, self.kernel_unscale,
                                self.thresholds, self.scales, stride)
 
     def extra_repr(self) -> str:
-        return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}"
+        return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}, framed={self.framed}"
 
 
 # The error-free split is three conv-sized products (kernels/split.py).
@@ -127,11 +141,13 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
 
 
 def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
-               dtype: torch.dtype = torch.float32, dft: Optional[DFTFrames] = None) -> nn.Module:
+               dtype: torch.dtype = torch.float32, dft: Optional[DFTFrames] = None,
+               framed: bool = False) -> nn.Module:
     """The module applying ``kernel`` ((C, 1, K) float64 numpy) at ``precision``; ``dtype``
     is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
     bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
-    stages may replace the conv (float64 builds keep the conv: they are the references)."""
+    stages may replace the conv (float64 builds keep the conv: they are the references).
+    ``framed``: the 'extended' split works frame by frame (see :class:`SplitFrameConv`)."""
     require_choice(precision, "precision", PRECISIONS)
     if precision == "single":
         if dft is not None and not trainable and dtype == torch.float32:
@@ -143,4 +159,4 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "
             "(trainable=False); train with 'single' and rebuild with 'extended' to export")
-    return SplitFrameConv(kernel, dtype)
+    return SplitFrameConv(kernel, dtype, framed)

@@ -59,7 +59,7 @@ class KaldiSTFT(FrontendLayer):
         parts = kaldi_dft_parts(win_length, window, remove_dc_offset, preemphasis, round_to_power_of_two)
         dft = DFTFrames(parts["window"], hop_length, n_fft // 2 + 1, win_length, parts["preemphasis"],
                         parts["correction_taps"], parts["correction_bins"])
-        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype, dft)
+        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype, dft, framed=True)
         self.precision = self.conv.precision
         self.n_fft = int(n_fft)
         self.n_bins = self.n_fft // 2 + 1

@@ -93,7 +93,7 @@ class STFT(FrontendLayer):
         kernel = np.concatenate([cos, sin], axis=0)[:, None, :]
         register_kernel(self, "kernel", kernel, trainable, dtype)
         dft = DFTFrames(padded_window, hop_length, freq_bins, n_fft) if freq_scale == "no" else None
-        self.conv = frame_conv(kernel, precision, trainable, dtype, dft)
+        self.conv = frame_conv(kernel, precision, trainable, dtype, dft, framed=True)
         self.precision = self.conv.precision
         self.n_fft = n_fft
         self.win_length = win_length
@@ -125,7 +125,7 @@ class STFT(FrontendLayer):
         with torch.no_grad():
             self.kernel.copy_(kernel.detach().to(self.kernel.dtype))
         if self.precision == "extended":
-            self.conv = SplitFrameConv(kernel.detach().double().cpu().numpy(), self.kernel.dtype)
+            self.conv = SplitFrameConv(kernel.detach().double().cpu().numpy(), self.kernel.dtype, framed=True)
         else:
             self.conv = FrameConv()
 

@@ -29,7 +29,9 @@ torch::Tensor run(const torch::Tensor& x, int64_t n, int64_t state_size, int64_t
   int64_t done = 0;
   for (int64_t arrived = std::min(piece, total);; arrived = std::min(arrived + piece, total)) {
     while (done + n <= arrived) {
-      step(x.narrow(-1, done, n).contiguous(), n, 0.0f);
+      // A fresh row-major copy: a narrowed (1, n) view keeps the clip's row stride, which
+      // counts as contiguous but fails AOTInductor's exact stride check on its inputs.
+      step(x.narrow(-1, done, n).clone(at::MemoryFormat::Contiguous), n, 0.0f);
       done += n;
     }
     if (arrived == total) break;
