@@ -135,6 +135,14 @@ def frames_of(x: Tensor, taps: int, hop: int) -> Tensor:
     return frames[:, :, :taps]
 
 
+def frames_matmul(x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+    """``conv1d(x, kernel, stride)`` of a (B, 1, L) signal and a (C, 1, K) kernel computed
+    frame by frame: frames (:func:`frames_of`) as matmul rows times the kernel, (B, C, T)."""
+    c, taps = kernel.size(0), kernel.size(-1)
+    frames = frames_of(x.reshape(x.size(0), x.size(-1)), taps, stride)          # (B, T, K)
+    return torch.matmul(frames, kernel.reshape(c, taps).t()).transpose(1, 2)
+
+
 def split_frames_matmul(x: Tensor, kernel_int: Tensor, kernel_rest: Tensor, kernel_unscale: float,
                         thresholds: Tensor, scales: Tensor, stride: int) -> Tensor:
     """:func:`split_conv1d` computed frame by frame: the (B, 1, L) signal is framed

@@ -169,9 +169,9 @@ def test_bad_precision_and_trainable_kernels_are_refused():
 
 
 def test_preset_precision_override():
-    fe = nx.presets.load("whisper_80", seconds=1.0, precision="single")
-    assert fe.spec["stages"][1]["precision"] == "single"
-    assert nx.presets.get_spec("whisper_80")["stages"][0]["precision"] == "extended"
+    fe = nx.presets.load("whisper_80", seconds=1.0, precision="extended")
+    assert fe.spec["stages"][1]["precision"] == "extended"
+    assert nx.presets.get_spec("whisper_80")["stages"][0]["precision"] == "single"   # its own
 
 
 def test_onnx_extended_matches_float64_fft(tmp_path):

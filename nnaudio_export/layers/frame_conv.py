@@ -55,13 +55,27 @@ class DFTFrames(NamedTuple):
 
 
 class FrameConv(nn.Module):
-    """``conv1d(x, kernel, stride)``: precision 'single'."""
+    """``conv1d(x, kernel, stride)``: precision 'single'. ``framed`` (windowed DFTs: STFT,
+    Kaldi): float32 frames are cut first (:func:`~nnaudio_export.functional.frames_of`) and
+    multiplied by the kernel as matmul rows, so a frame's arithmetic does not depend on the
+    signal's length: ONNX Runtime's conv sums in an order it picks from the output length,
+    which made streamed frames differ from offline ones by 5e-5 x peak in a log-mel 80 dB
+    down (see :func:`~nnaudio_export.functional.split_frames_matmul`)."""
 
     precision = "single"
     method = "direct"
 
+    def __init__(self, framed: bool = False):
+        super().__init__()
+        self.framed = bool(framed)
+
     def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        if self.framed and x.dtype == torch.float32:
+            return FN.frames_matmul(x, kernel, stride)
         return F.conv1d(x, kernel, stride=stride)
+
+    def extra_repr(self) -> str:
+        return f"framed={self.framed}"
 
 
 class SplitFrameConv(nn.Module):
@@ -147,7 +161,8 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
     bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
     stages may replace the conv (float64 builds keep the conv: they are the references).
-    ``framed``: the 'extended' split works frame by frame (see :class:`SplitFrameConv`)."""
+    ``framed``: the direct conv and the 'extended' split work frame by frame (matmul rows;
+    see :class:`FrameConv`, :class:`SplitFrameConv`)."""
     require_choice(precision, "precision", PRECISIONS)
     if precision == "single":
         if dft is not None and not trainable and dtype == torch.float32:
@@ -155,7 +170,7 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
             if split is not None:
                 return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
                                      dft.preemphasis, dft.correction_taps, dft.correction_bins)
-        return FrameConv()
+        return FrameConv(framed)
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "
             "(trainable=False); train with 'single' and rebuild with 'extended' to export")
