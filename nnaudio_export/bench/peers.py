@@ -20,6 +20,22 @@ from ..spec import input_kind
 from .measure import Candidate, _err, count_flops
 
 
+def knf_batch(options: Any, sr: float, items: List[np.ndarray]) -> Callable[[], List[np.ndarray]]:
+    """kaldi-native-fbank over a batch as a C++ frontend runs it: one ``OnlineFbank`` per item,
+    the whole item accepted, then every ready frame."""
+    import kaldi_native_fbank as knf
+
+    def fn() -> List[np.ndarray]:
+        out = []
+        for y in items:
+            f = knf.OnlineFbank(options)
+            f.accept_waveform(sr, y)
+            f.input_finished()
+            out.append(np.stack([f.get_frame(i) for i in range(f.num_frames_ready)]))
+        return out
+    return fn
+
+
 class Chain:
     """A preset spec as transform + power + optional mel + tail stages (what peers rebuild)."""
 
@@ -251,14 +267,7 @@ def build_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarr
         o.frame_opts.snip_edges = False
         o.mel_opts.num_bins = ch.mel["n_mels"]
 
-        def fn():
-            out = []
-            for y in xn:
-                f = knf.OnlineFbank(o)
-                f.accept_waveform(sr, y)
-                f.input_finished()
-                out.append(np.stack([f.get_frame(i) for i in range(f.num_frames_ready)]))
-            return out
+        fn = knf_batch(o, sr, list(xn))
         frames = n // 160
         flops = b * frames * (5.0 * 512 * 9 + 2.0 * ch.mel["n_mels"] * 257)
         return fn, flops, "NOT identical: Kaldi fbank (povey, 512-pt FFT, kaldi mel, ln), 25/10 ms, per item"
@@ -337,14 +346,7 @@ def build_kaldi_peers(spec: Dict[str, Any], xn: np.ndarray) -> List[Tuple[str, b
         o.mel_opts.high_freq = float(mel["high_freq"])
         items = [np.ascontiguousarray(y * scale, dtype=np.float32) for y in xn]
 
-        def fn():
-            out = []
-            for y in items:
-                f = knf.OnlineFbank(o)
-                f.accept_waveform(sr, y)
-                f.input_finished()
-                out.append(np.stack([f.get_frame(i) for i in range(f.num_frames_ready)]))
-            return out
+        fn = knf_batch(o, sr, items)
         n_fft = 1 << (int(frames["win_length"]) - 1).bit_length()
         count = len(items) * (xn.shape[-1] // int(frames["hop_length"]))
         return fn, count * (5.0 * n_fft * math.log2(n_fft) + 2.0 * mel["n_mels"] * (n_fft // 2 + 1)), \
