@@ -272,19 +272,25 @@ def test_check_passes_on_untouched_bundles(cli, mel_bundle, whisper_bundle, int1
     assert f"{items} items" in r.stdout
 
 
-def test_check_fails_on_a_swapped_model(cli, tmp_path):
-    """model.pt replaced by another valid model of the same shapes, its sha256 and size
-    updated in the manifest: every file check passes, the golden check does not."""
+def swap_model(a: Path, b: Path) -> None:
+    """Bundle ``a``'s model.pt replaced by bundle ``b``'s (another valid model of the same
+    shapes), its sha256 and size updated in ``a``'s manifest: every file check passes."""
     import hashlib
     import json
-    a = nx.export(_mel_spec(8000.0), tmp_path / "a", formats=("torchscript",), verify=False)
-    b = nx.export(_mel_spec(6000.0), tmp_path / "b", formats=("torchscript",), verify=False)
-    assert run_check(cli, a).returncode == 0
     m = json.loads((a / "manifest.json").read_text())
     data = (b / "model.pt").read_bytes()
     (a / "model.pt").write_bytes(data)
     m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     (a / "manifest.json").write_text(json.dumps(m, indent=2))
+
+
+def test_check_fails_on_a_swapped_model(cli, tmp_path):
+    """model.pt replaced by another valid model of the same shapes, its sha256 and size
+    updated in the manifest: every file check passes, the golden check does not."""
+    a = nx.export(_mel_spec(8000.0), tmp_path / "a", formats=("torchscript",), verify=False)
+    b = nx.export(_mel_spec(6000.0), tmp_path / "b", formats=("torchscript",), verify=False)
+    assert run_check(cli, a).returncode == 0
+    swap_model(a, b)
     r = run_check(cli, a)
     assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr
     # the golden file itself is pinned by the manifest
@@ -324,10 +330,8 @@ def test_check_uses_the_scaled_bound_of_an_ill_conditioned_bundle(cli, tmp_path)
     """A SeamlessM4T bundle's golden.npz carries a per-value bound scale (its per-mel-bin
     normalisation on the tone, tests/test_scaled_bound.py): --check passes with it, and
     fails once the model is swapped for one with perturbed mel weights."""
-    import hashlib
-    import json
     import torch
-    transformers = pytest.importorskip("transformers")
+    import transformers
     fes = [nx.from_hf(transformers.SeamlessM4TFeatureExtractor(), seconds=0.5).eval() for _ in range(2)]
     with torch.no_grad():
         w = fes[1].stages[2].weight
@@ -336,11 +340,7 @@ def test_check_uses_the_scaled_bound_of_an_ill_conditioned_bundle(cli, tmp_path)
     b = nx.export(fes[1], tmp_path / "b", formats=("torchscript",), verify=False)
     r = run_check(cli, a)
     assert r.returncode == 0 and "ill-conditioned input" in r.stdout and ": ok" in r.stdout, r.stdout + r.stderr
-    m = json.loads((a / "manifest.json").read_text())
-    data = (b / "model.pt").read_bytes()
-    (a / "model.pt").write_bytes(data)
-    m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-    (a / "manifest.json").write_text(json.dumps(m, indent=2))
+    swap_model(a, b)
     r = run_check(cli, a)
     assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr
 
@@ -354,17 +354,11 @@ def _istft_bundle(path, window: str) -> Path:
 def test_check_of_a_synthesis_bundle(cli, tmp_path):
     """--check on an iSTFT bundle: golden.npz's spectra in, its float64 audio out (1e-5 x
     peak); it passes untouched and fails once model.pt is swapped for another window's."""
-    import hashlib
-    import json
     a = _istft_bundle(tmp_path / "a", "hann")
     b = _istft_bundle(tmp_path / "b", "hamming")
     r = run_check(cli, a)
     items = nx.runtime.read_manifest(a)["golden"]["items"]
     assert r.returncode == 0 and f"{items} items" in r.stdout and ": ok" in r.stdout, r.stdout + r.stderr
-    m = json.loads((a / "manifest.json").read_text())
-    data = (b / "model.pt").read_bytes()
-    (a / "model.pt").write_bytes(data)
-    m["files"]["model.pt"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-    (a / "manifest.json").write_text(json.dumps(m, indent=2))
+    swap_model(a, b)
     r = run_check(cli, a)
     assert r.returncode == 3 and "FAILED" in r.stdout, r.stdout + r.stderr
