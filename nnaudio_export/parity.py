@@ -26,7 +26,7 @@ from .runtime import BACKENDS
 from .runtime import cuda_available, load
 from .tolerances import (EXTENDED_LOG_DB_WINDOW, LINEAR_REL_TOL, LOG_ABS_TOL,  # noqa: F401
                          LOG_DB_REPORT_WINDOW, LOG_DB_WINDOW, LOG_MIN_DB_TOL,
-                         NORMALIZED_LOG_ABS_TOL, SPREAD_FACTOR, amplifies_rounding, item_rel,
+                         NORMALIZED_LOG_ABS_TOL, SPREAD_FACTOR, amplifies_rounding, compare, item_rel,
                          log_threshold, normalisation_bound_scale, spread_limits, window_for)
 
 # Backends whose artifacts hold no native code or program: run on any bundle by default.
@@ -125,34 +125,6 @@ def disable_tf32() -> None:
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-
-
-def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[float],
-            window_db: float = LOG_DB_WINDOW, scale: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """max abs and max abs / peak; log outputs with a known dB scale only where the reference
-    is within ``window_db`` of its per-item peak (``max_abs_80db``: within 80 dB). With a
-    per-value ``scale`` (:func:`nnaudio_export.tolerances.normalisation_bound_scale`), also
-    ``max_scaled``: the max of error / scale, which is what is judged then."""
-    out = np.asarray(out, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if out.shape != ref.shape:
-        raise ValueError(f"shape mismatch: {out.shape} vs reference {ref.shape}")
-    if not np.all(np.isfinite(out)):
-        return {"max_abs": float("inf"), "max_rel": float("inf"), "max_abs_80db": float("inf"),
-                "max_scaled": float("inf")}
-    err = np.abs(out - ref)
-    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
-    res: Dict[str, float] = {}
-    if kind == "log" and db_per_unit:
-        item_max = ref.reshape(ref.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (ref.ndim - 1))
-        wide = ref >= item_max - LOG_DB_REPORT_WINDOW / db_per_unit
-        res["max_abs_80db"] = float(np.where(wide, err, 0.0).max()) if err.size else 0.0
-        err = np.where(ref >= item_max - window_db / db_per_unit, err, 0.0)
-    max_abs = float(err.max()) if err.size else 0.0
-    if scale is not None:
-        res["max_scaled"] = float((err / scale).max()) if err.size else 0.0
-    res.update({"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs})
-    return res
 
 
 def _choose_backends(manifest: Dict[str, Any], backends: Optional[Sequence[str]], pinned: bool,

@@ -1,4 +1,5 @@
-"""Parity thresholds, and how a per-item normalisation's conditioning scales them.
+"""Parity thresholds, how an output is compared with its reference (:func:`compare`), and
+how a per-item normalisation's conditioning scales the thresholds.
 
 A per-item normalisation ``(x - mean) / sqrt(var + eps)`` multiplies any error of its input
 by ``1 / sqrt(var + eps)``. On a steady tone a feature row's variance over frames is ~0, so
@@ -6,7 +7,7 @@ the float32 rounding of an otherwise accurate log-mel comes out ~3000 times larg
 SeamlessM4T's eps 1e-7; transformers' own float32 extractor is 1e-2 off its float64 run
 there). :func:`normalisation_bound_scale` derives, from the float64 reference alone, each
 output value's bound: the threshold the normalisation's input would be judged by (its kind,
-dB scale and dB window, as :func:`nnaudio_export.parity.compare` judges a log output), times
+dB scale and dB window, as :func:`compare` judges a log output), times
 the normalisation's amplification of that value's row, carried through the stages after it.
 Where that exceeds the plain threshold the bound is scaled, and the report says so.
 """
@@ -52,6 +53,34 @@ def log_threshold(db_per_unit: Optional[float]) -> float:
     if not db_per_unit:
         return NORMALIZED_LOG_ABS_TOL
     return max(LOG_ABS_TOL, LOG_MIN_DB_TOL / db_per_unit)
+
+
+def compare(out: np.ndarray, ref: np.ndarray, kind: str, db_per_unit: Optional[float],
+            window_db: float = LOG_DB_WINDOW, scale: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """max abs and max abs / peak; log outputs with a known dB scale only where the reference
+    is within ``window_db`` of its per-item peak (``max_abs_80db``: within 80 dB). With a
+    per-value ``scale`` (:func:`nnaudio_export.tolerances.normalisation_bound_scale`), also
+    ``max_scaled``: the max of error / scale, which is what is judged then."""
+    out = np.asarray(out, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if out.shape != ref.shape:
+        raise ValueError(f"shape mismatch: {out.shape} vs reference {ref.shape}")
+    if not np.all(np.isfinite(out)):
+        return {"max_abs": float("inf"), "max_rel": float("inf"), "max_abs_80db": float("inf"),
+                "max_scaled": float("inf")}
+    err = np.abs(out - ref)
+    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
+    res: Dict[str, float] = {}
+    if kind == "log" and db_per_unit:
+        item_max = ref.reshape(ref.shape[0], -1).max(axis=1).reshape((-1,) + (1,) * (ref.ndim - 1))
+        wide = ref >= item_max - LOG_DB_REPORT_WINDOW / db_per_unit
+        res["max_abs_80db"] = float(np.where(wide, err, 0.0).max()) if err.size else 0.0
+        err = np.where(ref >= item_max - window_db / db_per_unit, err, 0.0)
+    max_abs = float(err.max()) if err.size else 0.0
+    if scale is not None:
+        res["max_scaled"] = float((err / scale).max()) if err.size else 0.0
+    res.update({"max_abs": max_abs, "max_rel": max_abs / peak if peak > 0 else max_abs})
+    return res
 
 
 def window_for(spec: Dict[str, Any]) -> float:
