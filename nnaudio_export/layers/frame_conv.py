@@ -161,8 +161,9 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
     bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
     stages may replace the conv (float64 builds keep the conv: they are the references).
-    ``framed``: the direct conv and the 'extended' split work frame by frame (matmul rows;
-    see :class:`FrameConv`, :class:`SplitFrameConv`)."""
+    ``framed``: the 'extended' split, and at 'single' the direct product of a frozen DFT bank
+    with no factorised split, work frame by frame (matmul rows; see :class:`FrameConv`,
+    :class:`SplitFrameConv`); trainable, non-DFT and float64 banks keep ``conv1d``."""
     require_choice(precision, "precision", PRECISIONS)
     if precision == "single":
         if dft is not None and not trainable and dtype == torch.float32:
@@ -170,7 +171,8 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
             if split is not None:
                 return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
                                      dft.preemphasis, dft.correction_taps, dft.correction_bins)
-        return FrameConv(framed)
+            return FrameConv(framed)
+        return FrameConv()   # nnAudio's own arithmetic (conv1d) for its kernels: converted layers match it
     require(not trainable, "precision",
             "'extended' splits the kernels once at build time, so it needs frozen kernels "
             "(trainable=False); train with 'single' and rebuild with 'extended' to export")

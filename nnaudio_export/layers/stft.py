@@ -127,7 +127,7 @@ class STFT(FrontendLayer):
         if self.precision == "extended":
             self.conv = SplitFrameConv(kernel.detach().double().cpu().numpy(), self.kernel.dtype, framed=True)
         else:
-            self.conv = FrameConv(framed=True)
+            self.conv = FrameConv()
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
         t = FN.frame_count(num_samples, self.n_fft, self.hop_length, self.center)
