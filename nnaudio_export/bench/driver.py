@@ -273,13 +273,18 @@ def run(cfg: Config) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- CLI
 
+def check_presets(presets: List[str]) -> List[str]:
+    """``--presets`` as given, or a ValueError naming the unknown ones."""
+    bad = [p for p in presets if p not in preset_names()]
+    if bad:
+        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
+    return presets
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.streaming:
         return cmd_bench_streaming(args)
-    args.presets = args.presets or list(PRESETS)
-    bad = [p for p in args.presets if p not in preset_names()]
-    if bad:
-        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
+    args.presets = check_presets(args.presets or list(PRESETS))
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
@@ -293,10 +298,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_bench_streaming(args: argparse.Namespace) -> int:
     """``bench --streaming``: :func:`.streaming.run_streaming` (per-chunk latency, batch 1)."""
     from .streaming import markdown as stream_markdown, run_streaming
-    presets = args.presets or list(STREAM_PRESETS)
-    bad = [p for p in presets if p not in preset_names()]
-    if bad:
-        raise ValueError(f"--presets: unknown {bad}; available: {', '.join(preset_names())}")
+    presets = check_presets(args.presets or list(STREAM_PRESETS))
     chunks = [float(c) for c in str(args.chunks_ms).split(",") if c.strip()]
     if not chunks or min(chunks) <= 0 or args.threads < 1 or args.stream_seconds <= 0:
         raise ValueError("--chunks-ms must be positive numbers, --threads >= 1, --stream-seconds > 0")
