@@ -169,9 +169,10 @@ class StreamingFrontend(nn.Module):
 
     def _spectrum(self, window: Tensor) -> Tensor:
         """The transform's output (as offline) of a (B, 1, W) window: frames at stride hop."""
-        y = self.layer.conv(window, self.layer.kernel, self.hop)
         if self.power > 0.0:
-            return FN.stacked_power(y, self.n_bins, self.power, self.eps)
+            p = self.layer.conv.squared(window, self.layer.kernel, self.hop)
+            return FN.power_from_squared(p, self.power, self.eps)
+        y = self.layer.conv(window, self.layer.kernel, self.hop)
         real, imag = FN.stacked_spectrum(y, self.n_bins)
         return torch.stack([real, imag], dim=-1)
 

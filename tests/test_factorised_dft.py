@@ -38,7 +38,23 @@ def test_split_rule():
         n1, n2 = dft_split(n_fft, hop)
         assert n1 * n2 == n_fft and hop % n1 == 0
         assert factorised_macs(n_fft, n1, n_fft // 2 + 1) <= 0.5 * direct_macs(n_fft // 2 + 1, n_fft)
-    assert factorised_macs(400, 20, 201) == 33600 and direct_macs(201, 400) == 160800
+    assert factorised_macs(400, 20, 201) == 27280 and direct_macs(201, 400) == 160800
+    # stage-1 sums never longer than stage 2's (float32 rounding, see dft_split)
+    assert dft_split(400, 160, bins=201) != (16, 25) and factorised_macs(400, 16, 201) < 27280
+
+
+def only_bin_gathers(model, bins):
+    """No Gather framing: every Gather of the graph picks ``bins`` rows (the factorised
+    stages' bins out of their grid), by a constant index of exactly ``bins`` entries."""
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    for node in model.graph.node:
+        if node.op_type != "Gather":
+            continue
+        index = inits.get(node.input[1])
+        dims = list(index.dims) if index is not None else list(consts[node.input[1]].attribute[0].t.dims)
+        assert dims == [bins], (node.name, dims)
+    return True
 
 
 @pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
@@ -81,7 +97,7 @@ def test_float32_layer_vs_numpy_float64_fft(n_fft, hop):
 def test_chosen_only_for_frozen_plain_dft():
     fast = STFT(n_fft=400, hop_length=160, sr=SR)
     assert isinstance(fast.conv, FactorisedDFT) and "n1=20, n2=20" in repr(fast)
-    assert "macs_per_frame=33600 (direct conv 160800)" in repr(fast)
+    assert "macs_per_frame=27280 (direct conv 160800)" in repr(fast)
     assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, trainable=True).conv, FrameConv)
     assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, freq_scale="linear",
                            fmin=50, fmax=4000).conv, FrameConv)
@@ -106,11 +122,13 @@ def test_frame_count_and_tail_match_the_direct_conv(num_samples):
 
 def test_mel_bundle_graph_and_backends(mel_bundle):
     """mel_128 (precision 'single') ships the factorised stages: standard ops only (one
-    grouped 1-D conv, no DFT/STFT op, no Gather framing, no 2-D conv), and every backend
+    grouped 1-D conv, no DFT/STFT op, no Gather framing, no 2-D conv: its one Gather picks
+    the bins out of the stage-2 grid), and every backend
     matches eager and the float64 reference (nx.verify)."""
     model = onnx.load(str(mel_bundle / "model.onnx"))
     ops = {n.op_type for n in model.graph.node}
-    assert not ops & {"DFT", "STFT", "Gather", "GatherElements", "Unfold"}, ops
+    assert not ops & {"DFT", "STFT", "GatherElements", "Unfold"}, ops
+    assert only_bin_gathers(model, 1025)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == 1
     groups = [a.i for a in convs[0].attribute if a.name == "group"]
@@ -118,7 +136,7 @@ def test_mel_bundle_graph_and_backends(mel_bundle):
     inits = {i.name: i for i in model.graph.initializer}
     assert len(inits[convs[0].input[1]].dims) == 3                          # 1-D conv
     (stage,) = json.loads((mel_bundle / "manifest.json").read_text())["fourier_stages"]
-    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 401408)
+    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 352512)
     assert stage["direct_macs_per_frame"] == 4198400
     report = nx.verify(mel_bundle, devices=("cpu",), backends=("onnxruntime", "torchscript", "pt2"))
     assert report.ok, report.table()
@@ -153,7 +171,8 @@ def test_kaldi_single_vs_kaldi_native_fbank(kaldi_single, signal):
     from nnaudio_export.references import REFERENCES
     fe, ort, model = kaldi_single
     assert any(isinstance(m, FactorisedDFT) for m in fe.modules())
-    assert not {n.op_type for n in model.graph.node} & {"DFT", "STFT", "Gather"}
+    assert not {n.op_type for n in model.graph.node} & {"DFT", "STFT"}
+    assert only_bin_gathers(model, 257)
     x = clip(signal, SR, 1.0)[: fe.num_samples]
     want = REFERENCES["kaldi_fbank_80"](x)
     with torch.no_grad():

@@ -4,9 +4,12 @@ a way to apply a frozen ``[cos; sin]`` DFT kernel bank, picked by
 
 Ops only (every runtime has them, no ``DFT``/``STFT`` op, no complex tensors, no ``Gather``
 framing, no 2-D conv): Pad, Reshape/Transpose (the polyphase split of the signal), one
-grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2), and one slice of the bins that the
-``N2``-wide stage-2 grid computes past ``F``. Same input and output as the direct conv:
-``(B, 1, L)`` -> ``[cos; sin]`` ``(B, 2 F, T)``, ``T = (L - n_fft) // hop + 1``.
+grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2), and one ``Gather`` of the ``F``
+bins' rows out of the stage-2 grid (a copy of the output, in place of a slice). Same input
+and output as the direct conv: ``(B, 1, L)`` -> ``[cos; sin]`` ``(B, 2 F, T)``,
+``T = (L - n_fft) // hop + 1``; and :meth:`FactorisedDFT.squared`, ``|X|^2`` ``(B, F, T)``
+summed on the grid before the gather (one square, one sum, one gather: ONNX Runtime spent
+~13 of ~48 ms of whisper_80 on the slice, split, square and add it replaces).
 """
 from typing import Optional
 
@@ -15,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels.factorised_dft import direct_macs, factorised_dft_kernels, factorised_macs
+from ..kernels.factorised_dft import direct_macs, factorised_dft_kernels, factorised_macs, grid_rows
 from .common import kernel_tensor
 
 
 class FactorisedDFT(nn.Module):
     """``[cos; sin]`` windowed DFT of frames ``x[t hop : t hop + n_fft]`` in two stages
-    (``n_fft = n1 n2``, ``n1`` dividing ``hop``): a grouped conv per phase, one matmul
-    across phases. ``window`` (length ``n_fft``) is folded into stage 1. ``taps``: frames
+    (``n_fft = n1 n2``, ``n1`` dividing ``hop``): a grouped conv per phase (``a <= n2 / 2``
+    only: the real input's symmetry), one matmul across phases onto a grid of bins, one
+    gather of the bins in natural order. ``window`` (length ``n_fft``) is folded into stage 1. ``taps``: frames
     of ``taps <= n_fft`` samples zero-padded to ``n_fft`` (Kaldi); the input is then padded
     on the right by ``n_fft - taps`` zeros so the frame count is the direct conv's.
 
@@ -47,21 +51,36 @@ class FactorisedDFT(nn.Module):
         self.hop = int(hop)
         self.step = self.hop // self.n1
         self.bins = int(bins)
-        self.rows = -(-self.bins // self.n2)
+        self.a_count, low, high = grid_rows(self.n_fft, self.n1, self.bins)
+        self.grid = (low + high) * self.a_count        # stage-2 rows per part (cos, sin)
         self.taps = self.n_fft if taps is None else int(taps)
         self.pad_right = self.n_fft - self.taps
         parts = factorised_dft_kernels(window, self.n1, self.bins)
         self.register_buffer("stage1", kernel_tensor(parts["stage1"], dtype))
         self.register_buffer("stage2", kernel_tensor(parts["stage2"], dtype))
+        self.register_buffer("index", torch.from_numpy(parts["index"]))
         self.preemphasis = float(preemphasis)
         self.register_buffer("prefilter", kernel_tensor(np.array([[[-self.preemphasis, 1.0]]]), dtype))
         taps_e = np.zeros((0, self.taps + 1)) if correction_taps is None else correction_taps
         bins_e = np.zeros((2 * self.bins, 0)) if correction_bins is None else correction_bins
+        bins_e = grid_rows_of(bins_e, parts["index"], self.grid)    # added on the grid
         self.rank = int(taps_e.shape[0])
         self.register_buffer("correction_taps", kernel_tensor(taps_e[:, None, :], dtype))
         self.register_buffer("correction_bins", kernel_tensor(bins_e, dtype))
 
     def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        """``[cos; sin]`` ``(B, 2 F, T)`` (``kernel``, ``stride``: the direct conv's, unused)."""
+        y = self.on_grid(x)
+        return torch.index_select(y, 2, self.index).reshape(y.size(0), 2 * self.bins, y.size(-1))
+
+    def squared(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        """``|X|^2 = C^2 + S^2`` ``(B, F, T)``, summed on the grid, then gathered."""
+        y = self.on_grid(x)
+        return torch.index_select((y * y).sum(1), 1, self.index)
+
+    def on_grid(self, x: Tensor) -> Tensor:
+        """``(B, 1, L)`` -> the stage-2 grid ``(B, 2, G, T)`` (``[cos; sin]`` parts), with
+        Kaldi's pre-emphasis and low-rank remainder."""
         extended = x
         if self.preemphasis != 0.0 or self.rank > 0:
             extended = F.pad(x, [1, 0])
@@ -71,10 +90,10 @@ class FactorisedDFT(nn.Module):
         if self.rank > 0:
             y = y + torch.matmul(self.correction_bins,
                                  F.conv1d(extended, self.correction_taps, stride=self.hop))
-        return y
+        return y.reshape(y.size(0), 2, self.grid, y.size(-1))
 
     def stages(self, x: Tensor) -> Tensor:
-        """The two stages on ``(B, 1, L)``: ``[cos; sin]`` ``(B, 2 F, T)``."""
+        """The two stages on ``(B, 1, L)``: the grid ``(B, 2 G, T)``, rows ``q G + j A + a``."""
         b = x.size(0)
         if self.pad_right > 0:
             x = F.pad(x, [0, self.pad_right])
@@ -83,11 +102,10 @@ class FactorisedDFT(nn.Module):
         if used < length:  # samples past the last frame (fewer than hop): not in any frame
             x = x[:, :, :used]
         phases = x.reshape(b, used // self.n1, self.n1).transpose(1, 2)      # (B, N1, L / N1)
-        z = F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)  # (B, N1 2 N2, T)
+        z = F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)  # (B, N1 2 A, T)
         t = z.size(2)
-        y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.n2 * t))  # (B, 2 B2, N2 T)
-        y = y.reshape(b, 2, self.rows * self.n2, t)                          # bin k = N2 b + a
-        return y[:, :, :self.bins].reshape(b, 2 * self.bins, t)
+        y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
+        return y.reshape(b, 2 * self.grid, t)
 
     def macs_per_frame(self) -> int:
         """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
@@ -98,3 +116,12 @@ class FactorisedDFT(nn.Module):
                 f"macs_per_frame={self.macs_per_frame()} "
                 f"(direct conv {direct_macs(self.bins, self.taps)}), preemphasis={self.preemphasis}, "
                 f"correction_rank={self.rank}")
+
+
+def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
+    """Rows ``[cos; sin]`` ``(2 F, r)`` in natural bin order -> the same rows placed on the
+    stage-2 grid ``(2 G, r)`` (bin ``k`` at row ``index[k]`` of each part; other rows 0)."""
+    f, r = bins.shape[0] // 2, bins.shape[1]
+    out = np.zeros((2, grid, r))
+    out[:, index] = bins.reshape(2, f, r)
+    return out.reshape(2 * grid, r)

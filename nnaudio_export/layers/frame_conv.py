@@ -74,6 +74,11 @@ class FrameConv(nn.Module):
             return FN.frames_matmul(x, kernel, stride)
         return F.conv1d(x, kernel, stride=stride)
 
+    def squared(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        """``|X|^2`` ``(B, F, T)`` of a ``[cos; sin]`` bank (every frame conv has this, so a
+        layer asks for the power without knowing how its bank is applied)."""
+        return FN.stacked_squared(self.forward(x, kernel, stride))
+
     def extra_repr(self) -> str:
         return f"framed={self.framed}"
 
@@ -120,6 +125,10 @@ class SplitFrameConv(nn.Module):
                                           self.kernel_unscale, self.thresholds, self.scales, stride)
         return FN.split_conv1d(x, self.kernel_int, self.kernel_rest, self.kernel_unscale,
                                self.thresholds, self.scales, stride)
+
+    def squared(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
+        """``|X|^2`` ``(B, F, T)`` of a ``[cos; sin]`` bank (see :meth:`FrameConv.squared`)."""
+        return FN.stacked_squared(self.forward(x, kernel, stride))
 
     def extra_repr(self) -> str:
         return f"input_bits={self.input_bits}, kernel_bits={self.kernel_bits}, framed={self.framed}"

@@ -95,7 +95,7 @@ class KaldiSTFT(FrontendLayer):
                 parts = parts + [torch.index_select(x, 2, self.right_index)]
             x = torch.cat(parts, dim=2)
         x = x[:, :, self.start: self.stop]
-        return FN.stacked_power(self.conv(x, self.kernel, self.hop_length), self.n_bins, 2.0, 0.0)
+        return self.conv.squared(x, self.kernel, self.hop_length)
 
     def extra_repr(self) -> str:
         return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
