@@ -72,10 +72,10 @@ class FactoredIRFFT(nn.Module):
 
     Measured (ORT 1.32 CPU, 2 threads, n_fft 1024, hop 256, 8 x 862 frames, kernel time per
     node): the shifted sum was a split, 4 pads and 3 adds (~9 ms of ~45), now a slice and
-    a ``ReduceSum`` (~5 ms); padding the bins on the ``(B, 2, F, T)`` transpose cost 6-7 ms
+    a ``ReduceSum`` (~5-6 ms); padding the bins on the ``(B, 2, F, T)`` transpose cost 6-7 ms
     as on the interleaved layout, and on ``(B, F, T, 2)`` itself (ORT copies pairs) 59 ms.
-    What remains is memory-bound: the two matmuls (~12 + ~11 ms) and one pad and one
-    transpose of the input (~6 + ~4.5 ms). Leaving the Nyquist bin to the edge correction
+    What remains is memory-bound: the two matmuls (~13-15 + ~11-12 ms), one pad and one
+    transpose of the input (~6-8.6 + ~4.5-5 ms). Leaving the Nyquist bin to the edge correction
     (512 = 16 x 32 bins, no bin padding) measured no faster and changed float32 rounding
     enough to move a chaotic Griffin-Lim item, so it stays in the sums.
     """
