@@ -119,13 +119,18 @@ def overlap_blocks(n_fft: int, p: int, hop_length: int) -> Tuple[int, int]:
     return d, -(-q // d)
 
 
-def stage2_blocks(stage2: np.ndarray, hop_length: int) -> np.ndarray:
+def stage2_blocks(stage2: np.ndarray, hop_length: int, offset_major: bool = False) -> np.ndarray:
     """:func:`irfft_factors`' ``stage2`` ``(P, Q, 2Q)`` with its rows ``d`` zero-padded to
     ``R D`` (:func:`overlap_blocks`), ``(P, R D, 2Q)``: row ``r D + d'`` of ``[c]`` gives the
-    frame's sample ``c + P (r D + d')``, which lands in the frame's hop-long block ``r``."""
+    frame's sample ``c + P (r D + d')``, which lands in the frame's hop-long block ``r``.
+    ``offset_major``: the same rows ordered ``d' R + r`` instead (the ``R`` blocks of one
+    offset ``d'`` adjacent, so that their shifted sum is a strided view of one buffer)."""
     p, q, _ = stage2.shape
     d, r = overlap_blocks(p * q, p, hop_length)
-    return np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)
+    blocks = np.concatenate([stage2, np.zeros((p, r * d - q, 2 * q))], axis=1)
+    if offset_major:
+        blocks = blocks.reshape(p, r, d, 2 * q).transpose(0, 2, 1, 3).reshape(p, r * d, 2 * q)
+    return np.ascontiguousarray(blocks)
 
 
 def edge_bin_blocks(window: np.ndarray, hop_length: int, normalized: bool = False) -> np.ndarray:
