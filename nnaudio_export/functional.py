@@ -190,15 +190,10 @@ def stack_octaves(reals: List[Tensor], imags: List[Tensor], scale: Tensor) -> Tu
     return real, imag
 
 
-def stacked_power(y: Tensor, n_bins: int, power: float, eps: float) -> Tensor:
-    """``|X| ** power`` of a ``[cos; sin]`` correlation output ``(B, 2 n_bins, T)``: one
-    square, one add of the two halves (the sign of the imaginary part does not matter
-    once squared). See :func:`power_from_squared` for ``eps``."""
-    return power_from_squared(stacked_squared(y), power, eps)
-
-
 def stacked_squared(y: Tensor) -> Tensor:
-    """``|X|^2`` ``(B, F, T)`` of a ``[cos; sin]`` correlation output ``(B, 2 F, T)``."""
+    """``|X|^2`` ``(B, F, T)`` of a ``[cos; sin]`` correlation output ``(B, 2 F, T)``: one
+    square, one add of the two halves (the sign of the imaginary part does not matter once
+    squared); :func:`power_from_squared` then gives ``|X| ** power``."""
     n_bins = y.size(1) // 2
     y = y * y
     return y[:, :n_bins] + y[:, n_bins:]
