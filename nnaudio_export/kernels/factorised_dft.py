@@ -80,6 +80,15 @@ def grid_index(n_fft: int, n1: int, bins: int) -> np.ndarray:
     return np.where(high, (low + b) * a_count + (n2 - a), b * a_count + a).astype(np.int64)
 
 
+def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
+    """Rows ``[cos; sin]`` ``(2 F, r)`` in natural bin order -> the same rows placed on the
+    stage-2 grid ``(2 G, r)`` (bin ``k`` at row ``index[k]`` of each part; other rows 0)."""
+    f, r = bins.shape[0] // 2, bins.shape[1]
+    out = np.zeros((2, grid, r))
+    out[:, index] = bins.reshape(2, f, r)
+    return out.reshape(2 * grid, r)
+
+
 def factorised_macs(n_fft: int, n1: int, bins: int) -> int:
     """Multiply-adds per frame of the two stages: ``2 A N + 4 (B2 + BH) N1 A``
     (:func:`grid_rows`)."""

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels.factorised_dft import direct_macs, factorised_dft_kernels, factorised_macs, grid_rows
+from ..kernels.factorised_dft import (direct_macs, factorised_dft_kernels, factorised_macs, grid_rows,
+                                      grid_rows_of)
 from .common import kernel_tensor
 
 
@@ -116,12 +117,3 @@ class FactorisedDFT(nn.Module):
                 f"macs_per_frame={self.macs_per_frame()} "
                 f"(direct conv {direct_macs(self.bins, self.taps)}), preemphasis={self.preemphasis}, "
                 f"correction_rank={self.rank}")
-
-
-def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
-    """Rows ``[cos; sin]`` ``(2 F, r)`` in natural bin order -> the same rows placed on the
-    stage-2 grid ``(2 G, r)`` (bin ``k`` at row ``index[k]`` of each part; other rows 0)."""
-    f, r = bins.shape[0] // 2, bins.shape[1]
-    out = np.zeros((2, grid, r))
-    out[:, index] = bins.reshape(2, f, r)
-    return out.reshape(2 * grid, r)
