@@ -21,6 +21,7 @@ from .builder import Frontend
 from .layers.frame_conv import fourier_stages
 from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, GOLDEN, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
+from .onnx_rewrites import fold_bin_gather
 
 # Opset 18 and IR version 8 load in every onnxruntime(-gpu) >= 1.14; onnx 1.23 would
 # write IR 14 by default, which onnxruntime-gpu 1.31 refuses (max IR 13).
@@ -139,6 +140,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
             raise RuntimeError("ONNX export wrote external data; expected one self-contained file")
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
     name_batch_axis(model, batch)
+    folded = fold_bin_gather(model)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     for bad in ("STFT", "DFT"):
@@ -148,7 +150,8 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
     for extra in path.parent.glob(path.name + ".data"):
         extra.unlink()
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    info = {"exporter": exporter, "opset": opset, "ir_version": model.ir_version, "ops": ops}
+    info = {"exporter": exporter, "opset": opset, "ir_version": model.ir_version, "ops": ops,
+            "rewrites": {"fold_bin_gather": folded}}
     if errors:
         info["note"] = "; ".join(errors)
     return info

@@ -16,6 +16,7 @@ from .builder import Frontend
 from .bundle import (ONNX_IR_VERSION, ONNX_OPSET, Progress, name_batch_axis, quiet_onnx_exporter,
                      build_manifest)
 from .manifest import MANIFEST, model_format, write_json_atomic
+from .onnx_rewrites import fold_bin_gather
 from .streaming import StreamingFrontend
 
 INPUTS = ("audio_chunk", "chunk_length", "end", "state")
@@ -58,6 +59,7 @@ def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -
     model = onnx.load(str(path))
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
     name_batch_axis(model, batch)
+    folded = fold_bin_gather(model)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     if "STFT" in ops or "DFT" in ops:
@@ -65,7 +67,8 @@ def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -
     onnx.save(model, str(path))
     for extra in path.parent.glob(path.name + ".data"):
         extra.unlink()
-    return {"exporter": "dynamo", "opset": ONNX_OPSET, "ir_version": model.ir_version, "ops": ops}
+    return {"exporter": "dynamo", "opset": ONNX_OPSET, "ir_version": model.ir_version, "ops": ops,
+            "rewrites": {"fold_bin_gather": folded}}
 
 
 def _write_pt2(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -> Dict[str, Any]:

@@ -25,6 +25,7 @@ ORDER = [
     {"spec"},
     {"builder"},
     {"presets", "streaming"},
+    {"onnx_rewrites"},
     {"bundle"},
     {"stream_bundle"},
     {"runtime"},

@@ -131,3 +131,22 @@ def test_streaming_bench_writes_per_chunk_latency(tmp_path):
     for impl in ("ours_ort", "kaldi_native_fbank"):
         assert 0 < row[impl]["median_ms"] <= row[impl]["p99_ms"] and row[impl]["rtf"] > 0
     assert "kaldi-native-fbank" in (tmp_path / "bench_streaming.md").read_text()
+
+
+def test_each_timed_call_waits_for_the_previous_ones_threads(monkeypatch):
+    """Round-robin timing sleeps ``settle`` before every timed call (never inside the timed
+    region): ONNX Runtime's spinning workers slowed the next implementation up to 1.5x."""
+    from nnaudio_export.bench import measure as m
+    events = []
+    monkeypatch.setattr(m.time, "sleep", lambda s: events.append(("sleep", s)))
+    cands = [({"impl": name}, (lambda name=name: events.append(("call", name))), None) for name in "ab"]
+    m.measure(cands, warmup=1, repeats=2, settle=0.25)
+    timed = events[2:]                                  # after one warm-up call of each
+    assert timed == [("sleep", 0.25), ("call", "a"), ("sleep", 0.25), ("call", "b")] * 2
+    assert all(row["runs"] == 2 for row, _, _ in cands)
+    assert bench.Config(quick=False).settle == m.SETTLE_S == 0.2 and bench.Config(quick=True).settle == 0.0
+
+
+def test_settle_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--settle"):
+        bench.main(["--quick", "--presets", "stft_2048", "--settle", "-1", "--out", str(tmp_path)])

@@ -24,7 +24,7 @@ from ..presets import get_spec, load as load_preset, names as preset_names
 from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
-from .measure import (SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
+from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
 from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS, add_arguments
 from .peers import prepare_peers
@@ -131,7 +131,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
             cands.append(({"variant": name}, (lambda s=s: s.run([out_name], {in_name: xn})), None))
         except Exception as exc:
             cands.append(({"variant": name, "error": _err(exc)}, None, None))
-    measure(cands, cfg.warmup, cfg.repeats)  # round-robin, like the main table
+    measure(cands, cfg.warmup, cfg.repeats, cfg.settle)  # round-robin, like the main table
     return [row for row, _, _ in cands]
 
 
@@ -139,7 +139,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
 
 class Config:
     def __init__(self, presets=PRESETS, out="build/bench", quick=False, batch=None, repeats=None,
-                 warmup=None, device="cpu", memory=True, ort_variants=None):
+                 warmup=None, device="cpu", memory=True, ort_variants=None, settle=None):
         self.presets = tuple(presets)
         self.out = Path(out)
         self.quick = bool(quick)
@@ -149,8 +149,11 @@ class Config:
         self.device = device
         self.memory = bool(memory)
         self.ort_variants = (not quick) if ort_variants is None else bool(ort_variants)
+        self.settle = float(settle if settle is not None else (0.0 if quick else SETTLE_S))
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("repeats must be >= 1 and warmup >= 0")
+        if not 0.0 <= self.settle <= 10.0:
+            raise ValueError(f"--settle must be between 0 and 10 seconds, got {self.settle}")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
@@ -208,7 +211,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     _say(f"{preset}: timing {sum(1 for c in cands if c[1])} implementations round-robin, "
          f"batch {b} x {n / sr:g} s, {cfg.warmup} warm-up + {cfg.repeats} timed calls each")
     snap = cpu_snapshot()
-    measure(cands, cfg.warmup, cfg.repeats)
+    measure(cands, cfg.warmup, cfg.repeats, cfg.settle)
     res["contention"] = contention(snap, cpu_snapshot())
     res["rows"] = [row for row, _, _ in cands]
     del cands
@@ -265,7 +268,8 @@ def run(cfg: Config) -> Dict[str, Any]:
             _finish_rows(res, gemm["gflops"])
     info["contention"] = contention(snap, cpu_snapshot())
     report = {"machine": info, "gemm": gemm, "device": cfg.device, "quick": cfg.quick,
-              "repeats": cfg.repeats, "warmup": cfg.warmup, "memory_method": MEMORY_METHOD,
+              "repeats": cfg.repeats, "warmup": cfg.warmup, "settle_s": cfg.settle,
+              "memory_method": MEMORY_METHOD,
               "flop_method": FLOP_METHOD, "presets": results, "wall_s": time.time() - t0}
     write_reports(report, cfg.out)
     return report
@@ -288,7 +292,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
-                 not args.no_memory, args.ort_variants)
+                 not args.no_memory, args.ort_variants, args.settle)
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")

@@ -1,7 +1,9 @@
 """Measurement primitives of the speed benchmark, shared by ``bench`` and ``bench_peers`` and
 importing neither: the machine description, CPU-contention snapshots, the fp32 GEMM ceiling,
 timing (``warmup`` calls, then the median (and min / max) of ``repeats`` timed calls of one whole
-batch, ``time.perf_counter``, CUDA synchronised; ``measure`` times candidates round-robin), FLOP
+batch, ``time.perf_counter``, CUDA synchronised; ``measure`` times candidates round-robin, with a
+pause before each timed call so no implementation pays for the previous one's spinning
+threads), FLOP
 counting (conv / matmul FLOPs counted by ``torch.utils.flop_counter`` on an eager module, 2 per
 multiply-add, elementwise ops not counted) and peak memory of our backends (a fresh subprocess
 per backend loads the bundle and runs it twice; peak anonymous RSS minus the value right after
@@ -131,9 +133,18 @@ def make_input(num_samples: int, sample_rate: float, batch: int) -> np.ndarray:
                         names=tuple(SIGNAL_NAMES[i % 4] for i in range(batch)))
 
 
-def measure(cands: List[Candidate], warmup: int, repeats: int) -> None:
+# Seconds of quiet before each timed call. ONNX Runtime's intra-op workers spin after a run
+# (its default, ``session.intra_op.allow_spinning=1``) and OpenMP's do after a parallel
+# region: measured 2026-12-04 (2 cores, whisper_80 8 x 30 s), openai-whisper timed right after
+# one of our ORT calls took 114 ms median, 99 ms 20 ms later, 75 ms 100 ms or 300 ms later;
+# ORT timed right after openai-whisper was not slowed. 0.2 s covers it with margin.
+SETTLE_S = 0.2
+
+
+def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = SETTLE_S) -> None:
     """Warm every candidate up, then time them ROUND-ROBIN (one call of each per round), so
-    load from other processes hits all implementations alike; median / min / max per row."""
+    load from other processes hits all implementations alike; ``settle`` seconds of sleep
+    before each timed call (see :data:`SETTLE_S`); median / min / max per row."""
     live = []
     for row, fn, sync in cands:
         if fn is None:
@@ -148,6 +159,7 @@ def measure(cands: List[Candidate], warmup: int, repeats: int) -> None:
             row.update(status="error", error=_err(exc))
     for _ in range(repeats):
         for row, fn, sync, ts in live:
+            time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             if sync:

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=None, help=f"batch size (default {FULL_BATCH}; quick {QUICK_BATCH})")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation (default 5; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3: TorchScript's profiling executor optimises after 2; quick 1)")
+    p.add_argument("--settle", type=float, default=None,
+                   help="seconds of sleep before each timed call (default 0.2: ONNX Runtime's and OpenMP's "
+                        "threads spin after a call and slowed the next implementation up to 1.5x; quick 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--no-memory", action="store_true", help="skip the per-backend memory subprocesses")
     p.add_argument("--ort-variants", dest="ort_variants", action="store_true", default=None,

@@ -53,7 +53,9 @@ def markdown(report: Dict[str, Any]) -> str:
              f"{m['loadavg_start']:.2f} at start" + (" **(machine was not idle: timings are noisy)**"
                                                       if c["other_cores"] > 0.2 or c["steal_cores"] > 0.2 else ""),
              f"- timing: {report['warmup']} warm-up calls, then median / min of {report['repeats']} timed calls "
-             "of one whole batch; same input batch for every implementation",
+             "of one whole batch, round-robin, each after a pause of "
+             f"{report.get('settle_s', 0.0):g} s (so no implementation runs beside the previous one's "
+             "spinning threads); same input batch for every implementation",
              f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}", ""]
     head = ("implementation", "median ms", "min ms", "x fastest peer", "GFLOP", "GFLOP/s", "% GEMM peak",
             "mem MB", "notes")
