@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import nnaudio_export as nx
 
@@ -20,8 +21,10 @@ WHISPER_PEERS = ("librosa", "torch.stft", "nnAudio 0.3.4", "openai-whisper",
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    rc = bench.main(["--quick", "--presets", "whisper_80", "--out", str(out)])
+    threads = torch.get_num_threads()
+    rc = bench.main(["--quick", "--presets", "whisper_80", "--threads", "1", "--out", str(out)])
     assert rc == 0
+    assert torch.get_num_threads() == threads                # restored after the run
     return out
 
 
@@ -150,3 +153,13 @@ def test_each_timed_call_waits_for_the_previous_ones_threads(monkeypatch):
 def test_settle_out_of_range_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--settle"):
         bench.main(["--quick", "--presets", "stft_2048", "--settle", "-1", "--out", str(tmp_path)])
+
+
+def test_threads_reach_torch_and_onnxruntime(quick_report):
+    """``--threads 1`` (the issue's second setting): torch ran one thread and our ORT
+    sessions one intra-op thread, and the report says so."""
+    rep = json.loads((quick_report / "bench.json").read_text())
+    assert rep["machine"]["torch_threads"] == 1 and rep["ort_threads"] == 1
+    assert "torch threads 1; ORT intra-op threads 1" in (quick_report / "bench.md").read_text()
+    with pytest.raises(ValueError, match="--threads"):
+        bench.Config(threads=0)

@@ -4,7 +4,7 @@
 itself exported to ONNX and timed in ONNX Runtime as the "before" row."""
 import copy
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ def with_direct_conv(fe: torch.nn.Module) -> torch.nn.Module:
 
 
 def direct_conv_candidate(fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
-                          out: Path) -> List[Candidate]:
+                          out: Path, threads: Optional[int] = None) -> List[Candidate]:
     """The 'before' row: ``fe`` with its factorised DFTs replaced by the direct conv, as an
     ONNX model timed in ONNX Runtime (none when ``fe`` has no factorised DFT)."""
     if not any(isinstance(m, FactorisedDFT) for m in fe.modules()):
@@ -37,7 +37,7 @@ def direct_conv_candidate(fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, 
     try:
         direct = with_direct_conv(fe).eval()
         bundle = export(direct, out, formats=("onnx",), batch=None, verify=False, overwrite=True)
-        rt = load(bundle, backend="onnxruntime", device=device)
+        rt = load(bundle, backend="onnxruntime", device=device, intra_op_num_threads=threads)
         flops = count_flops(direct.to(x.device), x)
         row.update(bundle=str(bundle), gflop=flops / 1e9 if flops else None)
         inp = xn if device == "cpu" else x

@@ -77,7 +77,7 @@ def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:
 
 
 def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
-                 backends=OURS, label: str = "") -> List[Candidate]:
+                 backends=OURS, label: str = "", threads: Optional[int] = None) -> List[Candidate]:
     """Load the bundle with each backend; the FLOPs are counted once on the eager module."""
     cands: List[Candidate] = []
     flops = None
@@ -90,7 +90,8 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
             cands.append(({**row, "status": "skipped", "error": "the .pt2 is compiled for CPU"}, None, None))
             continue
         try:
-            rt = load(bundle, backend=backend, device=device)
+            rt = load(bundle, backend=backend, device=device,
+                      intra_op_num_threads=threads if backend == "onnxruntime" else None)
             if flops is None:
                 flops = count_flops(fe.to(x.device), x)
             if backend == "onnxruntime":
@@ -139,7 +140,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
 
 class Config:
     def __init__(self, presets=PRESETS, out="build/bench", quick=False, batch=None, repeats=None,
-                 warmup=None, device="cpu", memory=True, ort_variants=None, settle=None):
+                 warmup=None, device="cpu", memory=True, ort_variants=None, settle=None, threads=None):
         self.presets = tuple(presets)
         self.out = Path(out)
         self.quick = bool(quick)
@@ -152,6 +153,9 @@ class Config:
         self.settle = float(settle if settle is not None else (0.0 if quick else SETTLE_S))
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("repeats must be >= 1 and warmup >= 0")
+        self.threads = None if threads is None else int(threads)
+        if self.threads is not None and not 1 <= self.threads <= 4096:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if not 0.0 <= self.settle <= 10.0:
             raise ValueError(f"--settle must be between 0 and 10 seconds, got {self.settle}")
         if device not in ("cpu", "cuda"):
@@ -183,7 +187,8 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         bundle = ensure_bundle(preset, length, cfg.out / "bundles")
         res["bundle"] = str(bundle)
         own, other = declared_precisions(preset, spec)
-        cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "")
+        cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "",
+                              threads=cfg.threads)
         res["fourier_stages"] = fourier_stages(fe)
         fe1 = fe
         if other:
@@ -192,10 +197,11 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
             fe_other = load_preset(preset, precision=other, **length)
             bundle_other = ensure_bundle(preset, length, cfg.out / "bundles", precision=other)
             cands += prepare_ours(bundle_other, fe_other, x, xn, cfg.device, ("torchscript", "onnxruntime"),
-                                  f", precision {other}")
+                                  f", precision {other}", cfg.threads)
             res[f"fourier_stages_{other}"] = fourier_stages(fe_other)
             fe1 = fe_other if other == "single" else fe
-        cands += direct_conv_candidate(fe1, x, xn, cfg.device, cfg.out / "bundles" / f"{preset}-direct-conv")
+        cands += direct_conv_candidate(fe1, x, xn, cfg.device, cfg.out / "bundles" / f"{preset}-direct-conv",
+                                       cfg.threads)
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,
@@ -250,6 +256,17 @@ def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:
 
 
 def run(cfg: Config) -> Dict[str, Any]:
+    """The whole benchmark (``cfg.threads``: torch's thread count for the run, restored after)."""
+    threads = torch.get_num_threads()
+    if cfg.threads:   # torch (peers, our torch backends, .pt2's OpenMP) and ORT's intra-op pool alike
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: Config) -> Dict[str, Any]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     snap = cpu_snapshot()
@@ -269,6 +286,7 @@ def run(cfg: Config) -> Dict[str, Any]:
     info["contention"] = contention(snap, cpu_snapshot())
     report = {"machine": info, "gemm": gemm, "device": cfg.device, "quick": cfg.quick,
               "repeats": cfg.repeats, "warmup": cfg.warmup, "settle_s": cfg.settle,
+              "ort_threads": cfg.threads or "ORT default (one per core)",
               "memory_method": MEMORY_METHOD,
               "flop_method": FLOP_METHOD, "presets": results, "wall_s": time.time() - t0}
     write_reports(report, cfg.out)
@@ -292,7 +310,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
-                 not args.no_memory, args.ort_variants, args.settle)
+                 not args.no_memory, args.ort_variants, args.settle, args.threads)
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")
@@ -304,6 +322,7 @@ def cmd_bench_streaming(args: argparse.Namespace) -> int:
     from .streaming import markdown as stream_markdown, run_streaming
     presets = check_presets(args.presets or list(STREAM_PRESETS))
     chunks = [float(c) for c in str(args.chunks_ms).split(",") if c.strip()]
+    args.threads = 1 if args.threads is None else args.threads
     if not chunks or min(chunks) <= 0 or args.threads < 1 or args.stream_seconds <= 0:
         raise ValueError("--chunks-ms must be positive numbers, --threads >= 1, --stream-seconds > 0")
     report = run_streaming(presets, chunks, args.stream_seconds, args.threads, Path(args.out))

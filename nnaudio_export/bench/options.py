@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "OnlineFbank for Kaldi presets) instead; writes bench_streaming.md/.json")
     p.add_argument("--chunks-ms", default="10,100", help="--streaming: chunk sizes in ms, comma-separated")
     p.add_argument("--stream-seconds", type=float, default=20.0, help="--streaming: seconds of speech fed")
-    p.add_argument("--threads", type=int, default=1, help="--streaming: ORT intra-op threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads of everything timed: torch.set_num_threads (peers, our torch "
+                        "backends) and ORT's intra_op_num_threads (default: each library's own, one per "
+                        "core; --streaming: 1)")
 
 
 def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ def markdown(report: Dict[str, Any]) -> str:
     c = m["contention"]
     lines = [f"# nnaudio_export benchmark{' (quick)' if report['quick'] else ''}", "",
              f"- machine: {m['cores']} cores, {m['cpu']}; torch threads {m['torch_threads']}; "
+             f"ORT intra-op threads {report.get('ort_threads', 'ORT default (one per core)')}; "
              f"device {report['device']}{' (' + m['cuda'] + ')' if m.get('cuda') else ''}",
              f"- date {m['date']}; torch {m['torch']}, onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, "
              f"numpy {m['numpy']}, librosa {m['librosa']}, nnAudio {m['nnAudio']}",
