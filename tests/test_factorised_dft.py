@@ -10,7 +10,7 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
-                                                   factorised_macs)
+                                                   factorised_macs, stage2_radix)
 from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
@@ -39,6 +39,10 @@ def test_split_rule():
         assert n1 * n2 == n_fft and hop % n1 == 0
         assert factorised_macs(n_fft, n1, n_fft // 2 + 1) <= 0.5 * direct_macs(n_fft // 2 + 1, n_fft)
     assert factorised_macs(400, 20, 201) == 27280 and direct_macs(201, 400) == 160800
+    # stage 2 split into 8-point DFTs from N1 = 64 on (n_fft 2048): 4 N1 (U + V) A, not 4 (B2 + BH) N1 A
+    assert stage2_radix(64) == (8, 8) and stage2_radix(32) is None and stage2_radix(20) is None
+    assert factorised_macs(2048, 64, 1025) == 139264
+    assert factorised_macs(2048, 64, 1025, split_stage2=False) == 352512
     # stage-1 sums never longer than stage 2's (float32 rounding, see dft_split)
     assert dft_split(400, 160, bins=201) != (16, 25) and factorised_macs(400, 16, 201) < 27280
 
@@ -58,7 +62,7 @@ def only_bin_gathers(model, bins):
 
 
 @pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
-                                            (400, 160, 37)])
+                                            (400, 160, 37), (2048, 512, 300)])
 def test_float64_stages_are_numpy_rfft(n_fft, hop, bins):
     x = np.random.default_rng(n_fft).standard_normal(6000)
     window = get_window("hann", n_fft)
@@ -136,7 +140,11 @@ def test_mel_bundle_graph_and_backends(mel_bundle):
     inits = {i.name: i for i in model.graph.initializer}
     assert len(inits[convs[0].input[1]].dims) == 3                          # 1-D conv
     (stage,) = json.loads((mel_bundle / "manifest.json").read_text())["fourier_stages"]
-    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 352512)
+    assert (stage["method"], stage["n1"], stage["n2"], stage["macs_per_frame"]) == ("factorised", 64, 32, 139264)
+    assert stage["stage2_split"] == [8, 8]
+    split = sorted(list(inits[n.input[0]].dims) for n in model.graph.node
+                   if n.op_type == "MatMul" and n.input[0] in inits and len(inits[n.input[0]].dims) == 3)
+    assert split == [[8, 16, 16], [8, 16, 16]]                              # stage 2 as 8 x 8
     assert stage["direct_macs_per_frame"] == 4198400
     report = nx.verify(mel_bundle, devices=("cpu",), backends=("onnxruntime", "torchscript", "pt2"))
     assert report.ok, report.table()

@@ -42,9 +42,19 @@ Multiply-adds per frame (:func:`factorised_macs`): ``2 A N`` (stage 1) ``+ 4 (B2
 Reference: Cooley & Tukey, "An algorithm for the machine calculation of complex Fourier
 series", Math. Comp. 19 (1965); the polyphase view as in Crochiere & Rabiner, "Multirate
 Digital Signal Processing" (1983), ch. 7; the real-input symmetry as in Sorensen et al.,
-"Real-valued fast Fourier transform algorithms", IEEE Trans. ASSP 35 (1987). Two stages only: a third (mixed
-radix) would cut stage 1 further, but each stage is one more pass over the data in the
-runtimes we target, and those passes, not multiply-adds, bound their time.
+"Real-valued fast Fourier transform algorithms", IEEE Trans. ASSP 35 (1987).
+
+Stage 2 in two steps (three stages in all, :func:`stage2_radix`): stage 2 is a full
+``N1``-point DFT over the phases (the low rows are ``Y_b``, the high rows
+``conj(Y_{N1 - b - 1})``), dense, ``4 N1^2`` multiply-adds per ``a``; with ``N1 = U V`` and
+``r = V h + l`` it splits (Cooley-Tukey again) into ``U``-point DFTs over ``h`` for each ``l``,
+the twiddle ``exp(-2 pi i c_a r / N1)`` folded in, then ``V``-point DFTs over ``l`` for each
+``c_a = c mod U``: ``4 N1 (U + V)`` (4,096 instead of 16,640 at ``N1 = 64``), at the price of
+two transposes that each move one axis. It pays only where stage 2's GEMM is compute-bound:
+at ``N1 = 64`` (n_fft 2048, hop 512) ONNX Runtime ran stage 2 and the power in 15.1 ms
+instead of 18.8 (8 x 431 frames, 2 threads, interleaved medians of 30, 2026-12-04); at
+``N1 <= 32`` the dense stage 2 is memory-bound and stays. Moving the phases into
+``(l, h)`` order with the polyphase transpose instead (a 4-D permutation) cost 10 ms more.
 """
 from math import gcd
 from typing import Dict, Optional, Tuple
@@ -53,6 +63,8 @@ import numpy as np
 
 # Use the factorised stages only where they save at least this fraction of the direct conv.
 MIN_SAVING = 0.5
+# Stage 2 splits in two (three stages in all) from this many phases on (module docstring).
+RADIX_MIN_N1 = 64
 
 
 def direct_macs(bins: int, taps: int) -> int:
@@ -89,20 +101,82 @@ def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
     return out.reshape(2 * grid, r)
 
 
-def factorised_macs(n_fft: int, n1: int, bins: int) -> int:
-    """Multiply-adds per frame of the two stages: ``2 A N + 4 (B2 + BH) N1 A``
-    (:func:`grid_rows`)."""
+def stage2_radix(n1: int) -> Optional[Tuple[int, int]]:
+    """``(U, V)`` to split stage 2 into ``U``-point then ``V``-point DFTs (``U V = N1``,
+    ``U`` the largest divisor ``<= sqrt(N1)``), or None to keep it one dense matrix: for
+    ``N1 < RADIX_MIN_N1`` or when ``U < 4`` (module docstring). E.g. 64 -> (8, 8)."""
+    n1 = int(n1)
+    if n1 < RADIX_MIN_N1:
+        return None
+    u = int(np.floor(np.sqrt(n1)))
+    while n1 % u:
+        u -= 1
+    return (u, n1 // u) if u >= 4 else None
+
+
+def factorised_macs(n_fft: int, n1: int, bins: int, split_stage2: bool = True) -> int:
+    """Multiply-adds per frame: ``2 A N`` (stage 1) plus ``4 (B2 + BH) N1 A`` (stage 2,
+    :func:`grid_rows`) or, split (:func:`stage2_radix`, unless ``split_stage2=False``),
+    ``4 N1 (U + V) A``."""
     a_count, low, high = grid_rows(n_fft, n1, bins)
-    return 2 * a_count * int(n_fft) + 4 * (low + high) * int(n1) * a_count
+    radix = stage2_radix(n1) if split_stage2 else None
+    stage2 = 4 * int(n1) * sum(radix) if radix else 4 * (low + high) * int(n1)
+    return 2 * a_count * int(n_fft) + stage2 * a_count
+
+
+def radix_stage2_kernels(n1: int, u: int, v: int) -> Dict[str, np.ndarray]:
+    """Stage 2 as two batched matrices (module docstring; phases ``r = V h + l``, outputs
+    ``c = c_a + U c_b``), on values ``P - i Q`` (rows ``(.., P|Q)``):
+
+    - ``stage2a`` ``(V, 2U, 2U)``: for each ``l``, rows ``(c_a, P'|Q')``, columns ``(h, P|Q)``:
+      ``exp(-i phi) (P - i Q)`` with ``phi = 2 pi c_a r / N1`` (the ``U``-point DFT over
+      ``h`` and the twiddle in one angle);
+    - ``stage2b`` ``(U, 2V, 2V)``: for each ``c_a``, rows ``(c_b, C|S)``, columns
+      ``(l, P'|Q')``: ``Y_c = sum_l exp(-2 pi i c_b l / V) T_l``, written ``C = Re Y``,
+      ``S = -Im Y`` for ``c < N1 / 2`` (low bins ``X = Y``) and ``S = +Im Y`` from
+      ``N1 / 2`` on (high bins ``X = conj(Y)``; at ``c = N1 / 2`` the low row is read only
+      at ``a = 0``, where ``Y`` is real).
+    """
+    h = np.arange(u)[None, None, :]
+    l_ = np.arange(v)[:, None, None]
+    c_a = np.arange(u)[None, :, None]
+    phi = 2 * np.pi * ((c_a * (v * h + l_)) % n1) / n1                    # (V, U c_a, U h)
+    a = np.zeros((v, u, 2, u, 2))
+    a[:, :, 0, :, 0], a[:, :, 0, :, 1] = np.cos(phi), -np.sin(phi)
+    a[:, :, 1, :, 0], a[:, :, 1, :, 1] = np.sin(phi), np.cos(phi)
+    c_b = np.arange(v)[:, None]
+    psi = 2 * np.pi * ((c_b * np.arange(v)[None, :]) % v) / v             # (V c_b, V l)
+    high = (np.arange(u)[:, None] + u * np.arange(v)[None, :]) >= n1 / 2   # (U c_a, V c_b)
+    sign = np.where(high, -1.0, 1.0)[:, :, None]
+    b = np.zeros((u, v, 2, v, 2))
+    b[:, :, 0, :, 0], b[:, :, 0, :, 1] = np.cos(psi), -np.sin(psi)
+    b[:, :, 1, :, 0], b[:, :, 1, :, 1] = sign * np.sin(psi), sign * np.cos(psi)
+    return {"stage2a": a.reshape(v, 2 * u, 2 * u), "stage2b": b.reshape(u, 2 * v, 2 * v)}
+
+
+def radix_grid_index(n_fft: int, n1: int, bins: int, u: int, v: int) -> np.ndarray:
+    """For each bin ``k < F``, its row in the split stage 2's grid ``(c_a V + c_b) A + a``
+    (``N1 A`` rows per part): ``c = b`` for a low bin (``k = a + N2 b``), ``c = N1 - b - 1``
+    for a high one (``k = N2 (b + 1) - a``), ``c = c_a + U c_b``."""
+    n2 = int(n_fft) // int(n1)
+    a_count = grid_rows(n_fft, n1, bins)[0]
+    k = np.arange(int(bins))
+    a, b = k % n2, k // n2
+    high = a >= a_count
+    c = np.where(high, n1 - b - 1, b)
+    a = np.where(high, n2 - a, a)
+    return (((c % u) * v + c // u) * a_count + a).astype(np.int64)
 
 
 def dft_split(n_fft: int, hop: int, bins: Optional[int] = None, taps: Optional[int] = None
               ) -> Optional[Tuple[int, int]]:
     """``(N1, N2)`` for frames of ``n_fft`` every ``hop``, or None when the direct conv
     should stay. The rule: ``N1`` ranges over the divisors of ``gcd(hop, n_fft)`` with
-    ``N1 >= N2 >= 2``; the one with the fewest :func:`factorised_macs` wins (ties: the
-    larger ``N1``); it is used only if that is at most ``MIN_SAVING`` of
-    :func:`direct_macs` (``bins`` defaults to ``n_fft // 2 + 1``, ``taps`` to ``n_fft``).
+    ``N1 >= N2 >= 2``; the one with the fewest two-stage :func:`factorised_macs` wins
+    (ties: the larger ``N1``; stage 2 is split afterwards where :func:`stage2_radix` says,
+    which is not counted here: the splits were measured as two stages); it is used only if
+    that is at most ``MIN_SAVING`` of :func:`direct_macs` (``bins`` defaults to
+    ``n_fft // 2 + 1``, ``taps`` to ``n_fft``).
     E.g. (400, 160) -> (20, 20); (512, 160) -> (32, 16); (2048, 512) -> (64, 32);
     (1024, 256) -> (32, 32); (400, 101) -> None (gcd 1).
 
@@ -119,7 +193,7 @@ def dft_split(n_fft: int, hop: int, bins: Optional[int] = None, taps: Optional[i
     for n1 in range(2, g + 1):
         if g % n1 or n_fft // n1 < 2 or n_fft // n1 > n1:
             continue
-        key = (factorised_macs(n_fft, n1, bins), -n1)
+        key = (factorised_macs(n_fft, n1, bins, split_stage2=False), -n1)
         best = key if best is None or key < best else best
     if best is None or best[0] > MIN_SAVING * direct_macs(bins, taps):
         return None
@@ -176,6 +250,16 @@ def factorised_dft_apply(signal: np.ndarray, window: np.ndarray, hop: int, n1: i
     pos = np.arange(frames)[:, None] * step + np.arange(n2)[None, :]         # (T, N2)
     taps = parts["stage1"].reshape(n1, 2 * a_count, n2)
     z = np.einsum("rcm,rtm->rct", taps, phases[:, pos])                       # (N1, 2 A, T)
-    grid = parts["stage2"] @ z.reshape(2 * n1, a_count * frames)             # (2 (B2+BH), A T)
-    grid = grid.reshape(2, -1, frames)                                        # rows j A + a
-    return grid[:, parts["index"]].reshape(2 * bins, frames)
+    radix = stage2_radix(n1)
+    if radix is None:
+        grid = parts["stage2"] @ z.reshape(2 * n1, a_count * frames)         # (2 (B2+BH), A T)
+        grid = grid.reshape(2, -1, frames)                                    # rows j A + a
+        return grid[:, parts["index"]].reshape(2 * bins, frames)
+    u, v = radix
+    split = radix_stage2_kernels(n1, u, v)
+    z = z.reshape(u, v, 2, a_count * frames).transpose(1, 0, 2, 3)           # (V l, U h, P|Q, A T)
+    z = split["stage2a"] @ z.reshape(v, 2 * u, -1)                            # (V l, (c_a, P'|Q'), A T)
+    z = z.reshape(v, u, 2, -1).transpose(1, 0, 2, 3).reshape(u, 2 * v, -1)   # (U c_a, (l, P'|Q'), A T)
+    y = (split["stage2b"] @ z).reshape(n1, 2, a_count * frames)               # rows c_a V + c_b
+    grid = y.transpose(1, 0, 2).reshape(2, n1 * a_count, frames)
+    return grid[:, radix_grid_index(n, n1, bins, u, v)].reshape(2 * bins, frames)

@@ -4,7 +4,9 @@ a way to apply a frozen ``[cos; sin]`` DFT kernel bank, picked by
 
 Ops only (every runtime has them, no ``DFT``/``STFT`` op, no complex tensors, no ``Gather``
 framing, no 2-D conv): Pad, Reshape/Transpose (the polyphase split of the signal), one
-grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2), and one ``Gather`` of the ``F``
+grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2; from ``N1 = 64`` on two batched
+``MatMul``s and two single-axis transposes, :func:`~nnaudio_export.kernels.factorised_dft.
+stage2_radix`), and one ``Gather`` of the ``F``
 bins' rows out of the stage-2 grid (a copy of the output, in place of a slice). Same input
 and output as the direct conv: ``(B, 1, L)`` -> ``[cos; sin]`` ``(B, 2 F, T)``,
 ``T = (L - n_fft) // hop + 1``; and :meth:`FactorisedDFT.squared`, ``|X|^2`` ``(B, F, T)``
@@ -19,15 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels.factorised_dft import (direct_macs, factorised_dft_kernels, factorised_macs, grid_rows,
-                                      grid_rows_of)
+                                      grid_rows_of, radix_grid_index, radix_stage2_kernels, stage2_radix)
 from .common import kernel_tensor
 
 
 class FactorisedDFT(nn.Module):
     """``[cos; sin]`` windowed DFT of frames ``x[t hop : t hop + n_fft]`` in two stages
     (``n_fft = n1 n2``, ``n1`` dividing ``hop``): a grouped conv per phase (``a <= n2 / 2``
-    only: the real input's symmetry), one matmul across phases onto a grid of bins, one
-    gather of the bins in natural order. ``window`` (length ``n_fft``) is folded into stage 1. ``taps``: frames
+    only: the real input's symmetry), one matmul across phases onto a grid of bins (or,
+    for ``n1 >= 64`` without a Kaldi remainder, ``U``- then ``V``-point DFTs across them:
+    :meth:`split_stage2`), one gather of the bins in natural order. ``window`` (length ``n_fft``) is folded into stage 1. ``taps``: frames
     of ``taps <= n_fft`` samples zero-padded to ``n_fft`` (Kaldi); the input is then padded
     on the right by ``n_fft - taps`` zeros so the frame count is the direct conv's.
 
@@ -53,18 +56,27 @@ class FactorisedDFT(nn.Module):
         self.step = self.hop // self.n1
         self.bins = int(bins)
         self.a_count, low, high = grid_rows(self.n_fft, self.n1, self.bins)
-        self.grid = (low + high) * self.a_count        # stage-2 rows per part (cos, sin)
         self.taps = self.n_fft if taps is None else int(taps)
         self.pad_right = self.n_fft - self.taps
         parts = factorised_dft_kernels(window, self.n1, self.bins)
+        # Stage 2 split in two where it pays (kernels.factorised_dft.stage2_radix); Kaldi's
+        # remainder is placed on the two-stage grid, so a correction keeps two stages.
+        radix = stage2_radix(self.n1) if correction_bins is None else None
+        self.u, self.v = radix if radix else (0, 0)
+        split = radix_stage2_kernels(self.n1, self.u, self.v) if radix else {"stage2a": np.zeros(0),
+                                                                           "stage2b": np.zeros(0)}
+        self.grid = (self.n1 if radix else low + high) * self.a_count     # stage-2 rows per part
         self.register_buffer("stage1", kernel_tensor(parts["stage1"], dtype))
-        self.register_buffer("stage2", kernel_tensor(parts["stage2"], dtype))
-        self.register_buffer("index", torch.from_numpy(parts["index"]))
+        self.register_buffer("stage2", kernel_tensor(np.zeros(0) if radix else parts["stage2"], dtype))
+        self.register_buffer("stage2a", kernel_tensor(split["stage2a"], dtype))
+        self.register_buffer("stage2b", kernel_tensor(split["stage2b"], dtype))
+        index = radix_grid_index(self.n_fft, self.n1, self.bins, self.u, self.v) if radix else parts["index"]
+        self.register_buffer("index", torch.from_numpy(index))
         self.preemphasis = float(preemphasis)
         self.register_buffer("prefilter", kernel_tensor(np.array([[[-self.preemphasis, 1.0]]]), dtype))
         taps_e = np.zeros((0, self.taps + 1)) if correction_taps is None else correction_taps
         bins_e = np.zeros((2 * self.bins, 0)) if correction_bins is None else correction_bins
-        bins_e = grid_rows_of(bins_e, parts["index"], self.grid)    # added on the grid
+        bins_e = grid_rows_of(bins_e, index, self.grid)             # added on the grid
         self.rank = int(taps_e.shape[0])
         self.register_buffer("correction_taps", kernel_tensor(taps_e[:, None, :], dtype))
         self.register_buffer("correction_bins", kernel_tensor(bins_e, dtype))
@@ -76,25 +88,39 @@ class FactorisedDFT(nn.Module):
 
     def squared(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
         """``|X|^2 = C^2 + S^2`` ``(B, F, T)``, summed on the grid, then gathered."""
-        y = self.on_grid(x)
-        return torch.index_select((y * y).sum(1), 1, self.index)
+        if self.u > 0:   # split stage 2: the parts sit between the rows and (a, t)
+            z = self.stage1_output(self.preemphasised(x))
+            y = self.split_stage2(z)
+            power = (y * y).sum(2).reshape(y.size(0), self.grid, z.size(2))
+        else:
+            y = self.on_grid(x)
+            power = (y * y).sum(1)
+        return torch.index_select(power, 1, self.index)
 
     def on_grid(self, x: Tensor) -> Tensor:
         """``(B, 1, L)`` -> the stage-2 grid ``(B, 2, G, T)`` (``[cos; sin]`` parts), with
         Kaldi's pre-emphasis and low-rank remainder."""
-        extended = x
-        if self.preemphasis != 0.0 or self.rank > 0:
-            extended = F.pad(x, [1, 0])
-        if self.preemphasis != 0.0:
-            x = F.conv1d(extended, self.prefilter)
-        y = self.stages(x)
+        z = self.stage1_output(self.preemphasised(x))
+        b, t = z.size(0), z.size(2)
+        if self.u > 0:
+            y = self.split_stage2(z).transpose(1, 2)                           # (B, 2, N1, A T)
+            return y.reshape(b, 2, self.grid, t)
+        y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
         if self.rank > 0:
-            y = y + torch.matmul(self.correction_bins,
-                                 F.conv1d(extended, self.correction_taps, stride=self.hop))
-        return y.reshape(y.size(0), 2, self.grid, y.size(-1))
+            extended = F.pad(x, [1, 0])
+            y = y.reshape(b, 2 * self.grid, t) + torch.matmul(
+                self.correction_bins, F.conv1d(extended, self.correction_taps, stride=self.hop))
+        return y.reshape(b, 2, self.grid, t)
 
-    def stages(self, x: Tensor) -> Tensor:
-        """The two stages on ``(B, 1, L)``: the grid ``(B, 2 G, T)``, rows ``q G + j A + a``."""
+    def preemphasised(self, x: Tensor) -> Tensor:
+        """``x[n] - c x[n-1]`` (Kaldi's pre-emphasis, ``x[-1] = 0``), or ``x``."""
+        if self.preemphasis != 0.0:
+            return F.conv1d(F.pad(x, [1, 0]), self.prefilter)
+        return x
+
+    def stage1_output(self, x: Tensor) -> Tensor:
+        """Stage 1 on ``(B, 1, L)``: the grouped conv of the polyphase signal, ``(B, N1 2 A, T)``,
+        rows ``(r, P|Q, a)``."""
         b = x.size(0)
         if self.pad_right > 0:
             x = F.pad(x, [0, self.pad_right])
@@ -103,17 +129,27 @@ class FactorisedDFT(nn.Module):
         if used < length:  # samples past the last frame (fewer than hop): not in any frame
             x = x[:, :, :used]
         phases = x.reshape(b, used // self.n1, self.n1).transpose(1, 2)      # (B, N1, L / N1)
-        z = F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)  # (B, N1 2 A, T)
-        t = z.size(2)
-        y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
-        return y.reshape(b, 2 * self.grid, t)
+        return F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)
+
+    def split_stage2(self, z: Tensor) -> Tensor:
+        """Stage 2 as ``U``- then ``V``-point DFTs (phases ``r = V h + l``): ``(B, N1, 2, A T)``,
+        rows ``c_a V + c_b`` (output ``c = c_a + U c_b``), parts ``[cos; sin]``. Each
+        transpose moves one axis past another over contiguous ``2 A T`` blocks."""
+        b, u, v = z.size(0), self.u, self.v
+        cols = self.a_count * z.size(2)
+        z = z.reshape(b, u, v, 2 * cols).transpose(1, 2).reshape(b, v, 2 * u, cols)    # (B, l, (h, P|Q), A T)
+        z = torch.matmul(self.stage2a, z)                                    # (B, l, (c_a, P'|Q'), A T)
+        z = z.reshape(b, v, u, 2 * cols).transpose(1, 2).reshape(b, u, 2 * v, cols)    # (B, c_a, (l, P'|Q'), A T)
+        return torch.matmul(self.stage2b, z).reshape(b, self.n1, 2, cols)
 
     def macs_per_frame(self) -> int:
         """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
-        return factorised_macs(self.n_fft, self.n1, self.bins) + self.rank * (self.taps + 1 + 2 * self.bins)
+        return (factorised_macs(self.n_fft, self.n1, self.bins, split_stage2=self.u > 0)
+                + self.rank * (self.taps + 1 + 2 * self.bins))
 
     def extra_repr(self) -> str:
-        return (f"n_fft={self.n_fft}, n1={self.n1}, n2={self.n2}, hop={self.hop}, bins={self.bins}, "
+        return (f"n_fft={self.n_fft}, n1={self.n1}, n2={self.n2}, "
+                f"stage2={'%d x %d' % (self.u, self.v) if self.u > 0 else 'dense'}, hop={self.hop}, bins={self.bins}, "
                 f"macs_per_frame={self.macs_per_frame()} "
                 f"(direct conv {direct_macs(self.bins, self.taps)}), preemphasis={self.preemphasis}, "
                 f"correction_rank={self.rank}")

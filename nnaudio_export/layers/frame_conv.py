@@ -154,6 +154,7 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
                                "direct_macs_per_frame": direct}
         if isinstance(conv, FactorisedDFT):
             row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2,
+                       stage2_split=[conv.u, conv.v] if conv.u > 0 else None,
                        macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
         elif isinstance(conv, SplitFrameConv):
             row["macs_per_frame"] = SPLIT_PRODUCTS * direct

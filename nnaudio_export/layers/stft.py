@@ -139,7 +139,7 @@ class STFT(FrontendLayer):
         """(real, imag), each (B, F, T), of any accepted input."""
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
-        x = FN.pad_both(x, self.pad_amount, self.pad_mode)
+        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length)
         return FN.stacked_spectrum(self.conv(x, self.kernel, self.hop_length), self.freq_bins)
 
     def power_spectrum(self, x: Tensor, power: float) -> Tensor:
@@ -147,7 +147,7 @@ class STFT(FrontendLayer):
         splitting real and imaginary parts."""
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
-        x = FN.pad_both(x, self.pad_amount, self.pad_mode)
+        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length)
         p = self.conv.squared(x, self.kernel, self.hop_length)
         return FN.power_from_squared(p, power, self.eps)
 
