@@ -80,16 +80,22 @@ def grid_rows(n_fft: int, n1: int, bins: int) -> Tuple[int, int, int]:
     return n2 // 2 + 1, -(-int(bins) // n2), (int(bins) - 1 + (n2 - 1) // 2) // n2
 
 
+def bin_coordinates(n_fft: int, n1: int, bins: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each bin ``k < F``: ``(a, b, high)`` with ``k = a + N2 b`` (low, ``a <= N2 / 2``)
+    or ``k = N2 (b + 1) - a`` (high: from the conjugate of ``Z_r[a]``), ``b = k // N2``."""
+    n2 = int(n_fft) // int(n1)
+    a_count = grid_rows(n_fft, n1, bins)[0]
+    k = np.arange(int(bins))
+    high = k % n2 >= a_count
+    return np.where(high, n2 - k % n2, k % n2), k // n2, high
+
+
 def grid_index(n_fft: int, n1: int, bins: int) -> np.ndarray:
     """For each bin ``k < F``, its row ``j A + a`` in the stage-2 grid (``int64``, ``(F,)``):
-    ``a = k mod N2 <= N2 / 2`` is low row ``j = k // N2``; otherwise ``a = N2 - k mod N2``
-    on high row ``j = B2 + k // N2``."""
-    n2 = int(n_fft) // int(n1)
+    a low bin (:func:`bin_coordinates`) is on row ``j = b``, a high one on ``j = B2 + b``."""
     a_count, low, _ = grid_rows(n_fft, n1, bins)
-    k = np.arange(int(bins))
-    a, b = k % n2, k // n2
-    high = a >= a_count
-    return np.where(high, (low + b) * a_count + (n2 - a), b * a_count + a).astype(np.int64)
+    a, b, high = bin_coordinates(n_fft, n1, bins)
+    return (np.where(high, low + b, b) * a_count + a).astype(np.int64)
 
 
 def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
@@ -158,13 +164,9 @@ def radix_grid_index(n_fft: int, n1: int, bins: int, u: int, v: int) -> np.ndarr
     """For each bin ``k < F``, its row in the split stage 2's grid ``(c_a V + c_b) A + a``
     (``N1 A`` rows per part): ``c = b`` for a low bin (``k = a + N2 b``), ``c = N1 - b - 1``
     for a high one (``k = N2 (b + 1) - a``), ``c = c_a + U c_b``."""
-    n2 = int(n_fft) // int(n1)
     a_count = grid_rows(n_fft, n1, bins)[0]
-    k = np.arange(int(bins))
-    a, b = k % n2, k // n2
-    high = a >= a_count
+    a, b, high = bin_coordinates(n_fft, n1, bins)
     c = np.where(high, n1 - b - 1, b)
-    a = np.where(high, n2 - a, a)
     return (((c % u) * v + c // u) * a_count + a).astype(np.int64)
 
 
