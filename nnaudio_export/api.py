@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
+import torch
 from torch import nn
 
 from . import presets
@@ -149,6 +150,20 @@ def _check_formats(formats: Sequence[str]) -> tuple:
     return formats
 
 
+def _check_pt2_device(pt2_device: str, formats: Sequence[str], streaming: bool) -> None:
+    if pt2_device not in ("cpu", "cuda"):
+        raise ValueError(f"pt2_device must be 'cpu' or 'cuda', got {pt2_device!r}")
+    if pt2_device == "cpu":
+        return
+    if "pt2" not in formats:
+        raise ValueError(f"pt2_device={pt2_device!r}: only with 'pt2' in formats (got {list(formats)})")
+    if streaming:
+        raise ValueError("pt2_device='cuda': streaming bundles compile their .pt2 for the CPU only")
+    if not torch.cuda.is_available():
+        raise RuntimeError("pt2_device='cuda': a CUDA .pt2 is compiled on the GPU it will run on, and "
+                           "torch.cuda.is_available() is False here")
+
+
 def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = FORMATS,
            batch: Optional[int] = None, overwrite: bool = False,
            num_samples: Optional[int] = None, seconds: Optional[float] = None,
@@ -156,7 +171,7 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
            precision: Optional[str] = None, num_frames: Optional[int] = None,
            sample_rate: Optional[float] = None, output_kind: str = "linear",
            streaming: bool = False, chunk_samples: Optional[int] = None,
-           chunk_ms: Optional[float] = None) -> Path:
+           chunk_ms: Optional[float] = None, pt2_device: str = "cpu") -> Path:
     """Write a bundle directory ``out_dir`` and return its path.
 
     ``source``: a :class:`Frontend` (trained or loaded weights are exported and verified
@@ -169,7 +184,9 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     golden_only=True)``, ``frontend_cli --check``).
     ``formats``: any of 'torchscript' (``model.pt``, ``torch.jit.script``), 'onnx'
     (``model.onnx``, one file, opset 18 / IR 8, input ``audio`` output ``features``),
-    'pt2' (``model.pt2``, AOTInductor for this CPU; needs a C++ compiler). ``batch=None``
+    'pt2' (``model.pt2``, AOTInductor for this CPU, or with ``pt2_device='cuda'`` for this
+    machine's GPU; needs a C++ compiler, and a CUDA one runs only on that GPU architecture).
+    ``batch=None``
     keeps the batch axis dynamic; an int fixes it. ``num_samples`` / ``seconds`` (analysis)
     or ``num_frames`` (synthesis: the input spectrum's frames) override the length;
     ``precision`` ('single' | 'extended') the transforms' precision (presets choose their
@@ -193,6 +210,7 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     """
     say = progress or (lambda msg: None)
     formats = _check_formats(formats)
+    _check_pt2_device(pt2_device, formats, streaming)
     out = target_path(out_dir)
     check_replaceable(out, overwrite, foreign_entries)
     fe = resolve_frontend(source, num_samples, seconds, precision, num_frames, sample_rate,
@@ -217,7 +235,8 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
             else:
                 say(f"writing {GOLDEN}")
                 golden = write_golden(tmp / GOLDEN, *golden_data(fe, from_spec))
-                manifest = write_bundle(fe, tmp, formats, batch, say, {"source": origin, "golden": golden})
+                manifest = write_bundle(fe, tmp, formats, batch, say, {"source": origin, "golden": golden},
+                                        pt2_device)
             if verify and streaming:
                 say("verifying the streamed frames against the offline frontend on cpu")
                 manifest["parity"] = {"ok": True, "streaming": check_stream(tmp, bundle_backends(manifest) + ["eager"],

@@ -4,6 +4,7 @@ versions). The format table, reading, checking and installing are
 :mod:`nnaudio_export.manifest`'s; verifying the result and measuring the error against a
 preset's reference are the caller's (:func:`nnaudio_export.export`)."""
 import contextlib
+import copy
 import datetime as _dt
 import io
 import logging
@@ -167,19 +168,31 @@ def name_batch_axis(model, batch: Optional[int]) -> None:
             dim0.dim_param = "batch"
 
 
-def _write_pt2(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any]:
-    x = example_input(fe, batch or 2)
+def _write_pt2(fe: Frontend, path: Path, batch: Optional[int], device: str = "cpu") -> Dict[str, Any]:
+    """AOTInductor-compile ``fe`` for ``device``: a CPU .pt2 is bound to this machine's ISA, a
+    CUDA one to this GPU's architecture (it is compiled on, and for, the GPU it runs on)."""
+    tdev = torch.device(device)
+    model = fe if device == "cpu" else copy.deepcopy(fe).to(tdev)
+    x = example_input(fe, batch or 2).to(tdev)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = torch.export.export(fe, (x,), dynamic_shapes=None if batch else _batch_dim("pt2"),
+        ep = torch.export.export(model, (x,), dynamic_shapes=None if batch else _batch_dim("pt2"),
                                  strict=False)
         # Without this the compiled input check refuses batch 1 (export specialises the
         # dynamic batch to >= 2 internally although we ask for >= 1).
         with torch._inductor.config.patch({"aot_inductor.check_lowerbound": False}):
             torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-    return {"device": "cpu", "cpu_isa_bound": True,
-            "runtime_env": {"AOTI_RUNTIME_CHECK_INPUTS": "1"},
-            "note": "compiled for this machine's CPU ISA; the runtime checks shapes before calling"}
+    info: Dict[str, Any] = {"device": device, "runtime_env": {"AOTI_RUNTIME_CHECK_INPUTS": "1"}}
+    if device == "cpu":
+        return {**info, "cpu_isa_bound": True,
+                "note": "compiled for this machine's CPU ISA; the runtime checks shapes before calling"}
+    major, minor = torch.cuda.get_device_capability(tdev)
+    return {**info, "cuda_arch": f"sm_{major}{minor}", "cuda_device": torch.cuda.get_device_name(tdev),
+            "torch_cuda": torch.version.cuda,
+            "note": (f"compiled for CUDA sm_{major}{minor} with torch {torch.__version__}; runs on that "
+                     "architecture only. Its convolutions follow the calling process's "
+                     "torch.backends.cudnn.allow_tf32 (True by default): set it False, or "
+                     "NVIDIA_TF32_OVERRIDE=0, for float32 parity")}
 
 
 def versions() -> Dict[str, str]:
@@ -244,17 +257,19 @@ WRITERS = {"torchscript": lambda fe, path, batch: _write_torchscript(fe, path),
 
 def write_bundle(fe: Frontend, directory: Path, formats: Sequence[str], batch: Optional[int],
                  progress: Optional[Progress] = None,
-                 extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                 extra: Optional[Dict[str, Any]] = None, pt2_device: str = "cpu") -> Dict[str, Any]:
     """Write ``formats`` of ``fe`` and ``manifest.json`` into the existing empty
     ``directory``; return the manifest. ``batch=None`` keeps the batch axis dynamic
     (1..4096 for ONNX and .pt2), an int fixes it. ``extra``: manifest entries written by
-    the caller (``source``, ``golden``: see :func:`nnaudio_export.export`)."""
+    the caller (``source``, ``golden``: see :func:`nnaudio_export.export`). ``pt2_device``:
+    what the .pt2 is compiled for ('cpu' or 'cuda')."""
     say = progress or (lambda msg: None)
     info: Dict[str, Dict[str, Any]] = {}
     for fmt in formats:
         f = model_format(fmt)
         say(f"exporting {f.file} ({fmt})")
-        info[fmt] = WRITERS[fmt](fe, directory / f.file, batch)
+        info[fmt] = (_write_pt2(fe, directory / f.file, batch, pt2_device) if fmt == "pt2"
+                     else WRITERS[fmt](fe, directory / f.file, batch))
     manifest = build_manifest(fe, formats, batch, info, directory, extra)
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest

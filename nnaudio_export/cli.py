@@ -58,7 +58,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = export(source, args.out, formats=args.formats, batch=args.batch, overwrite=args.force,
                  seconds=seconds, num_samples=num_samples, verify=not args.no_verify,
                  progress=_progress, precision=args.precision, num_frames=args.num_frames,
-                 streaming=args.streaming, chunk_ms=args.chunk_ms)
+                 streaming=args.streaming, chunk_ms=args.chunk_ms, pt2_device=args.pt2_device)
     manifest = read_manifest(out)
     print(f"bundle: {out}  ({time.time() - t0:.1f} s)")
     print(f"input  {manifest['input']['name']}: {manifest['input']['shape']} {manifest['input']['dtype']}")
@@ -179,6 +179,9 @@ def _add_build(sub, common) -> None:
                    help=f"comma-separated, any of {', '.join(FORMATS)} (default: all; pt2 needs a C++ compiler)")
     b.add_argument("--batch", type=int, default=None,
                    help="fix the batch size, 1..4096 (default: a dynamic batch axis)")
+    b.add_argument("--pt2-device", choices=("cpu", "cuda"), default="cpu",
+                   help="compile the .pt2 for this machine's CPU (default) or its GPU (it then runs on "
+                        "that GPU architecture only)")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--seconds", type=float, default=None, help="override the duration")
     g.add_argument("--num-samples", type=int, default=None, help="override the input length")

@@ -82,7 +82,8 @@ def test_markdown_lists_every_row(quick_report):
 def test_failed_bundle_is_reported_and_peers_still_run(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("layer not available")
-    monkeypatch.setattr(bench.driver, "ensure_bundle", broken)
+    from nnaudio_export.bench import driver     # the submodule itself (bench's names load lazily)
+    monkeypatch.setattr(driver, "ensure_bundle", broken)
     cfg = bench.Config(presets=("stft_2048",), out=tmp_path, quick=True, repeats=1, warmup=0, memory=False)
     res = bench.run_preset("stft_2048", cfg, peak_gflops=100.0)
     ours = [r for r in res["rows"] if r["group"] == "ours"]
@@ -163,3 +164,18 @@ def test_threads_reach_torch_and_onnxruntime(quick_report):
     assert "torch threads 1; ORT intra-op threads 1" in (quick_report / "bench.md").read_text()
     with pytest.raises(ValueError, match="--threads"):
         bench.Config(threads=0)
+
+
+def test_a_gpu_table_times_only_the_peers_on_the_gpu(tmp_path):
+    """--device cuda compares implementations on the same GPU: a peer that runs on the CPU
+    (librosa, transformers, kaldi-native-fbank, ORT's STFT op on CPU) is listed as skipped,
+    with why, and never timed against a GPU."""
+    spec = nx.presets.get_spec("whisper_80", seconds=0.5)
+    xn = np.zeros((1, 8000), np.float32)
+    from nnaudio_export.bench.peers import prepare_peers
+    cands = prepare_peers("whisper_80", spec, torch.from_numpy(xn), xn, "cuda", tmp_path, True)
+    rows = {row["impl"]: (row, fn) for row, fn, _ in cands}
+    for name in ("librosa", "transformers WhisperFeatureExtractor", "ONNX STFT op (ORT CPU)"):
+        row, fn = rows[name]
+        assert fn is None and row["status"] == "skipped" and "runs on cpu" in row["error"], row
+    assert rows["torch.stft"][0]["device"] == "cuda"

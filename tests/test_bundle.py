@@ -534,3 +534,20 @@ def test_every_preset_scripts_and_the_script_equals_eager(name):
         out = scripted(x).numpy()
     # Same ops in the same order: equal up to float32 rounding of a fused op at most.
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * max(1.0, float(np.abs(ref).max())))
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(pt2_device="gpu"), ValueError, "pt2_device must be 'cpu' or 'cuda'"),
+    (dict(pt2_device="cuda", formats=("onnx",)), ValueError, "only with 'pt2' in formats"),
+    (dict(pt2_device="cuda", streaming=True), ValueError, "streaming bundles compile their .pt2 for the CPU"),
+])
+def test_pt2_device_is_checked_before_exporting(tmp_path, kwargs, error, words):
+    with pytest.raises(error, match=words.replace(".", r"\.").replace("(", r"\(")):
+        nx.export("mel_128", tmp_path / "b", seconds=0.5, **kwargs)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="the refusal is for machines without a GPU; tests/gpu: the CUDA .pt2")
+def test_cuda_pt2_needs_the_gpu_it_runs_on(tmp_path):
+    with pytest.raises(RuntimeError, match="compiled on the GPU it will run on"):
+        nx.export("mel_128", tmp_path / "b", seconds=0.5, pt2_device="cuda")

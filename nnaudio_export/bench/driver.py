@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..api import export
-from ..manifest import MODEL_FILES, model_format, read_manifest, tensor_names
+from ..manifest import model_format, read_manifest, tensor_names
+from ..parity import disable_tf32
 from ..presets import get_spec, load as load_preset, names as preset_names
 from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
@@ -44,25 +45,32 @@ def bench_length(raw: Dict[str, Any], quick: bool) -> Dict[str, int]:
 
 # ---------------------------------------------------------------- our bundles
 
-def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None) -> Path:
+def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None,
+                  pt2_device: str = "cpu", formats: Tuple[str, ...] = ("torchscript", "onnx", "pt2")) -> Path:
     """Export ``preset`` at ``length`` (:func:`bench_length`) and ``precision`` (default the
-    preset's own) once into ``root``; reuse a bundle whose manifest spec, torch version and
-    files match."""
+    preset's own), its .pt2 compiled for ``pt2_device``, once into ``root``; reuse a bundle
+    whose manifest spec, torch version, .pt2 device and ``formats`` match."""
     fe = load_preset(preset, precision=precision, **length)
     size = f"n{length['num_samples']}" if "num_samples" in length else f"t{length['num_frames']}"
-    out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else ""))
+    out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else "")
+                  + ("" if pt2_device == "cpu" else f"-pt2{pt2_device}")
+                  + ("" if "pt2" in formats else "-no-pt2"))
     mf = out / "manifest.json"
     if mf.is_file():
         try:
             m = json.loads(mf.read_text())
+            files = [model_format(f).file for f in formats]
             if (m.get("spec") == fe.spec and m["versions"]["torch"] == torch.__version__
-                    and all((out / f).is_file() for f in MODEL_FILES)):
+                    and sorted(m["files"]) == sorted(files)
+                    and m["files"].get(model_format("pt2").file, {}).get("device", "cpu") == pt2_device
+                    and all((out / f).is_file() for f in files)):
                 _say(f"{preset}: reusing bundle {out}")
                 return out
         except Exception:
             pass
-    _say(f"{preset}: exporting bundle {out} (torchscript, onnx, pt2)")
-    return export(fe, out, batch=None, verify=False, overwrite=True)
+    _say(f"{preset}: exporting bundle {out} ({', '.join(formats)}{' for ' + pt2_device if 'pt2' in formats else ''})")
+    return export(fe, out, formats=formats, batch=None, verify=False, overwrite=True,
+                  pt2_device=pt2_device if "pt2" in formats else "cpu")
 
 
 def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:
@@ -86,8 +94,10 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
         row: Dict[str, Any] = {"impl": f"ours: {backend}{label}", "group": "ours", "backend": backend,
                                "device": device, "bundle": str(bundle), "identical_settings": True,
                                "flop_model": "conv/matmul counted (flop_counter)"}
-        if backend == "pt2" and device != "cpu":
-            cands.append(({**row, "status": "skipped", "error": "the .pt2 is compiled for CPU"}, None, None))
+        pt2_device = read_manifest(bundle)["files"].get(model_format("pt2").file, {}).get("device", "cpu")
+        if backend == "pt2" and device != pt2_device:
+            cands.append(({**row, "status": "skipped", "error": f"the .pt2 is compiled for {pt2_device}"},
+                          None, None))
             continue
         try:
             rt = load(bundle, backend=backend, device=device,
@@ -184,7 +194,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         fe = load_preset(preset, **length)
         spec = fe.spec
         res["output_shape"] = [b, *fe.output_shape]
-        bundle = ensure_bundle(preset, length, cfg.out / "bundles")
+        bundle = ensure_bundle(preset, length, cfg.out / "bundles", pt2_device=cfg.device)
         res["bundle"] = str(bundle)
         own, other = declared_precisions(preset, spec)
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "",
@@ -195,7 +205,8 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
             # A production preset declares its precision; time the other one too (TorchScript
             # and ORT): the speed / accuracy trade, and 'extended' vs the default's time.
             fe_other = load_preset(preset, precision=other, **length)
-            bundle_other = ensure_bundle(preset, length, cfg.out / "bundles", precision=other)
+            bundle_other = ensure_bundle(preset, length, cfg.out / "bundles", precision=other,
+                                         formats=("torchscript", "onnx"))
             cands += prepare_ours(bundle_other, fe_other, x, xn, cfg.device, ("torchscript", "onnxruntime"),
                                   f", precision {other}", cfg.threads)
             res[f"fourier_stages_{other}"] = fourier_stages(fe_other)
@@ -273,10 +284,13 @@ def _run(cfg: Config) -> Dict[str, Any]:
     info = machine_info()
     info["loadavg_start"] = os.getloadavg()[0]
     _say(f"machine: {info['cores']} cores, {info['cpu']}, torch {info['torch']}, onnxruntime {info['onnxruntime']}")
-    gemm = gemm_gflops(cfg.quick)
-    _say(f"fp32 GEMM ceiling: {gemm['gflops']:.1f} GFLOP/s (torch.matmul {gemm['n']}x{gemm['n']})")
+    if cfg.device == "cuda":
+        disable_tf32()   # float32 as exported: TF32 off in torch, cuDNN and (env) ORT's CUDA kernels
+        info["cuda_tf32"] = "off"
+    gemm = gemm_gflops(cfg.quick, cfg.device)
+    _say(f"fp32 GEMM ceiling on {cfg.device}: {gemm['gflops']:.1f} GFLOP/s (torch.matmul {gemm['n']}x{gemm['n']})")
     results = [run_preset(p, cfg, gemm["gflops"]) for p in cfg.presets]
-    after = gemm_gflops(cfg.quick)
+    after = gemm_gflops(cfg.quick, cfg.device)
     _say(f"fp32 GEMM after the run: {after['gflops']:.1f} GFLOP/s")
     gemm = {**gemm, "gflops_before": gemm["gflops"], "gflops_after": after["gflops"]}
     if after["gflops"] > gemm["gflops"]:  # the ceiling is the best this machine did in this run

@@ -91,12 +91,15 @@ def contention(a: Dict[str, float], b: Dict[str, float]) -> Dict[str, float]:
             "steal_cores": (b["steal"] - a["steal"]) / wall, "loadavg_end": os.getloadavg()[0]}
 
 
-def gemm_gflops(quick: bool) -> Dict[str, Any]:
-    """fp32 torch.matmul of square matrices: best median GFLOP/s over the sizes tried."""
+def gemm_gflops(quick: bool, device: str = "cpu") -> Dict[str, Any]:
+    """fp32 torch.matmul of square matrices on ``device`` (on CUDA with TF32 as the caller set
+    it: the benchmark turns it off): best median GFLOP/s over the sizes tried."""
     best: Dict[str, Any] = {"gflops": 0.0}
-    for n in ((1024,) if quick else (2048, 3072)):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        t = time_call(lambda: torch.matmul(a, b), warmup=1, repeats=3 if quick else 5)
+    sizes = (1024,) if quick else ((2048, 3072) if device == "cpu" else (4096, 8192))
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        t = time_call(lambda: torch.matmul(a, b), warmup=1, repeats=3 if quick else 5, sync=sync)
         g = 2.0 * n ** 3 / (t["median_ms"] * 1e-3) / 1e9
         if g > best["gflops"]:
             best = {"gflops": g, "n": n, "median_ms": t["median_ms"]}

@@ -368,6 +368,10 @@ def prepare_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.nda
         return [({"impl": "peers", "group": "peer", "status": "error", "error": _err(exc)}, None, None)]
     for name, identical, dev, build in peers:
         row: Dict[str, Any] = {"impl": name, "group": "peer", "device": dev, "identical_settings": identical}
+        if dev != device:   # a GPU table compares implementations on the same GPU
+            cands.append(({**row, "status": "skipped", "error": f"runs on {dev}; --device {device} times "
+                           f"the peers that run on {device}"}, None, None))
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""The CUDA half of the product, checked on a machine with a GPU, in as few calls as a short
+GPU lease allows (see README "GPU"):
+
+  build   every preset exported at its own length (TorchScript + ONNX; the benchmarked presets
+          also a .pt2 compiled for this GPU and their other precision), in parallel processes;
+  parity  ``nx.verify`` of every bundle on cpu and cuda, pinned (so every backend runs: eager,
+          TorchScript, ONNX Runtime, .pt2), TF32 off, plus where ORT placed each node (profiling):
+          a row passes only if every node ran on the CUDA execution provider;
+  bench   ``nnaudio-export bench --device cuda --batch 64`` on the benchmarked presets (peers on the
+          same GPU: torch.stft / torch.istft, nnAudio, openai-whisper).
+
+Usage: python scripts/gpu_check.py --out DIR [--stages build,parity,bench] [--work build/gpu]
+Writes DIR/gpu_env.json, DIR/gpu_parity.{md,json}, DIR/bench.{md,json} and prints short tables.
+Every stage runs even when an earlier one failed; the exit status is 1 if any check failed.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")       # before CUDA starts (ORT's cuDNN frontend)
+os.environ.setdefault("NNAUDIO_DISABLE_CITATION_REMINDER", "1")
+
+BENCH_PRESETS = ("whisper_80", "mel_128", "stft_2048", "istft_1024")
+BENCH_BATCH = 64
+# --dry-run-cpu: the same plumbing with "cpu" in place of "cuda" (a rehearsal on a machine
+# without a GPU, so that a short lease is not spent on a typo).
+DEV = os.environ.get("GPU_CHECK_DEVICE", "cuda")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- environment
+
+def environment() -> dict:
+    import numpy as np
+    import torch
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+            "numpy": np.__version__, "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2 ** 30, 1),
+                    capability=f"sm_{p.major}{p.minor}", sms=p.multi_processor_count)
+    try:
+        import onnxruntime as ort
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # older ORT, or CUDA libraries found otherwise
+            info["ort_preload_dlls"] = str(exc)[:200]
+        info.update(onnxruntime=ort.__version__, ort_providers=ort.get_available_providers())
+    except Exception as exc:
+        info["onnxruntime"] = f"import failed: {exc}"
+    for mod in ("onnx", "onnxscript", "nnAudio", "whisper", "scipy"):
+        try:
+            info[mod] = getattr(__import__(mod), "__version__", "installed")
+        except Exception as exc:
+            info[mod] = f"missing ({type(exc).__name__})"
+    return info
+
+
+# ---------------------------------------------------------------- build
+
+def _build_one(job: dict) -> dict:
+    """One export in a worker process (2 torch threads each)."""
+    import torch
+    torch.set_num_threads(2)
+    t0 = time.time()
+    try:
+        import nnaudio_export as nx
+        from nnaudio_export.bench.driver import bench_length, ensure_bundle
+        if job["kind"] == "bench":
+            raw = nx.presets.get_spec(job["preset"])
+            path = ensure_bundle(job["preset"], bench_length(raw, False), Path(job["root"]),
+                                 precision=job.get("precision"), pt2_device=job.get("pt2_device", "cpu"),
+                                 formats=tuple(job["formats"]))
+        else:
+            path = nx.export(job["preset"], job["out"], formats=tuple(job["formats"]), verify=False,
+                             overwrite=True)
+        return {**job, "path": str(path), "ok": True, "seconds": time.time() - t0}
+    except Exception as exc:
+        return {**job, "ok": False, "seconds": time.time() - t0,
+                "error": f"{type(exc).__name__}: {str(exc)[:300]}", "trace": traceback.format_exc()[-2000:]}
+
+
+def build_jobs(work: Path, presets, bench_presets) -> list:
+    import nnaudio_export as nx
+    from nnaudio_export.bench.driver import declared_precisions
+    from nnaudio_export.spec import normalize_spec
+    jobs = []
+    bench_root = work / "bench" / "bundles"
+    for p in presets:
+        if p in bench_presets:
+            jobs.append({"kind": "bench", "preset": p, "root": str(bench_root), "pt2_device": DEV,
+                         "formats": ["torchscript", "onnx", "pt2"]})
+            _, other = declared_precisions(p, normalize_spec(nx.presets.get_spec(p)))
+            if other:
+                jobs.append({"kind": "bench", "preset": p, "root": str(bench_root), "precision": other,
+                             "formats": ["torchscript", "onnx"], "parity": False})
+        else:
+            jobs.append({"kind": "export", "preset": p, "out": str(work / "parity" / p),
+                         "formats": ["torchscript", "onnx"]})
+    # the .pt2 compiles are the long ones: start them first
+    return sorted(jobs, key=lambda j: "pt2" not in j["formats"])
+
+
+def stage_build(work: Path, presets, bench_presets, jobs_n: int) -> list:
+    jobs = build_jobs(work, presets, bench_presets)
+    log(f"build: {len(jobs)} exports in {jobs_n} processes")
+    done = []
+    with ProcessPoolExecutor(jobs_n, mp_context=get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(_build_one, j) for j in jobs]):
+            r = fut.result()
+            done.append(r)
+            log(f"  {r['preset']}{' ' + r['precision'] if r.get('precision') else ''} "
+                f"[{','.join(r['formats'])}]: {'ok' if r['ok'] else 'FAILED ' + r['error']} ({r['seconds']:.0f} s)")
+    (work / "built.json").write_text(json.dumps(done, indent=1))
+    return done
+
+
+# ---------------------------------------------------------------- parity
+
+def ort_placement(bundle: str) -> dict:
+    """Run the bundle's ONNX model once on CUDA with profiling: nodes per execution provider."""
+    import numpy as np
+    import onnxruntime as ort
+    from nnaudio_export.manifest import read_manifest
+    from nnaudio_export.runtime import ort_providers
+    m = read_manifest(bundle)
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(bundle) / "ort_profile")
+    s = ort.InferenceSession(str(Path(bundle) / "model.onnx"), sess_options=opts, providers=ort_providers(DEV))
+    shape = [1] + [int(d) for d in m["input"]["shape"][1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(m["input"]["dtype"])
+    s.run(None, {s.get_inputs()[0].name: x})
+    prof = s.end_profiling()
+    events = json.loads(Path(prof).read_text())
+    Path(prof).unlink()
+    by_ep: dict = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            ep = e.get("args", {}).get("provider", "?")
+            by_ep.setdefault(ep, set()).add(e["args"].get("op_name", "?") + ":" + e["name"][:-len("_kernel_time")])
+    return {"session_providers": s.get_providers(),
+            "nodes_by_provider": {k: len(v) for k, v in by_ep.items()},
+            "cpu_nodes": sorted(v for k, vs in by_ep.items() if k != "CUDAExecutionProvider" for v in vs)[:20]}
+
+
+def _parity_one(bundle: str) -> dict:
+    import torch
+    torch.set_num_threads(2)
+    import nnaudio_export as nx
+    from nnaudio_export.manifest import manifest_sha256
+    t0 = time.time()
+    out = {"bundle": bundle, "name": Path(bundle).name}
+    try:
+        rep = nx.verify(bundle, devices=tuple(dict.fromkeys(("cpu", DEV))), expected_sha256=manifest_sha256(bundle))
+        out.update(ok=rep.ok, report=rep.to_dict(), table=rep.table())
+    except Exception as exc:
+        out.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}", trace=traceback.format_exc()[-2000:])
+    try:
+        pl = ort_placement(bundle)
+        want = "CUDAExecutionProvider" if DEV == "cuda" else "CPUExecutionProvider"
+        pl["all_cuda"] = set(pl["nodes_by_provider"]) == {want}
+        out["ort_placement"] = pl
+        out["ok"] = bool(out["ok"]) and pl["all_cuda"]
+    except Exception as exc:
+        out["ort_placement"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        out["ok"] = False
+    out["seconds"] = time.time() - t0
+    return out
+
+
+def stage_parity(work: Path, out_dir: Path, jobs_n: int) -> bool:
+    built = json.loads((work / "built.json").read_text())
+    bundles = [b["path"] for b in built if b["ok"] and b.get("parity", True)]
+    missing = [b["preset"] for b in built if not b["ok"]]
+    log(f"parity: {len(bundles)} bundles, cpu + cuda, in {jobs_n} processes")
+    results = []
+    with ProcessPoolExecutor(jobs_n, mp_context=get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(_parity_one, b) for b in bundles]):
+            r = fut.result()
+            results.append(r)
+            pl = r.get("ort_placement", {})
+            log(f"  {r['name']}: {'ok' if r['ok'] else 'FAILED'} ({r['seconds']:.0f} s) "
+                f"ORT nodes {pl.get('nodes_by_provider', pl.get('error'))} {r.get('error', '')}")
+    results.sort(key=lambda r: r["name"])
+    (out_dir / "gpu_parity.json").write_text(json.dumps({"results": results, "build_failed": missing}, indent=1))
+    (out_dir / "gpu_parity.md").write_text(parity_markdown(results, missing))
+    return all(r["ok"] for r in results) and not missing
+
+
+def parity_markdown(results, missing) -> str:
+    lines = ["| bundle | backend | device | reference | max_rel | max_abs | threshold | status |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for row in r.get("report", {}).get("rows", []):
+            f = (lambda v: "-" if v is None else f"{v:.2e}")
+            lines.append(f"| {r['name']} | {row['backend']} | {row['device']} | {row['reference']} | "
+                         f"{f(row.get('max_rel'))} | {f(row.get('max_abs'))} | {f(row.get('threshold'))} | "
+                         f"{row['status']}{' ' + row['note'][:60] if row.get('note') else ''} |")
+        if "error" in r:
+            lines.append(f"| {r['name']} | - | - | - | - | - | - | error: {r['error'][:120]} |")
+    lines += ["", "ONNX Runtime node placement (CUDA EP, profiled):", ""]
+    for r in results:
+        pl = r.get("ort_placement", {})
+        lines.append(f"- {r['name']}: {pl.get('nodes_by_provider', pl.get('error'))}"
+                     + (f" not on CUDA: {pl['cpu_nodes']}" if pl.get("cpu_nodes") else ""))
+    if missing:
+        lines.append(f"\nBUILD FAILED (not verified): {missing}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- bench
+
+def stage_bench(work: Path, out_dir: Path, presets) -> bool:
+    from nnaudio_export.bench.driver import Config, run
+    from nnaudio_export.bench.report import markdown
+    rehearsal = DEV == "cpu"
+    cfg = Config(presets, work / "bench", batch=2 if rehearsal else BENCH_BATCH, device=DEV, memory=False,
+                 ort_variants=False, repeats=1 if rehearsal else None, warmup=0 if rehearsal else None)
+    report = run(cfg)
+    for name in ("bench.md", "bench.json"):
+        shutil.copy(work / "bench" / name, out_dir / name)
+    print(markdown(report))
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default=str(ROOT / "build" / "gpu"))
+    ap.add_argument("--stages", default="build,parity,bench")
+    ap.add_argument("--presets", nargs="+", default=None, help="default: every preset")
+    ap.add_argument("--bench-presets", nargs="+", default=list(BENCH_PRESETS))
+    ap.add_argument("--jobs", type=int, default=6)
+    ap.add_argument("--dry-run-cpu", action="store_true",
+                    help="rehearse on a machine without a GPU: 'cpu' wherever 'cuda' would be")
+    args = ap.parse_args()
+    if args.dry_run_cpu:
+        global DEV
+        DEV = os.environ["GPU_CHECK_DEVICE"] = "cpu"   # the spawned workers read it too
+    out_dir, work = Path(args.out), Path(args.work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    (out_dir / "gpu_env.json").write_text(json.dumps(env, indent=1))
+    log("environment: " + json.dumps(env))
+    import nnaudio_export as nx
+    presets = args.presets or nx.presets.names()
+    ok = True
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    for stage in stages:
+        t0 = time.time()
+        try:
+            if stage == "build":
+                ok &= all(r["ok"] for r in stage_build(work, presets, args.bench_presets, args.jobs))
+            elif stage == "parity":
+                ok &= stage_parity(work, out_dir, args.jobs)
+            elif stage == "bench":
+                ok &= stage_bench(work, out_dir, [p for p in args.bench_presets if p in presets])
+            else:
+                raise ValueError(f"--stages: unknown stage {stage!r} (build, parity, bench)")
+        except Exception:
+            ok = False
+            log(f"stage {stage} FAILED:\n{traceback.format_exc()}")
+        log(f"stage {stage}: {time.time() - t0:.0f} s")
+    if "parity" in stages and (out_dir / "gpu_parity.md").exists():
+        print((out_dir / "gpu_parity.md").read_text())
+    log("ALL CHECKS PASSED" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
