@@ -237,6 +237,96 @@ def stage_bench(work: Path, out_dir: Path, presets) -> bool:
     return True
 
 
+# ---------------------------------------------------------------- ORT on CUDA: where the time goes
+
+ORT_CUDA_VARIANTS = (("as runtime.load", {}), ("cudnn_conv1d_pad_to_nc1d=1", {"cudnn_conv1d_pad_to_nc1d": "1"}),
+                     ("cudnn_conv_algo_search=EXHAUSTIVE", {"cudnn_conv_algo_search": "EXHAUSTIVE"}),
+                     ("prefer_nhwc=1", {"prefer_nhwc": "1"}))
+
+
+def _bench_input(preset: str, batch: int):
+    import nnaudio_export as nx
+    from nnaudio_export.bench.driver import bench_length
+    from nnaudio_export.bench.measure import SIGNAL_NAMES, make_input
+    raw = nx.presets.get_spec(preset)
+    length = bench_length(raw, False)
+    if "num_samples" in length:
+        return length, make_input(length["num_samples"], float(raw["sample_rate"]), batch)
+    ex = nx.presets.load(preset, **length)
+    return length, ex.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)] for i in range(batch)))
+
+
+def _ort_time(session, xt, in_name, out_name, reps=10):
+    import statistics
+    import numpy as np
+    import torch
+    b = session.io_binding()
+    b.bind_input(in_name, "cuda", 0, np.float32, list(xt.shape), xt.data_ptr())
+    b.bind_output(out_name, "cuda")
+    for _ in range(3):
+        session.run_with_iobinding(b)
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        session.run_with_iobinding(b)
+        torch.cuda.synchronize()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts), b
+
+
+def stage_ortprofile(work: Path, out_dir: Path, presets) -> bool:
+    """Per preset (batch 64): ORT CUDA time under provider-option variants, and the CUDA kernels
+    behind the default session (torch.profiler sees ORT's kernels too: CUPTI is per process)."""
+    import onnxruntime as ort
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from nnaudio_export.bench.driver import ensure_bundle
+    from nnaudio_export.manifest import model_format, read_manifest, tensor_names
+    from nnaudio_export.parity import disable_tf32
+    disable_tf32()
+    lines = []
+    for p in presets:
+        length, xn = _bench_input(p, BENCH_BATCH)
+        bundle = ensure_bundle(p, length, work / "bench" / "bundles", pt2_device=DEV)
+        in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
+        xt = torch.from_numpy(xn).to(DEV).contiguous()
+        lines.append(f"## {p} (batch {BENCH_BATCH})")
+        base = {"device_id": 0, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
+        for name, extra in ORT_CUDA_VARIANTS:
+            try:
+                s = ort.InferenceSession(str(bundle / "model.onnx"),
+                                         providers=[("CUDAExecutionProvider", {**base, **extra}), "CPUExecutionProvider"])
+                ms, _ = _ort_time(s, xt, in_name, out_name)
+                lines.append(f"- ORT CUDA, {name}: {ms:.2f} ms")
+            except Exception as exc:
+                lines.append(f"- ORT CUDA, {name}: error {type(exc).__name__}: {str(exc)[:150]}")
+        try:
+            s = ort.InferenceSession(str(bundle / "model.onnx"),
+                                     providers=[("CUDAExecutionProvider", base), "CPUExecutionProvider"])
+            _, b = _ort_time(s, xt, in_name, out_name, reps=1)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(3):
+                    s.run_with_iobinding(b)
+                torch.cuda.synchronize()
+            kernels = {}
+            for e in prof.events():
+                if e.device_type == torch.autograd.DeviceType.CUDA:
+                    k = kernels.setdefault(e.name[:110], [0.0, 0])
+                    k[0] += e.device_time_total / 3e3
+                    k[1] += 1
+            total = sum(v[0] for v in kernels.values())
+            lines.append(f"- CUDA kernel time per call: {total:.2f} ms in {sum(v[1] for v in kernels.values()) // 3} "
+                         "kernels; the largest:")
+            for name, (ms, n) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:12]:
+                lines.append(f"  - {ms:7.3f} ms  x{n // 3:<3d} {name}")
+        except Exception as exc:
+            lines.append(f"- kernel profile: error {type(exc).__name__}: {str(exc)[:200]}")
+        log("\n".join(lines[-20:]))
+    (out_dir / "ort_cuda_profile.md").write_text("\n".join(lines) + "\n")
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -268,10 +358,12 @@ def main() -> int:
                 ok &= all(r["ok"] for r in stage_build(work, presets, args.bench_presets, args.jobs))
             elif stage == "parity":
                 ok &= stage_parity(work, out_dir, args.jobs)
+            elif stage == "ortprofile":
+                ok &= stage_ortprofile(work, out_dir, [p for p in args.bench_presets if p in presets])
             elif stage == "bench":
                 ok &= stage_bench(work, out_dir, [p for p in args.bench_presets if p in presets])
             else:
-                raise ValueError(f"--stages: unknown stage {stage!r} (build, parity, bench)")
+                raise ValueError(f"--stages: unknown stage {stage!r} (build, parity, ortprofile, bench)")
         except Exception:
             ok = False
             log(f"stage {stage} FAILED:\n{traceback.format_exc()}")

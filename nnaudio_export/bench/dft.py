@@ -35,7 +35,7 @@ def direct_conv_candidate(fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, 
                            "group": "ours", "backend": "onnxruntime", "device": device,
                            "identical_settings": True, "flop_model": "conv/matmul counted (flop_counter)"}
     try:
-        direct = with_direct_conv(fe).eval()
+        direct = with_direct_conv(fe).eval().cpu()   # exported from the CPU, whatever fe's device
         bundle = export(direct, out, formats=("onnx",), batch=None, verify=False, overwrite=True)
         rt = load(bundle, backend="onnxruntime", device=device, intra_op_num_threads=threads)
         flops = count_flops(direct.to(x.device), x)
