@@ -303,8 +303,13 @@ def rescale_factor(norm: Tensor, target: Tensor) -> Tensor:
 
 def clamp_to_item_max(x: Tensor, value_range: float) -> Tensor:
     """``max(x, item_max - value_range)`` with the max taken over each batch item (axis 0)
-    on its own, so an item's features never depend on what it was batched with."""
-    peak = torch.amax(x.reshape(x.size(0), -1), dim=1)
+    on its own, so an item's features never depend on what it was batched with.
+
+    The item max is taken in two steps, over the last axis and then over the rest (the same
+    value: a max is exact): ONNX Runtime's CUDA provider hands one ReduceMax of a whole item
+    to cuDNN, which spent 20 ms of a 26 ms whisper_80 batch (64 x 30 s, H200) on it."""
+    rows = torch.amax(x.reshape(x.size(0), -1, x.size(-1)), dim=2)
+    peak = torch.amax(rows, dim=1)
     shape: List[int] = [x.size(0)] + [1] * (x.dim() - 1)
     return torch.maximum(x, peak.reshape(shape) - value_range)
 

@@ -118,6 +118,29 @@ def amplification(stage: NormalizeStage, h: torch.Tensor) -> torch.Tensor:
     return scale.expand_as(h)
 
 
+def normalised_error_bound(stage: NormalizeStage, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How far each output of ``stage`` on float64 ``h`` may move when each input value may
+    be off by up to ``b`` (same shape), its statistics included:
+    ``y = (h - mu) / s`` moves by at most ``(b + dmu) / s + |y| ds / s``, with
+    ``dmu <= mean(b)`` over the values the statistics use and ``ds <= sqrt(sum b^2 / (n - u))``
+    (centring is a projection, so the centred values move by at most ``||b||``; adding eps to
+    the std or under the root shrinks the change). The statistics' term is what an outlier
+    needs: a value 17 std from its row's mean (a steady tone's first frame) carries 17x the
+    std's relative rounding, which the value's own term alone (``b / s``) missed."""
+    v = h[..., : stage.valid_frames] if stage.valid_frames > 0 else h
+    bv = b[..., : stage.valid_frames] if stage.valid_frames > 0 else b
+    dims = [-1] if stage.per_feature else [-2, -1]
+    n = v.shape[-1] * (1 if stage.per_feature else v.shape[-2])
+    dof = float(n - 1 if stage.unbiased else n)
+    mu = torch.mean(v, dim=dims, keepdim=True)
+    var = torch.sum((v - mu) ** 2, dim=dims, keepdim=True) / dof
+    s = torch.sqrt(var + stage.eps) if stage.eps_on_variance else torch.sqrt(var) + stage.eps
+    d_mu = torch.mean(bv, dim=dims, keepdim=True)
+    d_s = torch.sqrt(torch.sum(bv ** 2, dim=dims, keepdim=True) / dof)
+    y = (h - mu) / s
+    return (b + d_mu) / s + y.abs() * d_s / s
+
+
 def _through(tail: torch.nn.Module, values: torch.Tensor) -> Optional[torch.Tensor]:
     """``values`` carried through the stages after the normalisation, their constant part
     (padding values, offsets) removed; None when those stages are not affine (then the
@@ -142,15 +165,19 @@ def normalisation_bound_scale(reference: torch.nn.Module, x: np.ndarray, thresho
         return None
     spec = reference.spec
     index = [i for i, m in enumerate(reference.stages) if isinstance(m, NormalizeStage)]
-    if not index or len(reference.stages) != len(spec["stages"]):
+    in_spec = [i for i, st in enumerate(spec["stages"]) if st["type"] == "normalize"]
+    if not index or len(index) != len(in_spec):
         return None
+    # Module and spec indices differ where stages fuse (power into the STFT): each is found by
+    # its own list.
     k = index[-1]
-    head = Frontend.from_spec(dict(spec, stages=spec["stages"][:k]))   # its output's kind and dB scale
+    head = Frontend.from_spec(dict(spec, stages=spec["stages"][:in_spec[-1]]))   # its output's kind and dB scale
     with torch.inference_mode():
         h = reference.stages[:k](torch.from_numpy(x).to(torch.float64))
         gain = amplification(reference.stages[k], h)
-    bound = torch.from_numpy(np.ascontiguousarray(
-        input_bound(h.numpy(), head.output_kind, head.db_per_unit, window_for(spec)))) * gain
+        b = torch.from_numpy(np.ascontiguousarray(
+            input_bound(h.numpy(), head.output_kind, head.db_per_unit, window_for(spec))))
+        bound = normalised_error_bound(reference.stages[k], h, b)
     carried = _through(reference.stages[k + 1:], bound)
     if carried is None:
         return None
@@ -160,7 +187,8 @@ def normalisation_bound_scale(reference: torch.nn.Module, x: np.ndarray, thresho
         return None
     worst = float(gain.max())
     note = (f"ill-conditioned input: stage {k} (normalize) divides by a std as small as "
-            f"{1.0 / worst:.2g} (amplification {worst:.3g}); bound {threshold:.0e} scaled per value "
+            f"{1.0 / worst:.2g} (amplification {worst:.3g}), and values far from their mean carry "
+            f"the std's rounding times their distance; bound {threshold:.0e} scaled per value "
             f"by up to {top:.3g} ({int((scale > 1).sum())} of {scale.size} values), derived from "
             "the float64 reference")
     return scale, note
