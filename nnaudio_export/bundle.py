@@ -191,8 +191,10 @@ def _write_pt2(fe: Frontend, path: Path, batch: Optional[int], device: str = "cp
             "torch_cuda": torch.version.cuda,
             "note": (f"compiled for CUDA sm_{major}{minor} with torch {torch.__version__}; runs on that "
                      "architecture only. Its convolutions follow the calling process's "
-                     "torch.backends.cudnn.allow_tf32 (True by default): set it False, or "
-                     "NVIDIA_TF32_OVERRIDE=0, for float32 parity")}
+                     "torch.backends.cudnn.allow_tf32 (True by default; nx.load turns it off "
+                     "for the call): elsewhere set it False (C++: "
+                     "at::globalContext().setAllowTF32CuDNN(false)) or NVIDIA_TF32_OVERRIDE=0 "
+                     "for float32 parity")}
 
 
 def versions() -> Dict[str, str]:

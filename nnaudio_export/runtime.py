@@ -5,6 +5,7 @@ is in it. Trust comes from where the bundle came from; pin it with ``expected_sh
 manifest's digest, printed by ``nnaudio-export build`` / ``inspect``): the manifest lists
 every file's sha256, and the bytes that are hashed are the bytes that are loaded.
 """
+import contextlib
 import io
 import os
 import shutil
@@ -41,6 +42,24 @@ def _dense_strides(shape) -> List[int]:
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+@contextlib.contextmanager
+def float32_cuda():
+    """Float32 as exported for the torch backends on CUDA: cuDNN's TF32 (on by default in
+    torch) and cuBLAS's off for the call, the caller's settings restored after. ONNX Runtime
+    gets the same from ``use_tf32=0``. TF32 rounds products to a 10-bit mantissa, ~5e-4
+    relative: 50x the parity bound of a linear output. The flags are process-wide, so another
+    thread's CUDA work during the call runs without TF32 too."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    cudnn = torch.backends.cudnn
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         deterministic=cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def ort_providers(device: str) -> List[Any]:
@@ -268,7 +287,7 @@ class Runtime:
             # torch calls a (1, N) tensor with stride 0 on the size-1 axis contiguous, but
             # the .pt2 input check wants the canonical strides.
             x = torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), (float32_cuda() if self.device == "cuda" else contextlib.nullcontext()):
             y = self._model(x)
         if isinstance(y, (list, tuple)):
             y = y[0]

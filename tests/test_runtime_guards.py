@@ -105,3 +105,24 @@ def test_export_batch_bounds(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="batch: 4000 items .* memory limit of 1.0 MiB"):
         nx.export(TINY, tmp_path / "a", batch=4000, formats=("torchscript",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_backends_on_cuda_run_without_tf32():
+    """nx.load(..., device='cuda') runs TorchScript / .pt2 / eager inside float32_cuda():
+    cuDNN's TF32 (on by torch's default) and cuBLAS's off for the call, the caller's flags
+    back after it, also when the call raises. (The flags are plain settings: checked here
+    without a GPU; the GPU report shows the CUDA parity it buys.)"""
+    from nnaudio_export.runtime import float32_cuda
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.enabled)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+    try:
+        with float32_cuda():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+            assert torch.backends.cudnn.enabled
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with pytest.raises(RuntimeError, match="inside"):
+            with float32_cuda():
+                raise RuntimeError("inside")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before[:2]
