@@ -253,8 +253,9 @@ def _input_extras(fe: Frontend) -> Dict[str, Any]:
     return {"kind": fe.input_kind, "layout": fe.spec["stages"][0]["layout"]}
 
 
-WRITERS = {"torchscript": lambda fe, path, batch: _write_torchscript(fe, path),
-           "onnx": _write_onnx, "pt2": _write_pt2}
+# fe, path, batch, the .pt2's device -> the file's manifest entry
+WRITERS = {"torchscript": lambda fe, path, batch, device: _write_torchscript(fe, path),
+           "onnx": lambda fe, path, batch, device: _write_onnx(fe, path, batch), "pt2": _write_pt2}
 
 
 def write_bundle(fe: Frontend, directory: Path, formats: Sequence[str], batch: Optional[int],
@@ -270,8 +271,7 @@ def write_bundle(fe: Frontend, directory: Path, formats: Sequence[str], batch: O
     for fmt in formats:
         f = model_format(fmt)
         say(f"exporting {f.file} ({fmt})")
-        info[fmt] = (_write_pt2(fe, directory / f.file, batch, pt2_device) if fmt == "pt2"
-                     else WRITERS[fmt](fe, directory / f.file, batch))
+        info[fmt] = WRITERS[fmt](fe, directory / f.file, batch, pt2_device)
     manifest = build_manifest(fe, formats, batch, info, directory, extra)
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest

@@ -172,9 +172,9 @@ def _parity_one(bundle: str) -> dict:
     try:
         pl = ort_placement(bundle)
         want = "CUDAExecutionProvider" if DEV == "cuda" else "CPUExecutionProvider"
-        pl["all_cuda"] = set(pl["nodes_by_provider"]) == {want}
+        pl["all_on_device"] = set(pl["nodes_by_provider"]) == {want}
         out["ort_placement"] = pl
-        out["ok"] = bool(out["ok"]) and pl["all_cuda"]
+        out["ok"] = bool(out["ok"]) and pl["all_on_device"]
     except Exception as exc:
         out["ort_placement"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         out["ok"] = False
