@@ -114,16 +114,22 @@ def build_jobs(work: Path, presets, bench_presets) -> list:
     return sorted(jobs, key=lambda j: "pt2" not in j["formats"])
 
 
+def in_processes(fn, items, jobs_n: int):
+    """``fn`` over ``items`` in ``jobs_n`` fresh (spawned: CUDA does not survive a fork)
+    processes; the results as they complete."""
+    with ProcessPoolExecutor(jobs_n, mp_context=get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(fn, item) for item in items]):
+            yield fut.result()
+
+
 def stage_build(work: Path, presets, bench_presets, jobs_n: int) -> list:
     jobs = build_jobs(work, presets, bench_presets)
     log(f"build: {len(jobs)} exports in {jobs_n} processes")
     done = []
-    with ProcessPoolExecutor(jobs_n, mp_context=get_context("spawn")) as pool:
-        for fut in as_completed([pool.submit(_build_one, j) for j in jobs]):
-            r = fut.result()
-            done.append(r)
-            log(f"  {r['preset']}{' ' + r['precision'] if r.get('precision') else ''} "
-                f"[{','.join(r['formats'])}]: {'ok' if r['ok'] else 'FAILED ' + r['error']} ({r['seconds']:.0f} s)")
+    for r in in_processes(_build_one, jobs, jobs_n):
+        done.append(r)
+        log(f"  {r['preset']}{' ' + r['precision'] if r.get('precision') else ''} "
+            f"[{','.join(r['formats'])}]: {'ok' if r['ok'] else 'FAILED ' + r['error']} ({r['seconds']:.0f} s)")
     (work / "built.json").write_text(json.dumps(done, indent=1))
     return done
 
@@ -188,13 +194,11 @@ def stage_parity(work: Path, out_dir: Path, jobs_n: int) -> bool:
     missing = [b["preset"] for b in built if not b["ok"]]
     log(f"parity: {len(bundles)} bundles, cpu + cuda, in {jobs_n} processes")
     results = []
-    with ProcessPoolExecutor(jobs_n, mp_context=get_context("spawn")) as pool:
-        for fut in as_completed([pool.submit(_parity_one, b) for b in bundles]):
-            r = fut.result()
-            results.append(r)
-            pl = r.get("ort_placement", {})
-            log(f"  {r['name']}: {'ok' if r['ok'] else 'FAILED'} ({r['seconds']:.0f} s) "
-                f"ORT nodes {pl.get('nodes_by_provider', pl.get('error'))} {r.get('error', '')}")
+    for r in in_processes(_parity_one, bundles, jobs_n):
+        results.append(r)
+        pl = r.get("ort_placement", {})
+        log(f"  {r['name']}: {'ok' if r['ok'] else 'FAILED'} ({r['seconds']:.0f} s) "
+            f"ORT nodes {pl.get('nodes_by_provider', pl.get('error'))} {r.get('error', '')}")
     results.sort(key=lambda r: r["name"])
     (out_dir / "gpu_parity.json").write_text(json.dumps({"results": results, "build_failed": missing}, indent=1))
     (out_dir / "gpu_parity.md").write_text(parity_markdown(results, missing))

@@ -547,7 +547,13 @@ def test_pt2_device_is_checked_before_exporting(tmp_path, kwargs, error, words):
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.skipif(HAS_CUDA, reason="the refusal is for machines without a GPU; tests/gpu: the CUDA .pt2")
 def test_cuda_pt2_needs_the_gpu_it_runs_on(tmp_path):
-    with pytest.raises(RuntimeError, match="compiled on the GPU it will run on"):
-        nx.export("mel_128", tmp_path / "b", seconds=0.5, pt2_device="cuda")
+    """Without a GPU: refused in one line. With one: compiled for it, and the manifest says so."""
+    if not HAS_CUDA:
+        with pytest.raises(RuntimeError, match="compiled on the GPU it will run on"):
+            nx.export("mel_128", tmp_path / "b", seconds=0.5, pt2_device="cuda")
+        return
+    d = nx.export("mel_128", tmp_path / "b", seconds=0.5, formats=("pt2",), pt2_device="cuda", verify=False)
+    entry = read_manifest(d)["files"]["model.pt2"]
+    assert entry["device"] == "cuda" and entry["cuda_arch"].startswith("sm_")
+    assert nx.verify(d, devices=("cuda",), backends=("pt2",), allow_skip=False).ok
