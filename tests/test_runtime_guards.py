@@ -126,3 +126,17 @@ def test_torch_backends_on_cuda_run_without_tf32():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before[:2]
+
+
+def test_default_chunk_follows_the_devices_memory(monkeypatch):
+    """nx.load's default max_batch: 1 GiB of activations a call on the CPU; on CUDA a quarter
+    of the GPU's free memory (at least 1 GiB), within the memory limit either way."""
+    from nnaudio_export.checks import memory_limit
+    from nnaudio_export.runtime import CHUNK_BYTES, chunk_bytes
+    assert chunk_bytes("cpu") == min(CHUNK_BYTES, memory_limit())
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (12 * 2**30, 140 * 2**30))
+    assert chunk_bytes("cuda") == min(3 * 2**30, memory_limit())
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2**30, 140 * 2**30))
+    assert chunk_bytes("cuda") == min(CHUNK_BYTES, memory_limit())
+    monkeypatch.setenv("NNAUDIO_EXPORT_MEMORY_LIMIT", "512MiB")
+    assert chunk_bytes("cuda") == chunk_bytes("cpu") == 512 * 2**20
