@@ -132,13 +132,11 @@ def normalised_error_bound(stage: NormalizeStage, h: torch.Tensor, b: torch.Tens
     dims = [-1] if stage.per_feature else [-2, -1]
     n = v.shape[-1] * (1 if stage.per_feature else v.shape[-2])
     dof = float(n - 1 if stage.unbiased else n)
-    mu = torch.mean(v, dim=dims, keepdim=True)
-    var = torch.sum((v - mu) ** 2, dim=dims, keepdim=True) / dof
-    s = torch.sqrt(var + stage.eps) if stage.eps_on_variance else torch.sqrt(var) + stage.eps
+    gain = amplification(stage, h)                       # 1 / s
     d_mu = torch.mean(bv, dim=dims, keepdim=True)
     d_s = torch.sqrt(torch.sum(bv ** 2, dim=dims, keepdim=True) / dof)
-    y = (h - mu) / s
-    return (b + d_mu) / s + y.abs() * d_s / s
+    y = (h - torch.mean(v, dim=dims, keepdim=True)) * gain
+    return (b + d_mu) * gain + y.abs() * d_s * gain
 
 
 def _through(tail: torch.nn.Module, values: torch.Tensor) -> Optional[torch.Tensor]:

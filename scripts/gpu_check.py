@@ -248,35 +248,16 @@ ORT_CUDA_VARIANTS = (("as runtime.load", {}), ("cudnn_conv1d_pad_to_nc1d=1", {"c
                      ("prefer_nhwc=1", {"prefer_nhwc": "1"}))
 
 
-def _bench_input(preset: str, batch: int):
-    import nnaudio_export as nx
-    from nnaudio_export.bench.driver import bench_length
-    from nnaudio_export.bench.measure import SIGNAL_NAMES, make_input
-    raw = nx.presets.get_spec(preset)
-    length = bench_length(raw, False)
-    if "num_samples" in length:
-        return length, make_input(length["num_samples"], float(raw["sample_rate"]), batch)
-    ex = nx.presets.load(preset, **length)
-    return length, ex.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)] for i in range(batch)))
-
-
 def _ort_time(session, xt, in_name, out_name, reps=10):
-    import statistics
+    """Median ms of ``session`` on CUDA tensor ``xt`` through IO binding, and the binding."""
     import numpy as np
     import torch
+    from nnaudio_export.bench.measure import time_call
     b = session.io_binding()
     b.bind_input(in_name, "cuda", 0, np.float32, list(xt.shape), xt.data_ptr())
     b.bind_output(out_name, "cuda")
-    for _ in range(3):
-        session.run_with_iobinding(b)
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        session.run_with_iobinding(b)
-        torch.cuda.synchronize()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts), b
+    t = time_call(lambda: session.run_with_iobinding(b), warmup=3, repeats=reps, sync=torch.cuda.synchronize)
+    return t["median_ms"], b
 
 
 def stage_ortprofile(work: Path, out_dir: Path, presets) -> bool:
@@ -285,13 +266,16 @@ def stage_ortprofile(work: Path, out_dir: Path, presets) -> bool:
     import onnxruntime as ort
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from nnaudio_export.bench.driver import ensure_bundle
+    import nnaudio_export as nx
+    from nnaudio_export.bench.driver import bench_input, bench_length, ensure_bundle
     from nnaudio_export.manifest import model_format, read_manifest, tensor_names
     from nnaudio_export.parity import disable_tf32
     disable_tf32()
     lines = []
     for p in presets:
-        length, xn = _bench_input(p, BENCH_BATCH)
+        raw = nx.presets.get_spec(p)
+        length = bench_length(raw, False)
+        _, xn = bench_input(p, raw, length, BENCH_BATCH)
         bundle = ensure_bundle(p, length, work / "bench" / "bundles", pt2_device=DEV)
         in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
         xt = torch.from_numpy(xn).to(DEV).contiguous()

@@ -43,6 +43,17 @@ def bench_length(raw: Dict[str, Any], quick: bool) -> Dict[str, int]:
             else int(raw["num_samples"])}
 
 
+def bench_input(preset: str, raw: Dict[str, Any], length: Dict[str, int], batch: int) -> Tuple[int, np.ndarray]:
+    """(audio samples per item, the input batch) of a run at ``length``: the benchmark's
+    signals, or for a synthesis preset their STFT in its input layout."""
+    if "num_samples" in length:
+        n = length["num_samples"]
+        return n, make_input(n, float(raw["sample_rate"]), batch)
+    example = load_preset(preset, **length)
+    return example.num_samples, example.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)]
+                                                            for i in range(batch)))
+
+
 # ---------------------------------------------------------------- our bundles
 
 def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None,
@@ -90,11 +101,11 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
     cands: List[Candidate] = []
     flops = None
     sync = torch.cuda.synchronize if device == "cuda" else None
+    pt2_device = read_manifest(bundle)["files"].get(model_format("pt2").file, {}).get("device", "cpu")
     for backend in backends:
         row: Dict[str, Any] = {"impl": f"ours: {backend}{label}", "group": "ours", "backend": backend,
                                "device": device, "bundle": str(bundle), "identical_settings": True,
                                "flop_model": "conv/matmul counted (flop_counter)"}
-        pt2_device = read_manifest(bundle)["files"].get(model_format("pt2").file, {}).get("device", "cpu")
         if backend == "pt2" and device != pt2_device:
             cands.append(({**row, "status": "skipped", "error": f"the .pt2 is compiled for {pt2_device}"},
                           None, None))
@@ -179,13 +190,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     sr = float(raw["sample_rate"])
     length = bench_length(raw, cfg.quick)
     b = cfg.batch or (QUICK_BATCH if cfg.quick else FULL_BATCH)
-    if "num_samples" in length:
-        n = length["num_samples"]
-        xn = make_input(n, sr, b)
-    else:   # a synthesis preset: the STFT of the same signals, in its input layout
-        example = load_preset(preset, **length)
-        n = example.num_samples                     # the audio it produces
-        xn = example.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)] for i in range(b)))
+    n, xn = bench_input(preset, raw, length, b)
     x = torch.from_numpy(xn).to(cfg.device)
     res: Dict[str, Any] = {"preset": preset, "batch": b, "num_samples": n, "sample_rate": sr,
                            "seconds": n / sr, "rows": [], "ort_variants": []}
