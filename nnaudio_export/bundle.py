@@ -19,10 +19,11 @@ import torch
 
 from ._version import __version__
 from .builder import Frontend
+from .layers.common import filterbank_stages
 from .layers.frame_conv import fourier_stages
 from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, GOLDEN, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
-from .onnx_rewrites import fold_bin_gather
+from .onnx_rewrites import rewrite
 
 # Opset 18 and IR version 8 load in every onnxruntime(-gpu) >= 1.14; onnx 1.23 would
 # write IR 14 by default, which onnxruntime-gpu 1.31 refuses (max IR 13).
@@ -141,7 +142,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
             raise RuntimeError("ONNX export wrote external data; expected one self-contained file")
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
     name_batch_axis(model, batch)
-    folded = fold_bin_gather(model)
+    rewrites = rewrite(model)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     for bad in ("STFT", "DFT"):
@@ -152,7 +153,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
         extra.unlink()
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
     info = {"exporter": exporter, "opset": opset, "ir_version": model.ir_version, "ops": ops,
-            "rewrites": {"fold_bin_gather": folded}}
+            "rewrites": rewrites}
     if errors:
         info["note"] = "; ".join(errors)
     return info
@@ -241,6 +242,8 @@ def build_manifest(fe: Frontend, formats: Sequence[str], batch: Optional[int],
         "spec": spec,
         # How each Fourier stage is applied (factorised N1 x N2 or direct conv), chosen at build time.
         "fourier_stages": fourier_stages(fe),
+        # How each filterbank matrix is applied (row bands, or dense), chosen at build time.
+        "filterbank_stages": filterbank_stages(fe),
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -339,3 +339,24 @@ def power_to_db(s: Tensor, ref: float, amin: float, top_db: float, multiplier: f
     if top_db >= 0.0:
         log_spec = clamp_to_item_max(log_spec, top_db)
     return log_spec
+
+
+def banded_matmul(matrix: Tensor, x: Tensor, bands: List[List[int]]) -> Tensor:
+    """``matrix @ x`` along ``x``'s second-to-last axis, one band of rows at a time: rows
+    ``[r0, r1)`` times the slice ``x[..., c0:c1, :]`` of the columns they use, bands
+    ``[r0, r1, c0, c1]`` covering the rows in order (:func:`~nnaudio_export.kernels.banded.
+    row_bands`; ``[]``: the dense product). Equal to the dense product wherever the weights
+    outside the bands are exact zeros (a triangular filterbank's): the same non-zero
+    products, fewer zero terms. A band that reads no column gives zero rows."""
+    if len(bands) == 0:
+        return torch.matmul(matrix, x)
+    parts: List[Tensor] = []
+    for band in bands:
+        r0, r1, c0, c1 = band[0], band[1], band[2], band[3]
+        if c1 > c0:
+            parts.append(torch.matmul(matrix[r0:r1, c0:c1], x.narrow(-2, c0, c1 - c0)))
+        else:
+            shape = list(x.shape)
+            shape[-2] = r1 - r0
+            parts.append(torch.zeros(shape, dtype=x.dtype, device=x.device))
+    return torch.cat(parts, dim=-2)

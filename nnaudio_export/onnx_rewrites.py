@@ -9,11 +9,22 @@ bundle's parity check (ORT against eager float32 and float64) runs on the rewrit
   columns scattered onto the gathered rows (zero columns for the rows no bin uses). One pass
   over ``(B, F, T)`` less: whisper_80 in ORT, 8 x 30 s, 2 threads, interleaved medians of 60
   rounds, 47.6 -> 46.5 ms (measured 2026-12-04). The products are the same; the sum gains
-  zero terms, which add exactly.
+  zero terms, which add exactly. It folds only where the dense product costs less than
+  the copy it saves (:func:`gather_fold_pays`): a banded filterbank's gathers stay.
+- :func:`fold_constant_slices`: a ``Slice`` of a constant by constants (a band of a
+  filterbank, :func:`nnaudio_export.functional.banded_matmul`) becomes that constant.
+- :func:`fold_slice_of_gather`: a ``Slice`` along a ``Gather``'s axis of the gathered rows
+  becomes one ``Gather`` of the sliced index (the band's bins read straight from the
+  factorised DFT's grid: one copy instead of two).
+
+:func:`rewrite` runs them in that order (slices, slice-of-gather, bin gather) and says how
+many of each it made.
 """
 from typing import Dict, Optional
 
 import numpy as np
+
+from .kernels.banded import COPY_COST
 
 
 def _constant(model, name: str) -> Optional[np.ndarray]:
@@ -48,10 +59,110 @@ def scatter_columns(matrix: np.ndarray, index: np.ndarray, rows: int) -> np.ndar
     return out
 
 
+def rewrite(model) -> Dict[str, int]:
+    """Every rewrite of this module, in order, on ``model`` (in place): how many of each."""
+    return {"fold_constant_slices": fold_constant_slices(model),
+            "fold_slice_of_gather": fold_slice_of_gather(model),
+            "fold_bin_gather": fold_bin_gather(model)}
+
+
+def gather_fold_pays(weight_rows: int, gathered: int, rows: int) -> bool:
+    """Whether ``MatMul(W', Y)`` over all ``rows`` of ``Y`` costs no more than gathering
+    ``gathered`` of them first: the ``weight_rows (rows - gathered)`` extra multiply-adds
+    per column against the copy of ``gathered`` values (``COPY_COST`` multiply-adds each,
+    :mod:`nnaudio_export.kernels.banded`). whisper_80's dense mel bank on the grid (80 rows,
+    201 of 231): 2,400 <= 3,216, folds; one of its bands (38 filters, 39 of 231): stays."""
+    return weight_rows * (rows - gathered) <= COPY_COST * gathered
+
+
+def _int_list(model, name: str) -> Optional[list]:
+    value = _constant(model, name) if name else None
+    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _slice_params(model, node, rank: int):
+    """``[(axis, start, end, step)]`` of a ``Slice`` with constant parameters (axes
+    normalised by ``rank``), or None."""
+    starts, ends = _int_list(model, node.input[1]), _int_list(model, node.input[2])
+    axes = _int_list(model, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    steps = _int_list(model, node.input[4]) if len(node.input) > 4 and node.input[4] else None
+    if starts is None or ends is None or len(starts) != len(ends):
+        return None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if len(axes) != len(starts) or len(steps) != len(starts) or any(a < -rank or a >= rank for a in axes):
+        return None
+    return [(a % rank, s, e, st) for a, s, e, st in zip(axes, starts, ends, steps)]
+
+
+def fold_constant_slices(model) -> int:
+    """Replace every ``Slice`` whose data and parameters are constants, with positive
+    steps, by an initializer of its value. Returns how many."""
+    from onnx import numpy_helper
+    graph = model.graph
+    folded = []
+    for node in graph.node:
+        if node.op_type != "Slice":
+            continue
+        data = _constant(model, node.input[0])
+        params = _slice_params(model, node, data.ndim) if data is not None and data.ndim > 0 else None
+        if params is None or any(step < 1 for _, _, _, step in params):
+            continue
+        index = [slice(None)] * data.ndim
+        for axis, start, end, step in params:    # ONNX clamps as Python's slices do (step > 0)
+            index[axis] = slice(start, end, step)
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(data[tuple(index)]),
+                                                         node.output[0]))
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    _drop_unused_initializers(graph)
+    return len(folded)
+
+
+def fold_slice_of_gather(model) -> int:
+    """``Slice(Gather(Y, index, axis=a), start, end, axes=[a])`` (constant 1-D ``index``, step
+    1) becomes ``Gather(Y, index[start:end], axis=a)``; the first gather goes when nothing
+    else reads it. Returns how many slices were replaced."""
+    from onnx import helper, numpy_helper
+    graph = model.graph
+    shapes = _shapes(model)
+    producer = {o: node for node in graph.node for o in node.output}
+    replaced = 0
+    for node in list(graph.node):
+        gather = producer.get(node.input[0]) if node.op_type == "Slice" else None
+        if gather is None or gather.op_type != "Gather":
+            continue
+        index, shape = _constant(model, gather.input[1]), shapes.get(gather.output[0])
+        if index is None or index.ndim != 1 or not shape:
+            continue
+        axis = next((a.i for a in gather.attribute if a.name == "axis"), 0) % len(shape)
+        params = _slice_params(model, node, len(shape))
+        if params is None or len(params) != 1 or params[0][0] != axis or params[0][3] != 1:
+            continue
+        picked = index[params[0][1]:params[0][2]]
+        if picked.size == 0:
+            continue
+        name = f"{gather.input[1]}.slice.{node.output[0]}"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(picked), name))
+        new = helper.make_node("Gather", [gather.input[0], name], [node.output[0]], axis=axis,
+                               name=f"{node.name or node.output[0]}.gather")
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(at, new)
+        replaced += 1
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for node in [n for n in graph.node if n.op_type == "Gather" and n.output[0] not in used]:
+        graph.node.remove(node)
+    _drop_unused_initializers(graph)
+    return replaced
+
+
 def fold_bin_gather(model) -> int:
     """Fold every ``MatMul(W, Gather(Y, index, axis=-2))`` with constant 2-D ``W``, constant
-    1-D non-negative ``index`` and no other reader of the gather into ``MatMul(W', Y)``
-    (:func:`scatter_columns`). Edits ``model`` in place; returns how many were folded."""
+    1-D non-negative ``index``, no other reader of the gather and a fold that pays
+    (:func:`gather_fold_pays`) into ``MatMul(W', Y)`` (:func:`scatter_columns`). Edits
+    ``model`` in place; returns how many were folded."""
     from onnx import numpy_helper
     graph = model.graph
     shapes = _shapes(model)
@@ -76,6 +187,8 @@ def fold_bin_gather(model) -> int:
         if axis % len(shape) != len(shape) - 2 or rows is None or index.size != weight.shape[1]:
             continue
         if index.size == 0 or index.min() < 0 or index.max() >= rows:
+            continue
+        if not gather_fold_pays(weight.shape[0], index.size, rows):
             continue
         name = f"{matmul.input[0]}.on_rows_of.{node.input[0]}"
         graph.initializer.append(numpy_helper.from_array(scatter_columns(weight, index, rows), name))

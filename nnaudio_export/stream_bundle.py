@@ -16,7 +16,7 @@ from .builder import Frontend
 from .bundle import (ONNX_IR_VERSION, ONNX_OPSET, Progress, name_batch_axis, quiet_onnx_exporter,
                      build_manifest)
 from .manifest import MANIFEST, model_format, write_json_atomic
-from .onnx_rewrites import fold_bin_gather
+from .onnx_rewrites import rewrite
 from .streaming import StreamingFrontend
 
 INPUTS = ("audio_chunk", "chunk_length", "end", "state")
@@ -59,7 +59,7 @@ def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -
     model = onnx.load(str(path))
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
     name_batch_axis(model, batch)
-    folded = fold_bin_gather(model)
+    rewrites = rewrite(model)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     if "STFT" in ops or "DFT" in ops:
@@ -68,7 +68,7 @@ def _write_onnx(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -
     for extra in path.parent.glob(path.name + ".data"):
         extra.unlink()
     return {"exporter": "dynamo", "opset": ONNX_OPSET, "ir_version": model.ir_version, "ops": ops,
-            "rewrites": {"fold_bin_gather": folded}}
+            "rewrites": rewrites}
 
 
 def _write_pt2(sf: StreamingFrontend, args, path: Path, batch: Optional[int]) -> Dict[str, Any]:

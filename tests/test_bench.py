@@ -56,6 +56,10 @@ def test_json_rows_and_fields(quick_report):
     assert (single["method"], single["n1"], single["n2"]) == ("factorised", 20, 20)
     assert single["macs_per_frame"] == 27280 and single["direct_macs_per_frame"] == 160800
     assert "ours: onnxruntime, precision single, direct conv (before)" in impls
+    # the mel bank after it: banded (3 bands of whisper's 80 x 201 bank), listed with the dense cost
+    (bank,) = p["filterbank_stages"]
+    assert not bank["dense"] and len(bank["bands"]) == 3
+    assert bank["macs_per_frame"] == 4815 and bank["dense_macs_per_frame"] == 80 * 201
     for r in p["rows"]:
         for f in ROW_FIELDS:
             assert f in r, (r["impl"], f)
@@ -74,6 +78,7 @@ def test_markdown_lists_every_row(quick_report):
     md = (quick_report / "bench.md").read_text()
     assert "GEMM ceiling" in md and "## whisper_80" in md
     assert "factorised 20 x 20 (n_fft 400, hop 160), 27,280 MACs/frame; direct conv 160,800" in md
+    assert "Filterbanks: stages.2: 3 bands, 4,815 MACs/frame; dense 16,080 (3.3x fewer)" in md
     for name in ("ours: onnxruntime", "ours: pt2", "librosa", "ONNX STFT op"):
         assert name in md
     assert "ONNX Runtime, precision extended / single: " in md   # the 1.5x budget, visible

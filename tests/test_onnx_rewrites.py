@@ -1,6 +1,7 @@
 """The exported-graph rewrites (:mod:`nnaudio_export.onnx_rewrites`): the folded matrix is the
-gather's algebra in float64, only the exact pattern is rewritten, and a shipped bundle that
-was rewritten still meets the float64 reference (librosa) and the eager module."""
+gather's algebra in float64, only the exact patterns are rewritten (and a bin gather only
+where folding pays), and a shipped bundle that was rewritten still meets the float64
+reference (librosa) and the eager module."""
 import json
 
 import librosa
@@ -10,7 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nnaudio_export.onnx_rewrites import fold_bin_gather, scatter_columns
+from nnaudio_export.onnx_rewrites import (fold_bin_gather, fold_constant_slices, fold_slice_of_gather,
+                                          gather_fold_pays, scatter_columns)
 from nnaudio_export.signals import clip
 
 
@@ -64,14 +66,88 @@ def test_other_patterns_are_left_alone(kwargs):
     assert model.SerializeToString() == before
 
 
+def test_a_gather_is_not_folded_where_the_dense_product_costs_more():
+    """A gather of 2 of 40 rows under a 3-row matrix: folding would multiply 38 zero columns
+    per output row (114 multiply-adds a column) to save a 2-value copy (32)."""
+    assert not gather_fold_pays(3, 2, 40) and gather_fold_pays(3, 4, 6)
+    model = _graph([5, 0])
+    graph = model.graph
+    graph.input[0].type.tensor_type.shape.dim[1].dim_value = 40
+    before = model.SerializeToString()
+    assert fold_bin_gather(model) == 0
+    assert model.SerializeToString() == before
+
+
+def _sliced_gather_graph(slice_constant_weight: bool = True):
+    """``Gather(Y (B, 40, 4), idx)`` read by two ``Slice``s along its axis, each times a slice
+    of ``W``: the shape a banded filterbank exports to (too few of ``Y``'s rows per band for
+    folding the gathers into the products to pay)."""
+    index = np.array([8, 1, 2, 7, 3, 3, 0], np.int64)
+    w = (np.arange(5 * 7, dtype=np.float32).reshape(5, 7) - 11.0) / 13.0
+    inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(index, "idx")]
+    for name, value in {"s0": [0], "e0": [3], "s1": [3], "e1": [7], "ax1": [1], "ax0": [0],
+                        "c0": [0], "c3": [3], "c7": [7], "r0": [0], "r2": [2], "r5": [5]}.items():
+        inits.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", 40, 4])
+    nodes = [helper.make_node("Gather", ["Y", "idx"], ["G"], axis=1),
+             helper.make_node("Slice", ["G", "s0", "e0", "ax1"], ["G0"]),
+             helper.make_node("Slice", ["G", "s1", "e1", "ax1"], ["G1"]),
+             helper.make_node("Slice", ["W", "r0", "r2", "ax0"], ["Wr0"]),
+             helper.make_node("Slice", ["Wr0", "c0", "c3", "ax1"], ["W0"]),
+             helper.make_node("Slice", ["W", "r2", "r5", "ax0"], ["Wr1"]),
+             helper.make_node("Slice", ["Wr1", "c3", "c7", "ax1"], ["W1"]),
+             helper.make_node("MatMul", ["W0", "G0"], ["M0"]),
+             helper.make_node("MatMul", ["W1", "G1"], ["M1"]),
+             helper.make_node("Concat", ["M0", "M1"], ["out"], axis=1)]
+    if not slice_constant_weight:
+        nodes[3] = helper.make_node("Slice", ["Wd", "r0", "r2", "ax0"], ["Wr0"])
+    inputs = [y] + ([] if slice_constant_weight else
+                    [helper.make_tensor_value_info("Wd", TensorProto.FLOAT, [5, 7])])
+    graph = helper.make_graph(nodes, "g", inputs,
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 5, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_band_slices_become_gathers_of_the_grid_and_constants():
+    """The two slices of the gathered rows become two gathers of ``Y`` by the sliced index
+    and the weight's slices become constants; the first gather goes. Same values (copies and
+    the same products), bit for bit."""
+    model = _sliced_gather_graph()
+    y = np.random.default_rng(2).standard_normal((3, 40, 4)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"Y": y})[0]
+    assert fold_constant_slices(model) == 4
+    assert fold_slice_of_gather(model) == 2
+    assert fold_bin_gather(model) == 0
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Gather") == 2 and "Slice" not in ops
+    picked = sorted(numpy_helper.to_array(i).tolist() for i in model.graph.initializer
+                    if i.data_type == TensorProto.INT64)
+    assert picked == [[7, 3, 3, 0], [8, 1, 2]]
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"Y": y})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_slices_of_non_constants_are_left_alone():
+    model = _sliced_gather_graph(slice_constant_weight=False)
+    assert fold_constant_slices(model) == 2      # W's other band (two chained slices) folds
+    assert [n.op_type for n in model.graph.node].count("Slice") == 4   # G0, G1 and Wd's two
+
+
 def test_mel_bundle_is_rewritten_and_meets_librosa_in_float64(mel_bundle):
-    """mel_128 ships without its bin Gather (the mel matrix reads the stage-2 grid); the
-    rewritten file in ORT against librosa's float64 mel spectrogram of the same audio, within
-    the preset's documented tolerance (README, presets table: 1e-4 x peak), every bin."""
+    """mel_128 ships without its bin Gather: each band of the banded mel bank reads its bins
+    straight from the stage-2 grid (one Gather of the grid per band, no gather of all bins,
+    no Slice of a constant); the rewritten file in ORT against librosa's float64 mel
+    spectrogram of the same audio, within the preset's documented tolerance (README, presets
+    table: 1e-4 x peak), every bin."""
+    import nnaudio_export as nx
+    bands = next(s.bands for s in nx.Frontend.from_spec(nx.presets.get_spec("mel_128")).stages
+                 if hasattr(s, "bands"))
     model = onnx.load(str(mel_bundle / "model.onnx"))
-    assert "Gather" not in {n.op_type for n in model.graph.node}
+    assert [n.op_type for n in model.graph.node].count("Gather") == len(bands) >= 3
     info = json.loads((mel_bundle / "manifest.json").read_text())["files"]["model.onnx"]
-    assert info["rewrites"] == {"fold_bin_gather": 1}
+    assert info["rewrites"] == {"fold_constant_slices": 2 * len(bands),
+                                "fold_slice_of_gather": len(bands), "fold_bin_gather": 0}
     manifest = json.loads((mel_bundle / "manifest.json").read_text())
     sr, n = int(manifest["sample_rate"]), int(manifest["num_samples"])
     x = np.stack([clip(name, sr, n / sr)[:n] for name in ("speech", "tones")]).astype(np.float32)

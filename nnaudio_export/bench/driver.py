@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..api import export
+from ..layers.common import filterbank_stages
 from ..manifest import model_format, read_manifest, tensor_names
 from ..parity import disable_tf32
 from ..presets import get_spec, load as load_preset, names as preset_names
@@ -205,6 +206,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "",
                               threads=cfg.threads)
         res["fourier_stages"] = fourier_stages(fe)
+        res["filterbank_stages"] = filterbank_stages(fe)
         fe1 = fe
         if other:
             # A production preset declares its precision; time the other one too (TorchScript

@@ -20,6 +20,19 @@ FLOP_METHOD = ("ours and nnAudio: conv/matmul FLOPs counted by torch.utils.flop_
                "frame for the mel matmul (a real FFT needs about half of 5 N log2 N)")
 
 
+def describe_filterbanks(stages: List[Dict[str, Any]]) -> str:
+    """One line for the report, e.g. 'stages.2: 3 bands, 4,815 MACs/frame; dense 16,080
+    (3.3x fewer)'."""
+    parts = []
+    for s in stages:
+        if s["dense"]:
+            parts.append(f"{s['layer']}: dense, {s['dense_macs_per_frame']:,} MACs/frame")
+        else:
+            parts.append(f"{s['layer']}: {len(s['bands'])} bands, {s['macs_per_frame']:,} MACs/frame; dense "
+                         f"{s['dense_macs_per_frame']:,} ({s['dense_macs_per_frame'] / s['macs_per_frame']:.1f}x fewer)")
+    return "; ".join(parts) if parts else "-"
+
+
 def describe(stages: List[Dict[str, Any]]) -> str:
     """One line for the report, e.g. 'stages.0.layer: factorised 20 x 20 (n_fft 400, hop 160),
     27,280 MACs/frame; direct conv 160,800 (5.9x fewer)'."""
@@ -69,6 +82,7 @@ def markdown(report: Dict[str, Any]) -> str:
                   f"Fourier stages: {describe(p.get('fourier_stages', []))}"
                   + "".join(f"; at precision {other}: {describe(p[f'fourier_stages_{other}'])}"
                             for other in ("single", "extended") if p.get(f"fourier_stages_{other}")), "",
+                  f"Filterbanks: {describe_filterbanks(p.get('filterbank_stages', []))}", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in p["rows"]:
             note = r["error"] if r["status"] != "ok" else (r["note"] or "")

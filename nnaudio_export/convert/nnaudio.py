@@ -99,7 +99,7 @@ def _mel_kwargs(layer, sr) -> Dict:
 
 def _copy_mel(ours: MelSpectrogram, layer) -> None:
     _copy_dft(ours.stft, _stacked(layer.stft.wcos, layer.stft.wsin))
-    _copy(ours.mel_basis, layer.mel_basis, "n_mels")
+    ours.load_mel_basis(layer.mel_basis)      # its values, and bands that follow its zeros
 
 
 def _mel(layer, num_samples, sr, **_):

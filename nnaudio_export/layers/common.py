@@ -1,13 +1,14 @@
 """Plumbing shared by every layer and stage: kernels as parameters or buffers, input
 lengths fixed at construction, output shapes known before anything runs."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..checks import require, require_memory, require_positive_int
+from ..kernels.banded import banded_macs, row_bands
 
 # Peak memory while a kernel bank is built, in float64 copies of the bank (tracemalloc, STFT
 # n_fft 2048 / 4096: 3.0 at precision 'single', 8.0 at 'extended' with its split kernels).
@@ -40,6 +41,32 @@ def register_kernel(module: nn.Module, name: str, array: np.ndarray, trainable: 
         setattr(module, name, nn.Parameter(t, requires_grad=True))
     else:
         module.register_buffer(name, t)
+
+
+def weight_bands(weight: torch.Tensor) -> List[List[int]]:
+    """The row bands :func:`~nnaudio_export.functional.banded_matmul` applies a frozen
+    filterbank ``weight`` in (:func:`~nnaudio_export.kernels.banded.row_bands`); ``[]``
+    (dense) for a trainable one: training may fill its zeros. Call again whenever the
+    weight's values change (a module does it in ``_load_from_state_dict``)."""
+    if isinstance(weight, nn.Parameter):
+        return []
+    return [list(b) for b in row_bands(weight.detach().cpu().double().numpy())]
+
+
+def filterbank_stages(fe: nn.Module) -> List[Dict[str, Any]]:
+    """One entry per module of ``fe`` that applies a filterbank matrix in bands (it has
+    ``bands``): the bands and the multiply-adds per frame, with the dense product's beside
+    them (bundle manifests and the benchmark list these, as ``fourier_stages`` for DFTs)."""
+    out = []
+    for name, module in fe.named_modules():
+        bands = getattr(module, "bands", None)
+        weight = getattr(module, "weight", getattr(module, "mel_basis", None))
+        if not isinstance(bands, list) or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            continue
+        rows, cols = int(weight.shape[0]), int(weight.shape[1])
+        out.append({"layer": name, "bands": [list(b) for b in bands], "dense": not bands,
+                    "macs_per_frame": banded_macs(bands, rows, cols), "dense_macs_per_frame": rows * cols})
+    return out
 
 
 class FrontendLayer(nn.Module):

@@ -1,6 +1,6 @@
 """Mel spectrogram and MFCC layers with nnAudio 0.3.x's arguments."""
 
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -10,7 +10,7 @@ from ..kernels.dct import dct_matrix
 from ..kernels.mel import mel_filterbank
 from ..kernels.windows import WindowSpec
 from ..checks import Param, check_args, pick, require
-from .common import FrontendLayer, register_kernel, require_kernel_memory
+from .common import FrontendLayer, register_kernel, require_kernel_memory, weight_bands
 from .stft import STFT, STFT_ARGS
 
 # The filterbank's arguments (the ``mel`` stage declares these too), the dB scaling's
@@ -70,7 +70,12 @@ class MelSpectrogram(FrontendLayer):
       empty filters).
 
     ``precision`` and ``dtype`` (not in nnAudio) are the STFT's: see :class:`STFT`.
+    A frozen ``mel_basis`` is applied band by band (:func:`~nnaudio_export.functional.
+    banded_matmul`: the same non-zero products, 3.4x fewer multiply-adds for Whisper's
+    bank), a trainable one densely.
     """
+
+    bands: List[List[int]]
 
     def __init__(self, sr: float = 22050, n_fft: int = 2048, win_length: Optional[int] = None,
                  n_mels: int = 128, hop_length: int = 512, window: WindowSpec = "hann",
@@ -92,6 +97,7 @@ class MelSpectrogram(FrontendLayer):
                          num_samples=num_samples, precision=precision, dtype=dtype)
         basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
         register_kernel(self, "mel_basis", basis, trainable_mel, dtype)
+        self.bands = weight_bands(self.mel_basis)
         self.n_mels = n_mels
         self.n_fft = self.stft.n_fft
         self.hop_length = self.stft.hop_length
@@ -102,12 +108,25 @@ class MelSpectrogram(FrontendLayer):
         self.trainable_STFT = bool(trainable_STFT)
         self._set_lengths(num_samples, self.stft._min_samples, "STFT padding")
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.bands = weight_bands(self.mel_basis)
+
+    def load_mel_basis(self, basis: Tensor) -> None:
+        """Replace ``mel_basis`` by another of its shape (nnAudio's, trained or rounded to
+        float32 as nnAudio builds it) and apply exactly that: the bands follow its zeros."""
+        require(tuple(basis.shape) == tuple(self.mel_basis.shape), "n_mels",
+                f"expected a mel basis of shape {list(self.mel_basis.shape)}, got {list(basis.shape)}")
+        with torch.no_grad():
+            self.mel_basis.copy_(basis.detach().to(self.mel_basis.dtype))
+        self.bands = weight_bands(self.mel_basis)
+
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
         return (self.n_mels, self.stft.output_shape_for(num_samples)[1])
 
     def forward(self, x: Tensor) -> Tensor:
         spec = self.stft.power_spectrum(x, self.power)
-        return torch.matmul(self.mel_basis, spec)
+        return FN.banded_matmul(self.mel_basis, spec, self.bands)
 
     def extra_repr(self) -> str:
         return f"n_mels={self.n_mels}, power={self.power}, trainable_mel={self.trainable_mel}"

@@ -2,18 +2,20 @@
 applied along the feature axis: mel filterbanks (librosa, Kaldi, SpeechBrain) and the DCT
 of MFCCs."""
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .. import functional as FN
 
 from ..checks import Param, pick
 from ..kernels.dct import dct_matrix
 from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
-from ..layers.common import require_kernel_memory
+from ..layers.common import require_kernel_memory, weight_bands
 from ..layers.mel import MEL_ARGS, MEL_BANK_ARGS, MFCC_ARGS
 from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
@@ -48,20 +50,32 @@ class PowerStage(Stage):
 
 
 class MatrixStage(Stage):
-    """``W @ x`` along the feature axis: (B, F, T) -> (B, K, T)."""
+    """``W @ x`` along the feature axis: (B, F, T) -> (B, K, T).
+
+    A frozen ``W`` with zero blocks (a triangular filterbank) is applied band by band
+    (:func:`~nnaudio_export.functional.banded_matmul`, bands from :func:`~nnaudio_export.
+    kernels.banded.row_bands`: whisper_80's mel bank 4,815 multiply-adds a frame in 3 bands
+    instead of 16,080); the bands are recomputed whenever ``weight`` is loaded from a state
+    dict. A trainable ``W`` stays dense (training may fill its zeros)."""
 
     role = "spectral"
+    bands: List[List[int]]
 
     def __init__(self, matrix: np.ndarray, trainable: bool = False,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
         register_kernel(self, "weight", matrix, trainable, dtype)
+        self.bands = weight_bands(self.weight)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.bands = weight_bands(self.weight)
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (int(self.weight.shape[0]),) + tuple(in_shape[1:])
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.matmul(self.weight, x)
+        return FN.banded_matmul(self.weight, x, self.bands)
 
 
 class FilterbankStage(MatrixStage):
