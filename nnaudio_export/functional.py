@@ -59,19 +59,40 @@ def pad_sides(x: Tensor, left: int, right: int, mode: str) -> Tensor:
     return F.pad(x, [left, right], mode="constant", value=0.0)
 
 
-def pad_for_frames(x: Tensor, pad: int, mode: str, kernel: int, hop: int) -> Tensor:
+def pad_for_frames(x: Tensor, pad: int, mode: str, kernel: int, hop: int,
+                   drop_start: int = 0, drop_end: int = 0) -> Tensor:
     """:func:`pad_both` for frames of ``kernel`` samples every ``hop``, except that the right
     side stops where the last frame ends: the samples after it are in no frame, so a frame
     conv that must not read them (the factorised DFT's polyphase reshape) has none to slice
     off (a copy of the signal: 2.2 of ~30 ms of stft_2048 in ONNX Runtime). Frames and
-    values are :func:`pad_both`'s."""
+    values are :func:`pad_both`'s.
+
+    ``drop_start`` / ``drop_end``: the first / last frames are not wanted (a ``trim_frames``
+    stage folded into the transform, :func:`~nnaudio_export.stages.layout.fold_frame_trims`):
+    the padding shrinks by ``hop`` per dropped frame, so the frames left are exactly the
+    others, with no slice of the output. Where the frames kept would need a cut into the
+    signal itself, it pads in full (the fold is refused at build time in that case)."""
     total = x.size(-1) + 2 * pad
     if pad == 0 or total < kernel:
         return pad_both(x, pad, mode)
-    right = pad - (total - kernel) % hop
-    if right < 0:   # the unused tail reaches into the signal itself: pad in full
+    frames = (total - kernel) // hop + 1
+    left = pad - drop_start * hop
+    right = (frames - drop_end - 1) * hop + kernel - pad - x.size(-1)
+    if left < 0 or right < 0:   # the kept frames reach into the signal itself: pad in full
         return pad_both(x, pad, mode)
-    return pad_sides(x, pad, right, mode)
+    return pad_sides(x, left, right, mode)
+
+
+def can_drop_frames_by_padding(num_samples: int, pad: int, kernel: int, hop: int,
+                         drop_start: int, drop_end: int) -> bool:
+    """Whether :func:`pad_for_frames` can drop ``drop_start`` / ``drop_end`` frames by
+    padding less (no cut into a signal of ``num_samples``)."""
+    total = num_samples + 2 * pad
+    if pad == 0 or total < kernel:
+        return False
+    frames = (total - kernel) // hop + 1
+    return (pad - drop_start * hop >= 0 and frames - drop_start - drop_end >= 1
+            and (frames - drop_end - 1) * hop + kernel - pad - num_samples >= 0)
 
 
 def frame_count(num_samples: int, kernel: int, hop: int, center: bool) -> int:

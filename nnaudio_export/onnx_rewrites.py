@@ -114,10 +114,7 @@ def fold_constant_slices(model) -> int:
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(data[tuple(index)]),
                                                          node.output[0]))
         folded.append(node)
-    for node in folded:
-        graph.node.remove(node)
-    _drop_unused_initializers(graph)
-    return len(folded)
+    return _remove(graph, folded)
 
 
 def fold_slice_of_gather(model) -> int:
@@ -194,10 +191,16 @@ def fold_bin_gather(model) -> int:
         graph.initializer.append(numpy_helper.from_array(scatter_columns(weight, index, rows), name))
         matmul.input[0], matmul.input[1] = name, node.input[0]
         folded.append(node)
-    for node in folded:
+    return _remove(graph, folded)
+
+
+def _remove(graph, nodes) -> int:
+    """Remove ``nodes`` (replaced by a rewrite) and the initializers nothing reads any more;
+    how many nodes."""
+    for node in nodes:
         graph.node.remove(node)
     _drop_unused_initializers(graph)
-    return len(folded)
+    return len(nodes)
 
 
 def _drop_unused_initializers(graph) -> None:

@@ -24,6 +24,7 @@ from .checks import is_int, is_number, require_choice, require_memory
 from .layers import PRECISIONS
 from .manifest import AUDIO_NAME, FEATURES_NAME
 from .stages import STAGES, Context, InputStageBase, Stage, TensorInfo
+from .stages.layout import fold_frame_trims
 
 FORMAT = "nnaudio_export.frontend"
 FORMAT_VERSION = 1
@@ -183,6 +184,7 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
         ctx = ctx.but(shape=tuple(shape))
     if ctx.input.kind == "audio" and ctx.domain == "audio":
         raise ValueError("stages: a frontend needs a transform stage (stft, cqt or kaldi_stft)")
+    fold_frame_trims(modules, in_shapes)
     if ctx.input.kind == "spectrum" and ctx.domain != "audio":
         raise ValueError("stages: a synthesis spec needs a synthesis stage (istft)")
     name = AUDIO_NAME if ctx.domain == "audio" else FEATURES_NAME

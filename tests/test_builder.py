@@ -301,6 +301,36 @@ def test_trim_frames():
     assert np.array_equal(b, a[..., 2: a.shape[-1] - 3])
 
 
+def test_trim_frames_folds_into_the_stft(tmp_path):
+    """A trim after per-frame stages only: the STFT pads less and never computes the dropped
+    frames (no Slice of the features left in the ONNX graph), the values are the trim of the
+    full output bit for bit (eager, TorchScript). Not folded where the centre pad (200
+    samples) is shorter than the frames dropped at the start, nor across a stage that needs
+    the whole clip (``db``'s ``top_db`` clamps at the item's max, which a dropped frame could
+    hold): both still trim correctly."""
+    import onnx
+    x = sig.batch(SR, SR, names=("speech", "tones"))
+    full = run(small_chain().build(), x)
+    folded = small_chain().trim_frames(start=1, end=1).build()
+    stft, trim = folded.stages[1], folded.stages[-1]
+    assert trim.folded and (stft.drop_start, stft.drop_end) == (1, 1)
+    assert folded.output_shape == (40, full.shape[-1] - 2)
+    assert np.array_equal(run(folded, x), full[..., 1:-1])
+    assert np.array_equal(run(torch.jit.script(folded), x), full[..., 1:-1])
+    ops = []
+    for name, fe in (("trimmed", folded), ("untrimmed", small_chain().build())):
+        nx.export(fe, tmp_path / name, formats=("onnx",), verify=False)
+        ops.append(sorted(n.op_type for n in onnx.load(str(tmp_path / name / "model.onnx")).graph.node))
+    assert ops[0] == ops[1]          # the trimmed graph is the untrimmed one: no Slice of features
+    too_far = small_chain().trim_frames(start=2, end=0).build()
+    assert not too_far.stages[-1].folded and too_far.stages[1].drop_start == 0
+    assert np.array_equal(run(too_far, x), full[..., 2:])
+    clip_wide = small_chain().db(top_db=20.0).trim_frames(end=1).build()
+    assert not clip_wide.stages[-1].folded
+    with_db = run(small_chain().db(top_db=20.0).build(), x)
+    assert np.array_equal(run(clip_wide, x), with_db[..., :-1])
+
+
 def test_normalize_per_feature_and_global():
     b = (nx.FrontendBuilder(sample_rate=SR, num_samples=SR)
          .stft(n_fft=400, hop_length=160).power(2.0).mel(n_mels=40, fmax=8000.0).log(floor=1e-10))

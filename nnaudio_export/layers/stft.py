@@ -135,19 +135,22 @@ class STFT(FrontendLayer):
             return (self.freq_bins, t, 2)
         return (self.freq_bins, t)
 
-    def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """(real, imag), each (B, F, T), of any accepted input."""
+    def spectrum(self, x: Tensor, drop_start: int = 0, drop_end: int = 0) -> Tuple[Tensor, Tensor]:
+        """(real, imag), each (B, F, T), of any accepted input; ``drop_start`` / ``drop_end``
+        frames left out by padding less (:func:`~nnaudio_export.functional.pad_for_frames`)."""
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
-        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length)
+        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length,
+                              drop_start, drop_end)
         return FN.stacked_spectrum(self.conv(x, self.kernel, self.hop_length), self.freq_bins)
 
-    def power_spectrum(self, x: Tensor, power: float) -> Tensor:
+    def power_spectrum(self, x: Tensor, power: float, drop_start: int = 0, drop_end: int = 0) -> Tensor:
         """``|X| ** power`` (B, F, T) (+1e-8 inside when trainable), computed without
-        splitting real and imaginary parts."""
+        splitting real and imaginary parts; frames dropped as in :meth:`spectrum`."""
         x = FN.as_batch(x)
         FN.check_num_samples(x, self._num_samples, self._min_samples)
-        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length)
+        x = FN.pad_for_frames(x, self.pad_amount, self.pad_mode, self.n_fft, self.hop_length,
+                              drop_start, drop_end)
         p = self.conv.squared(x, self.kernel, self.hop_length)
         return FN.power_from_squared(p, power, self.eps)
 

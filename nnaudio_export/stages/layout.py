@@ -1,5 +1,5 @@
 """Layout stages: cut, pad or fix the frame axis, and put time first."""
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,6 +22,7 @@ class TrimFramesStage(Stage):
         super().__init__()
         self.start = int(start)
         self.end = int(end)
+        self.folded = False     # the transform leaves the frames out (fold_frame_trims)
 
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
@@ -32,10 +33,38 @@ class TrimFramesStage(Stage):
         return cls(start, end), ctx
 
     def out_shape(self, in_shape: Shape) -> Shape:
+        if self.folded:
+            return tuple(in_shape)
         return tuple(in_shape[:-1]) + (in_shape[-1] - self.start - self.end,)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.folded:
+            return x
         return x[..., self.start: x.size(-1) - self.end]
+
+
+def fold_frame_trims(modules: Sequence[Stage], in_shapes: Sequence[Shape]) -> int:
+    """Fold each ``trim_frames`` into the transform before it when only per-frame stages
+    (``streaming == 'frames'``, each frame on its own: power, mel, log, ...) stand between:
+    the transform then pads less and never computes the dropped frames
+    (``drop_frames``, :func:`~nnaudio_export.functional.pad_for_frames`), and the trim
+    stage passes its input through. The output is the same frames, computed the same way;
+    the graph loses a copy of the features (whisper_80 in ONNX Runtime: a ``Slice`` of
+    8 x 80 x 3001 values, ~1.5 ms of ~34 at 2 threads). The streaming graph, which frames the
+    samples itself, still reads ``start`` / ``end``. ``in_shapes``: each module's input
+    shape (no batch axis). Returns how many were folded."""
+    folded = 0
+    for i, trim in enumerate(modules):
+        if not isinstance(trim, TrimFramesStage):
+            continue
+        j = i - 1
+        while j >= 0 and modules[j].streaming == "frames" and modules[j].streaming_refusal() is None:
+            j -= 1
+        drop = getattr(modules[j], "drop_frames", None) if j >= 0 else None
+        if drop is not None and drop(trim.start, trim.end, int(in_shapes[j][-1])):
+            trim.folded = True
+            folded += 1
+    return folded
 
 
 @register

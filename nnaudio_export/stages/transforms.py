@@ -72,10 +72,32 @@ class STFTStage(FusablePowerTransform):
         plain = layer.freq_scale == "no" and layer.freq_bins == layer.n_fft // 2 + 1
         return cls(layer), ctx.but(domain="complex", power=0.0, n_fft=layer.n_fft if plain else 0)
 
+    def __init__(self, layer: nn.Module):
+        super().__init__(layer)
+        self.drop_start = 0      # frames left out by padding less (a folded trim_frames)
+        self.drop_end = 0
+
+    def drop_frames(self, start: int, end: int, num_samples: int) -> bool:
+        """Leave out the first ``start`` and last ``end`` frames by padding less (a
+        ``trim_frames`` stage folded in: :func:`~nnaudio_export.stages.layout.
+        fold_frame_trims`); False, and nothing changed, when the centre padding is too
+        short for it."""
+        layer = self.layer
+        if not FN.can_drop_frames_by_padding(num_samples, layer.pad_amount, layer.n_fft, layer.hop_length,
+                                             self.drop_start + start, self.drop_end + end):
+            return False
+        self.drop_start += int(start)
+        self.drop_end += int(end)
+        return True
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        shape = super().out_shape(in_shape)
+        return (shape[0], shape[1] - self.drop_start - self.drop_end) + tuple(shape[2:])
+
     def forward(self, x: Tensor) -> Tensor:
         if self.power > 0.0:
-            return self.layer.power_spectrum(x, self.power)
-        real, imag = self.layer.spectrum(x)
+            return self.layer.power_spectrum(x, self.power, self.drop_start, self.drop_end)
+        real, imag = self.layer.spectrum(x, self.drop_start, self.drop_end)
         return torch.stack([real, imag], dim=-1)
 
 
