@@ -12,6 +12,7 @@ import time
 from typing import List, Optional
 
 from ._version import __version__
+from .install import request_stop
 from .bench.options import add_cli as add_bench
 from .manifest import FORMATS
 from .triton import add_cli as add_triton
@@ -252,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _interrupt(signum, frame) -> None:
-    # SIGTERM unwinds like Ctrl-C, so temporary directories are removed on the way out.
+    # SIGTERM unwinds like Ctrl-C, so temporary directories are removed on the way out; and
+    # nothing is put in place afterwards even if a library swallows the KeyboardInterrupt.
+    request_stop()
     raise KeyboardInterrupt
 
 

@@ -183,11 +183,26 @@ def check_replaceable(final: Path, overwrite: bool, foreign: Foreign) -> None:
                               "replaces only its own output: remove that or choose another path")
 
 
+_STOP_REQUESTED = False
+
+
+def request_stop() -> None:
+    """Note that the process was asked to stop (the CLI's SIGTERM handler calls it before it
+    raises ``KeyboardInterrupt``): :func:`install_dir` then refuses to put anything in place,
+    even when a library on the stack swallowed the interrupt (seen once in the suite: a
+    SIGTERM during an AOTInductor compile, and the build carried on and installed)."""
+    global _STOP_REQUESTED
+    _STOP_REQUESTED = True
+
+
 def install_dir(tmp: Path, final: Path, overwrite: bool, foreign: Foreign) -> None:
     """Rename the finished directory ``tmp`` (from :func:`staging_dir`) onto ``final`` (made
     0755: a bundle is meant to be shared). An existing ``final`` is checked with
     :func:`check_replaceable`, moved aside into a marked container, replaced, and put back if
-    the replacement fails; the container is then removed."""
+    the replacement fails; the container is then removed. After :func:`request_stop` it
+    raises ``KeyboardInterrupt`` instead (the staging directory is then removed)."""
+    if _STOP_REQUESTED:
+        raise KeyboardInterrupt("stop requested")
     os.chmod(tmp, 0o755)
     check_replaceable(final, overwrite, foreign)
     if not os.path.lexists(final):

@@ -189,6 +189,16 @@ def test_cli_sigterm_cleans_up_on_the_way_out(tmp_path):
     assert entries(tmp_path) == ["tiny.json"]
 
 
+def test_a_swallowed_interrupt_still_installs_nothing(tmp_path, monkeypatch):
+    """After the CLI's SIGTERM handler ran (``install.request_stop``), an export whose
+    interrupt a library swallowed still puts nothing in place and leaves no leftovers."""
+    monkeypatch.setattr(install, "_STOP_REQUESTED", False)
+    install.request_stop()
+    with pytest.raises(KeyboardInterrupt):
+        export(tmp_path / "b")
+    assert entries(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- Triton
 
 def test_triton_force_keeps_other_versions_and_user_files(tmp_path):
