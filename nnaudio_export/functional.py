@@ -6,7 +6,7 @@ graphs export to ONNX (both exporters), TorchScript and AOTInductor unchanged.
 """
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -72,27 +72,27 @@ def pad_for_frames(x: Tensor, pad: int, mode: str, kernel: int, hop: int,
     the padding shrinks by ``hop`` per dropped frame, so the frames left are exactly the
     others, with no slice of the output. Where the frames kept would need a cut into the
     signal itself, it pads in full (the fold is refused at build time in that case)."""
-    total = x.size(-1) + 2 * pad
-    if pad == 0 or total < kernel:
+    sides = frame_padding(x.size(-1), pad, kernel, hop, drop_start, drop_end)
+    if sides is None:
         return pad_both(x, pad, mode)
-    frames = (total - kernel) // hop + 1
-    left = pad - drop_start * hop
-    right = (frames - drop_end - 1) * hop + kernel - pad - x.size(-1)
-    if left < 0 or right < 0:   # the kept frames reach into the signal itself: pad in full
-        return pad_both(x, pad, mode)
-    return pad_sides(x, left, right, mode)
+    return pad_sides(x, sides[0], sides[1], mode)
 
 
-def can_drop_frames_by_padding(num_samples: int, pad: int, kernel: int, hop: int,
-                         drop_start: int, drop_end: int) -> bool:
-    """Whether :func:`pad_for_frames` can drop ``drop_start`` / ``drop_end`` frames by
-    padding less (no cut into a signal of ``num_samples``)."""
+def frame_padding(num_samples: int, pad: int, kernel: int, hop: int,
+                  drop_start: int = 0, drop_end: int = 0) -> Optional[Tuple[int, int]]:
+    """``(left, right)`` padding of :func:`pad_for_frames`: frames as after ``pad`` samples
+    on both sides, less the ``drop_start`` first and ``drop_end`` last, and nothing past the
+    last frame kept; None when there is no centre padding, no frame, or the frames kept
+    would need a cut into the signal (fewer than one left, or ``right < 0``)."""
     total = num_samples + 2 * pad
     if pad == 0 or total < kernel:
-        return False
+        return None
     frames = (total - kernel) // hop + 1
-    return (pad - drop_start * hop >= 0 and frames - drop_start - drop_end >= 1
-            and (frames - drop_end - 1) * hop + kernel - pad - num_samples >= 0)
+    left = pad - drop_start * hop
+    right = (frames - drop_end - 1) * hop + kernel - pad - num_samples
+    if left < 0 or right < 0 or frames - drop_start - drop_end < 1:
+        return None
+    return left, right
 
 
 def frame_count(num_samples: int, kernel: int, hop: int, center: bool) -> int:

@@ -83,8 +83,8 @@ class STFTStage(FusablePowerTransform):
         fold_frame_trims`); False, and nothing changed, when the centre padding is too
         short for it."""
         layer = self.layer
-        if not FN.can_drop_frames_by_padding(num_samples, layer.pad_amount, layer.n_fft, layer.hop_length,
-                                             self.drop_start + start, self.drop_end + end):
+        if FN.frame_padding(num_samples, layer.pad_amount, layer.n_fft, layer.hop_length,
+                            self.drop_start + start, self.drop_end + end) is None:
             return False
         self.drop_start += int(start)
         self.drop_end += int(end)
