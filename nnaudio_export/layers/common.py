@@ -46,26 +46,41 @@ def register_kernel(module: nn.Module, name: str, array: np.ndarray, trainable: 
 def weight_bands(weight: torch.Tensor) -> List[List[int]]:
     """The row bands :func:`~nnaudio_export.functional.banded_matmul` applies a frozen
     filterbank ``weight`` in (:func:`~nnaudio_export.kernels.banded.row_bands`); ``[]``
-    (dense) for a trainable one: training may fill its zeros. Call again whenever the
-    weight's values change (a module does it in ``_load_from_state_dict``)."""
+    (dense) for a trainable one: training may fill its zeros."""
     if isinstance(weight, nn.Parameter):
         return []
     return [list(b) for b in row_bands(weight.detach().cpu().double().numpy())]
 
 
+class BandedWeight:
+    """Mixin of a module that applies the 2-D matrix ``getattr(self, banded_weight)`` with
+    :func:`~nnaudio_export.functional.banded_matmul`: ``self.bands`` always follows the
+    matrix's zeros (set by :meth:`refresh_bands`, and again whenever the matrix is loaded
+    from a state dict)."""
+
+    banded_weight = "weight"
+
+    def refresh_bands(self) -> None:
+        self.bands = weight_bands(getattr(self, self.banded_weight))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.refresh_bands()
+
+
 def filterbank_stages(fe: nn.Module) -> List[Dict[str, Any]]:
-    """One entry per module of ``fe`` that applies a filterbank matrix in bands (it has
-    ``bands``): the bands and the multiply-adds per frame, with the dense product's beside
-    them (bundle manifests and the benchmark list these, as ``fourier_stages`` for DFTs)."""
+    """One entry per module of ``fe`` that applies a filterbank matrix in bands
+    (:class:`BandedWeight`): the bands and the multiply-adds per frame, with the dense
+    product's beside them (bundle manifests and the benchmark list these, as
+    ``fourier_stages`` for DFTs)."""
     out = []
     for name, module in fe.named_modules():
-        bands = getattr(module, "bands", None)
-        weight = getattr(module, "weight", getattr(module, "mel_basis", None))
-        if not isinstance(bands, list) or not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        if not isinstance(module, BandedWeight):
             continue
+        weight = getattr(module, module.banded_weight)
         rows, cols = int(weight.shape[0]), int(weight.shape[1])
-        out.append({"layer": name, "bands": [list(b) for b in bands], "dense": not bands,
-                    "macs_per_frame": banded_macs(bands, rows, cols), "dense_macs_per_frame": rows * cols})
+        out.append({"layer": name, "bands": [list(b) for b in module.bands], "dense": not module.bands,
+                    "macs_per_frame": banded_macs(module.bands, rows, cols), "dense_macs_per_frame": rows * cols})
     return out
 
 

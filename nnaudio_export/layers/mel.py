@@ -10,7 +10,7 @@ from ..kernels.dct import dct_matrix
 from ..kernels.mel import mel_filterbank
 from ..kernels.windows import WindowSpec
 from ..checks import Param, check_args, pick, require
-from .common import FrontendLayer, register_kernel, require_kernel_memory, weight_bands
+from .common import BandedWeight, FrontendLayer, register_kernel, require_kernel_memory
 from .stft import STFT, STFT_ARGS
 
 # The filterbank's arguments (the ``mel`` stage declares these too), the dB scaling's
@@ -54,7 +54,7 @@ def nnaudio_mel_norm(norm) -> Union[None, str, float]:
     return "slaney" if float(norm) == 1.0 else float(norm)
 
 
-class MelSpectrogram(FrontendLayer):
+class MelSpectrogram(BandedWeight, FrontendLayer):
     """Mel spectrogram: ``mel_basis @ |STFT| ** power``, as nnAudio 0.3.x.
 
     Arguments, defaults and meanings are nnAudio's ``nnAudio.features.MelSpectrogram``
@@ -71,11 +71,12 @@ class MelSpectrogram(FrontendLayer):
 
     ``precision`` and ``dtype`` (not in nnAudio) are the STFT's: see :class:`STFT`.
     A frozen ``mel_basis`` is applied band by band (:func:`~nnaudio_export.functional.
-    banded_matmul`: the same non-zero products, 3.4x fewer multiply-adds for Whisper's
+    banded_matmul`: the same non-zero products, 3.3x fewer multiply-adds for Whisper's
     bank), a trainable one densely.
     """
 
     bands: List[List[int]]
+    banded_weight = "mel_basis"
 
     def __init__(self, sr: float = 22050, n_fft: int = 2048, win_length: Optional[int] = None,
                  n_mels: int = 128, hop_length: int = 512, window: WindowSpec = "hann",
@@ -97,7 +98,7 @@ class MelSpectrogram(FrontendLayer):
                          num_samples=num_samples, precision=precision, dtype=dtype)
         basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
         register_kernel(self, "mel_basis", basis, trainable_mel, dtype)
-        self.bands = weight_bands(self.mel_basis)
+        self.refresh_bands()
         self.n_mels = n_mels
         self.n_fft = self.stft.n_fft
         self.hop_length = self.stft.hop_length
@@ -108,10 +109,6 @@ class MelSpectrogram(FrontendLayer):
         self.trainable_STFT = bool(trainable_STFT)
         self._set_lengths(num_samples, self.stft._min_samples, "STFT padding")
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self.bands = weight_bands(self.mel_basis)
-
     def load_mel_basis(self, basis: Tensor) -> None:
         """Replace ``mel_basis`` by another of its shape (nnAudio's, trained or rounded to
         float32 as nnAudio builds it) and apply exactly that: the bands follow its zeros."""
@@ -119,7 +116,7 @@ class MelSpectrogram(FrontendLayer):
                 f"expected a mel basis of shape {list(self.mel_basis.shape)}, got {list(basis.shape)}")
         with torch.no_grad():
             self.mel_basis.copy_(basis.detach().to(self.mel_basis.dtype))
-        self.bands = weight_bands(self.mel_basis)
+        self.refresh_bands()
 
     def output_shape_for(self, num_samples: int) -> Tuple[int, ...]:
         return (self.n_mels, self.stft.output_shape_for(num_samples)[1])

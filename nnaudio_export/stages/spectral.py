@@ -9,13 +9,12 @@ import torch
 from torch import Tensor
 
 from .. import functional as FN
-
 from ..checks import Param, pick
 from ..kernels.dct import dct_matrix
 from ..kernels.kaldi import kaldi_mel_banks, speechbrain_mel_filterbank
 from ..kernels.mel import mel_filterbank
 from ..layers import register_kernel
-from ..layers.common import require_kernel_memory, weight_bands
+from ..layers.common import BandedWeight, require_kernel_memory
 from ..layers.mel import MEL_ARGS, MEL_BANK_ARGS, MFCC_ARGS
 from ..layers.stft import STFT_ARGS
 from .base import Context, Shape, Stage, register
@@ -49,7 +48,7 @@ class PowerStage(Stage):
         return None, ctx.but(domain="power", power=float(p["exponent"]))
 
 
-class MatrixStage(Stage):
+class MatrixStage(BandedWeight, Stage):
     """``W @ x`` along the feature axis: (B, F, T) -> (B, K, T).
 
     A frozen ``W`` with zero blocks (a triangular filterbank) is applied band by band
@@ -65,11 +64,7 @@ class MatrixStage(Stage):
                  dtype: torch.dtype = torch.float32):
         super().__init__()
         register_kernel(self, "weight", matrix, trainable, dtype)
-        self.bands = weight_bands(self.weight)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self.bands = weight_bands(self.weight)
+        self.refresh_bands()
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (int(self.weight.shape[0]),) + tuple(in_shape[1:])
