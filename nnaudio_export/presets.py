@@ -40,19 +40,22 @@ def names() -> List[str]:
 
 
 def get_spec(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,
-             precision: Optional[str] = None, num_frames: Optional[int] = None) -> Dict[str, Any]:
+             precision: Optional[str] = None, num_frames: Optional[int] = None,
+             target: Optional[str] = None) -> Dict[str, Any]:
     """The preset's spec; ``num_samples`` or ``seconds`` override its duration (a synthesis
     preset's: ``num_frames``), ``precision`` ('single' | 'extended') its transforms'
-    precision."""
+    precision, ``target`` ('cpu' | 'cuda') the device its graph is laid out for."""
     files = _files()
     if not isinstance(name, str) or name not in files:
         raise ValueError(f"preset: unknown preset {name!r}; available: {', '.join(sorted(files))}")
     spec = json.loads(files[name].read_text(encoding="utf-8"))
-    return with_overrides(spec, num_samples, seconds, precision, num_frames)
+    return with_overrides(spec, num_samples, seconds, precision, num_frames, target)
 
 
 def load(name: str, num_samples: Optional[int] = None, seconds: Optional[float] = None,
-         precision: Optional[str] = None, num_frames: Optional[int] = None) -> Frontend:
+         precision: Optional[str] = None, num_frames: Optional[int] = None,
+         target: Optional[str] = None) -> Frontend:
     """Build a preset's frontend (``num_samples=None``: the preset's own length; a synthesis
-    preset's ``num_frames=None``: its own; ``precision=None``: the preset's own)."""
-    return Frontend.from_spec(get_spec(name, num_samples, seconds, precision, num_frames))
+    preset's ``num_frames=None``: its own; ``precision=None``: the preset's own; ``target``
+    None: 'cpu')."""
+    return Frontend.from_spec(get_spec(name, num_samples, seconds, precision, num_frames, target))

@@ -1,5 +1,6 @@
 """Frontend specs: a JSON-serialisable description (format version, sample rate, length,
-stage list) and its compilation into scriptable stage modules.
+stage list, the device the graph is laid out for) and its compilation into scriptable stage
+modules.
 
 Every stage type, its parameters, defaults and checks come from the registry in
 :mod:`nnaudio_export.stages`; this module only validates the top level, fills defaults and
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from .checks import is_int, is_number, require_choice, require_memory
-from .layers import PRECISIONS
+from .layers import PRECISIONS, TARGETS
 from .manifest import AUDIO_NAME, FEATURES_NAME
 from .stages import STAGES, Context, InputStageBase, Stage, TensorInfo
 from .stages.layout import fold_frame_trims
@@ -29,7 +30,7 @@ from .stages.layout import fold_frame_trims
 FORMAT = "nnaudio_export.frontend"
 FORMAT_VERSION = 1
 TOP_KEYS = ("format", "format_version", "name", "description", "reference", "sample_rate",
-            "num_samples", "length_policy", "stages", "notes")
+            "num_samples", "length_policy", "target", "stages", "notes")
 # How deployments should treat audio of another length: 'exact' (refuse it) or
 # 'pad_or_trim' (zero-pad / cut to num_samples first, as Whisper does).
 LENGTH_POLICIES = ("exact", "pad_or_trim")
@@ -111,6 +112,7 @@ def _check_top_level(spec: Dict[str, Any]) -> None:
         if not is_int(n) or n <= 0:
             raise ValueError(f"num_samples must be a positive integer, got {n!r}")
         require_choice(spec.get("length_policy", "exact"), "length_policy", LENGTH_POLICIES)
+    require_choice(spec.get("target", "cpu"), "target", TARGETS)
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ValueError("stages must be a non-empty list")
@@ -145,6 +147,7 @@ def normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     if input_kind(spec) == "audio":
         out.update({"num_samples": spec["num_samples"],
                     "length_policy": spec.get("length_policy", "exact")})
+    out["target"] = spec.get("target", "cpu")
     out["stages"] = filled
     json.dumps(out, allow_nan=False)  # must be strict JSON
     return out
@@ -158,7 +161,7 @@ def compile_spec(spec: Dict[str, Any], dtype: torch.dtype = torch.float32,
     (-1 when :func:`normalize_spec` put the input stage in)."""
     n = int(spec.get("num_samples", 0))      # audio input length; 0: a spectrum input
     ctx = Context(sample_rate=float(spec["sample_rate"]), num_samples=n, dtype=dtype,
-                  shape=(n,) if n else ())
+                  shape=(n,) if n else (), target=spec.get("target", "cpu"))
     modules: List[Stage] = []
     in_shapes: List[Tuple[int, ...]] = []      # each module's input shape
     for i, st in enumerate(spec["stages"]):
@@ -219,9 +222,9 @@ def with_precision(spec: Dict[str, Any], precision: str) -> Dict[str, Any]:
 
 def with_overrides(spec: Dict[str, Any], num_samples: Optional[int] = None,
                    seconds: Optional[float] = None, precision: Optional[str] = None,
-                   num_frames: Optional[int] = None) -> Dict[str, Any]:
-    """A copy of ``spec`` with its duration and its transforms' ``precision`` replaced
-    where given. The duration of an analysis spec is its input audio (``num_samples`` or
+                   num_frames: Optional[int] = None, target: Optional[str] = None) -> Dict[str, Any]:
+    """A copy of ``spec`` with its duration, its transforms' ``precision`` and its
+    ``target`` ('cpu' | 'cuda': the device the graph is laid out for) replaced where given. The duration of an analysis spec is its input audio (``num_samples`` or
     ``seconds``, not both); of a synthesis spec its input frames (``num_frames``)."""
     spec = copy.deepcopy(spec)
     if num_samples is not None and seconds is not None:
@@ -250,4 +253,7 @@ def with_overrides(spec: Dict[str, Any], num_samples: Optional[int] = None,
         spec["num_samples"] = int(num_samples)
     if precision is not None:
         spec = with_precision(spec, precision)
+    if target is not None:
+        require_choice(target, "target", TARGETS)
+        spec["target"] = target
     return spec

@@ -83,10 +83,10 @@ def _build_one(job: dict) -> dict:
             raw = nx.presets.get_spec(job["preset"])
             path = ensure_bundle(job["preset"], bench_length(raw, False), Path(job["root"]),
                                  precision=job.get("precision"), pt2_device=job.get("pt2_device", "cpu"),
-                                 formats=tuple(job["formats"]))
+                                 formats=tuple(job["formats"]), target=job["target"])
         else:
             path = nx.export(job["preset"], job["out"], formats=tuple(job["formats"]), verify=False,
-                             overwrite=True)
+                             overwrite=True, target=job["target"])
         return {**job, "path": str(path), "ok": True, "seconds": time.time() - t0}
     except Exception as exc:
         return {**job, "ok": False, "seconds": time.time() - t0,
@@ -102,14 +102,17 @@ def build_jobs(work: Path, presets, bench_presets) -> list:
     for p in presets:
         if p in bench_presets:
             jobs.append({"kind": "bench", "preset": p, "root": str(bench_root), "pt2_device": DEV,
-                         "formats": ["torchscript", "onnx", "pt2"]})
+                         "formats": ["torchscript", "onnx", "pt2"], "target": DEV})
             _, other = declared_precisions(p, normalize_spec(nx.presets.get_spec(p)))
             if other:
                 jobs.append({"kind": "bench", "preset": p, "root": str(bench_root), "precision": other,
-                             "formats": ["torchscript", "onnx"], "parity": False})
+                             "formats": ["torchscript", "onnx"], "parity": False, "target": DEV})
+            if DEV != "cpu":   # the CPU layout, timed beside the GPU one (bench), verified on CUDA too
+                jobs.append({"kind": "bench", "preset": p, "root": str(bench_root), "formats": ["onnx"],
+                             "target": "cpu"})
         else:
             jobs.append({"kind": "export", "preset": p, "out": str(work / "parity" / p),
-                         "formats": ["torchscript", "onnx"]})
+                         "formats": ["torchscript", "onnx"], "target": DEV})
     # the .pt2 compiles are the long ones: start them first
     return sorted(jobs, key=lambda j: "pt2" not in j["formats"])
 
@@ -276,11 +279,18 @@ def stage_ortprofile(work: Path, out_dir: Path, presets) -> bool:
         raw = nx.presets.get_spec(p)
         length = bench_length(raw, False)
         _, xn = bench_input(p, raw, length, BENCH_BATCH)
-        bundle = ensure_bundle(p, length, work / "bench" / "bundles", pt2_device=DEV)
+        bundle = ensure_bundle(p, length, work / "bench" / "bundles", pt2_device=DEV, target=DEV)
         in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
         xt = torch.from_numpy(xn).to(DEV).contiguous()
-        lines.append(f"## {p} (batch {BENCH_BATCH})")
-        base = {"device_id": 0, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}
+        lines.append(f"## {p} (batch {BENCH_BATCH}, {DEV} layout)")
+        base = {"device_id": 0, "use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}   # as runtime.load
+        try:
+            cpu_layout = ensure_bundle(p, length, work / "bench" / "bundles", formats=("onnx",))
+            s = ort.InferenceSession(str(cpu_layout / "model.onnx"),
+                                     providers=[("CUDAExecutionProvider", base), "CPUExecutionProvider"])
+            lines.append(f"- ORT CUDA, the cpu layout's model.onnx: {_ort_time(s, xt, in_name, out_name)[0]:.2f} ms")
+        except Exception as exc:
+            lines.append(f"- ORT CUDA, the cpu layout: error {type(exc).__name__}: {str(exc)[:150]}")
         for name, extra in ORT_CUDA_VARIANTS:
             try:
                 s = ort.InferenceSession(str(bundle / "model.onnx"),

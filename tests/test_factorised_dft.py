@@ -10,7 +10,7 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
-                                                   factorised_macs, stage2_radix)
+                                                   factorised_macs, stage1_frame_matrix, stage2_radix)
 from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
@@ -79,24 +79,53 @@ def rel_error_80db(got, want):
     return float((np.abs(got - want)[mask] / want[mask]).max())
 
 
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
 @pytest.mark.parametrize("n_fft,hop", [(400, 160), (2048, 512)])
-def test_float32_layer_vs_numpy_float64_fft(n_fft, hop):
+def test_float32_layer_vs_numpy_float64_fft(n_fft, hop, target):
     """Against numpy's float64 FFT on tones (where float32 rounding is at its worst): the
-    factorised stages are no further than the direct float32 conv, which is measured here."""
+    factorised stages, in either layout, are no further than the direct float32 conv, which
+    is measured here."""
     x = clip("tones", SR, 1.0)
     xp = np.pad(x.astype(np.float64), n_fft // 2, mode="reflect")
     spec = numpy_frames_rfft(xp, n_fft, hop, get_window("hann", n_fft), n_fft // 2 + 1)
     want = np.hypot(spec[: n_fft // 2 + 1], spec[n_fft // 2 + 1:])
-    fast = STFT(n_fft=n_fft, hop_length=hop, sr=SR, output_format="Magnitude")
+    fast = STFT(n_fft=n_fft, hop_length=hop, sr=SR, output_format="Magnitude", target=target)
     direct = STFT(n_fft=n_fft, hop_length=hop, sr=SR, output_format="Magnitude")
     direct.conv = FrameConv()
-    assert isinstance(fast.conv, FactorisedDFT)
+    assert isinstance(fast.conv, FactorisedDFT) and fast.conv.target == target
     with torch.no_grad():
         xt = torch.from_numpy(x)[None]
         e_fast = rel_error_80db(fast(xt)[0].double().numpy(), want)
         e_direct = rel_error_80db(direct(xt)[0].double().numpy(), want)
-    print(f"[max-err] n_fft={n_fft}: factorised {e_fast:.2e}, direct conv {e_direct:.2e} (relative, 80 dB)")
+    print(f"[max-err] n_fft={n_fft}, {target} layout: factorised {e_fast:.2e}, direct conv {e_direct:.2e} "
+          "(relative, 80 dB)")
     assert e_fast <= e_direct and e_fast <= 5e-4
+
+
+@pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
+                                            (1024, 256, 513), (400, 160, 37)])
+def test_cuda_layout_in_float64_is_numpy_rfft(n_fft, hop, bins):
+    """The 'cuda' layout (stage 1 one MatMul of stacked signal blocks, zero taps where
+    ``N2`` is not a multiple of ``hop / N1``; stage 2 dense) is the same transform: in float64
+    it is numpy's FFT to 1e-12, for lengths that do and do not fill the last block."""
+    window = get_window("hann", n_fft)
+    n1 = dft_split(n_fft, hop)[0]
+    layer = FactorisedDFT(window, hop, bins, n1, dtype=torch.float64, target="cuda")
+    assert layer.u == 0 and layer.blocks == -(-(n_fft // n1) // (hop // n1))
+    for length in (6000, 6000 + hop // 2 + 3):
+        x = np.random.default_rng(length).standard_normal(length)
+        with torch.no_grad():
+            got = layer(torch.from_numpy(x)[None, None], torch.zeros(0), hop)[0].numpy()
+        want = numpy_frames_rfft(x, n_fft, hop, window, bins)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+
+
+def test_stage1_frame_matrix_pads_the_taps_with_zeros():
+    stage1 = np.arange(2 * 3 * 5, dtype=np.float64).reshape(6, 1, 5)       # N1 = 2, 2A = 3, N2 = 5
+    m = stage1_frame_matrix(stage1, 2, 2)                                 # step 2: K = 3 blocks
+    assert m.shape == (2, 3, 6)
+    assert np.array_equal(m[:, :, :5], stage1.reshape(2, 3, 5)) and not m[:, :, 5:].any()
 
 
 def test_chosen_only_for_frozen_plain_dft():
@@ -169,9 +198,11 @@ def test_kaldi_parts_rebuild_the_folded_kernel():
         assert np.abs(rebuilt - np.pad(kernel, [(0, 0), (1, 0)])).max() <= 1e-12 * np.abs(kernel).max()
 
 
-@pytest.fixture(scope="module")
-def kaldi_single(tmp_path_factory):
-    fe = nx.presets.load("kaldi_fbank_80", seconds=1.0, precision="single").eval()
+@pytest.fixture(scope="module", params=["cpu", "cuda"])
+def kaldi_single(tmp_path_factory, request):
+    """kaldi_fbank_80 at 'single', laid out for each target (the 'cuda' graph runs on ORT's
+    CPU provider here: the same arithmetic, the same reference)."""
+    fe = nx.presets.load("kaldi_fbank_80", seconds=1.0, precision="single", target=request.param).eval()
     bundle = nx.export(fe, tmp_path_factory.mktemp("kaldi_single") / "b", formats=("onnx",), verify=False)
     return fe, nx.load(bundle, backend="onnxruntime"), onnx.load(str(bundle / "model.onnx"))
 

@@ -1,6 +1,6 @@
 """The exported-graph rewrites (:mod:`nnaudio_export.onnx_rewrites`): the folded matrix is the
 gather's algebra in float64, only the exact patterns are rewritten (and a bin gather only
-where folding pays), and a shipped bundle that was rewritten still meets the float64
+where folding pays; the 'cuda' layout's pair sums only for it), and a shipped bundle that was rewritten still meets the float64
 reference (librosa) and the eager module."""
 import json
 
@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nnaudio_export.onnx_rewrites import (fold_bin_gather, fold_constant_slices, fold_slice_of_gather,
-                                          gather_fold_pays, scatter_columns)
+                                          gather_fold_pays, pair_sums_as_matmul, rewrite, scatter_columns)
 from nnaudio_export.signals import clip
 
 
@@ -158,3 +158,48 @@ def test_mel_bundle_is_rewritten_and_meets_librosa_in_float64(mel_bundle):
                                               center=True, pad_mode="reflect", power=2.0)
         assert g.shape == want.shape
         assert np.abs(g - want).max() <= 1e-4 * want.max()
+
+
+def _pair_sum_graph(shape, axes, keepdims=0):
+    """``ReduceSum(X * X, axes, keepdims)`` on ``X`` of ``shape`` (batch symbolic)."""
+    inits = [numpy_helper.from_array(np.asarray(axes, np.int64), "axes")]
+    nodes = [helper.make_node("Mul", ["X", "X"], ["sq"]),
+             helper.make_node("ReduceSum", ["sq", "axes"], ["out"], keepdims=keepdims)]
+    dims = ["B", *shape[1:]]
+    out = [d for i, d in enumerate(dims) if i not in [a % len(dims) for a in axes]] if not keepdims else \
+        [1 if i in [a % len(dims) for a in axes] else d for i, d in enumerate(dims)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("axes", [[1], [-3]])
+def test_pair_sums_become_a_matmul_with_the_same_rounding(axes):
+    """The 'cuda' layout's power: ``C^2 + S^2`` as ``[1, 1] @ (B, 2, G T)`` rounds the sum
+    once, as ReduceSum does: bit for bit the same in ONNX Runtime (and against float64 within
+    one float32 rounding of the sum)."""
+    model = _pair_sum_graph((3, 2, 5, 7), axes)
+    x = np.random.default_rng(2).standard_normal((3, 2, 5, 7)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"X": x})[0]
+    assert pair_sums_as_matmul(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Mul", "Reshape", "MatMul", "Reshape"]
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"X": x})[0]
+    assert got.shape == (3, 5, 7) and np.array_equal(got, want)
+    sq = x.astype(np.float32) * x
+    exact = sq[:, 0].astype(np.float64) + sq[:, 1]
+    assert np.abs(got - exact).max() <= np.finfo(np.float32).eps * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("shape,axes,keepdims", [((3, 2, 5, 7), [1], 1), ((3, 3, 5, 7), [1], 0),
+                                                 ((3, 2, 5, 7), [2], 0)])
+def test_other_reductions_are_left_alone(shape, axes, keepdims):
+    model = _pair_sum_graph(shape, axes, keepdims)
+    before = model.SerializeToString()
+    assert pair_sums_as_matmul(model) == 0
+    assert model.SerializeToString() == before
+
+
+def test_pair_sums_are_rewritten_for_cuda_only():
+    assert "pair_sums_as_matmul" not in rewrite(_pair_sum_graph((3, 2, 5, 7), [1]))
+    assert rewrite(_pair_sum_graph((3, 2, 5, 7), [1]), "cuda")["pair_sums_as_matmul"] == 1

@@ -58,13 +58,16 @@ def bench_input(preset: str, raw: Dict[str, Any], length: Dict[str, int], batch:
 # ---------------------------------------------------------------- our bundles
 
 def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None,
-                  pt2_device: str = "cpu", formats: Tuple[str, ...] = ("torchscript", "onnx", "pt2")) -> Path:
+                  pt2_device: str = "cpu", formats: Tuple[str, ...] = ("torchscript", "onnx", "pt2"),
+                  target: str = "cpu") -> Path:
     """Export ``preset`` at ``length`` (:func:`bench_length`) and ``precision`` (default the
-    preset's own), its .pt2 compiled for ``pt2_device``, once into ``root``; reuse a bundle
-    whose manifest spec, torch version, .pt2 device and ``formats`` match."""
-    fe = load_preset(preset, precision=precision, **length)
+    preset's own), laid out for ``target``, its .pt2 compiled for ``pt2_device``, once into
+    ``root``; reuse a bundle whose manifest spec, torch version, .pt2 device and ``formats``
+    match."""
+    fe = load_preset(preset, precision=precision, target=target, **length)
     size = f"n{length['num_samples']}" if "num_samples" in length else f"t{length['num_frames']}"
     out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else "")
+                  + ("" if target == "cpu" else f"-{target}-layout")
                   + ("" if pt2_device == "cpu" else f"-pt2{pt2_device}")
                   + ("" if "pt2" in formats else "-no-pt2"))
     mf = out / "manifest.json"
@@ -197,10 +200,13 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
                            "seconds": n / sr, "rows": [], "ort_variants": []}
     spec, bundle, cands = None, None, []
     try:
-        fe = load_preset(preset, **length)
+        # On a GPU our bundles are laid out for it (the factorised DFT's stage 1 as a MatMul);
+        # the CPU layout is timed beside them in ONNX Runtime (what the layout buys).
+        target = cfg.device
+        fe = load_preset(preset, target=target, **length)
         spec = fe.spec
         res["output_shape"] = [b, *fe.output_shape]
-        bundle = ensure_bundle(preset, length, cfg.out / "bundles", pt2_device=cfg.device)
+        bundle = ensure_bundle(preset, length, cfg.out / "bundles", pt2_device=cfg.device, target=target)
         res["bundle"] = str(bundle)
         own, other = declared_precisions(preset, spec)
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "",
@@ -211,15 +217,20 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         if other:
             # A production preset declares its precision; time the other one too (TorchScript
             # and ORT): the speed / accuracy trade, and 'extended' vs the default's time.
-            fe_other = load_preset(preset, precision=other, **length)
+            fe_other = load_preset(preset, precision=other, target=target, **length)
             bundle_other = ensure_bundle(preset, length, cfg.out / "bundles", precision=other,
-                                         formats=("torchscript", "onnx"))
+                                         formats=("torchscript", "onnx"), target=target)
             cands += prepare_ours(bundle_other, fe_other, x, xn, cfg.device, ("torchscript", "onnxruntime"),
                                   f", precision {other}", cfg.threads)
             res[f"fourier_stages_{other}"] = fourier_stages(fe_other)
             fe1 = fe_other if other == "single" else fe
         cands += direct_conv_candidate(fe1, x, xn, cfg.device, cfg.out / "bundles" / f"{preset}-direct-conv",
                                        cfg.threads)
+        if target != "cpu" and any(s["method"] == "factorised" for s in res["fourier_stages"]):
+            fe_cpu = load_preset(preset, **length)
+            bundle_cpu = ensure_bundle(preset, length, cfg.out / "bundles", formats=("onnx",))
+            cands += prepare_ours(bundle_cpu, fe_cpu, x, xn, cfg.device, ("onnxruntime",),
+                                  ", cpu layout", cfg.threads)
     except Exception as exc:
         _say(f"{preset}: ours failed: {_err(exc)}")
         cands += [({"impl": f"ours: {be}", "group": "ours", "backend": be, "device": cfg.device,

@@ -4,7 +4,7 @@ inverses too: :class:`iSTFT`, :class:`GriffinLim`), and the pieces they share: :
 apply a kernel bank at a chosen precision (:func:`frame_conv`)."""
 from .common import FrontendLayer, kernel_tensor, register_kernel
 from .cqt import CQT1992v2, CQT2010v2
-from .factorised_dft import FactorisedDFT
+from .factorised_dft import TARGETS, FactorisedDFT
 from .frame_conv import PRECISIONS, DFTFrames, FrameConv, SplitFrameConv, frame_conv
 from .gammatone import Gammatonegram
 from .griffin_lim import GriffinLim
@@ -16,5 +16,5 @@ from .stft import STFT
 from .vqt import VQT
 
 __all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "VQT", "Gammatonegram", "KaldiSTFT", "iSTFT", "GriffinLim",
-           "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "FrameConv",
+           "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "TARGETS", "FrameConv",
            "SplitFrameConv", "frame_conv", "DFTFrames", "FactorisedDFT", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]

@@ -33,11 +33,14 @@ from ..checks import Param, require, require_choice
 from ..kernels.factorised_dft import dft_split
 from ..kernels.split import power_of_two_table, split_bits, split_kernel
 from .common import kernel_tensor
-from .factorised_dft import FactorisedDFT
+from .factorised_dft import TARGETS, FactorisedDFT
 
 PRECISIONS = ("single", "extended")
 PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
                   doc="'single' (one float32 conv) or 'extended' (error-free split)")
+TARGET = Param("target", "cpu", "str", choices=TARGETS,
+               doc="the device the graph is laid out for: 'cpu' or 'cuda' (the factorised DFT's "
+                   "stage 1 as a grouped conv or a MatMul)")
 
 
 class DFTFrames(NamedTuple):
@@ -153,7 +156,8 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
                                "precision": getattr(conv, "precision", "single"),
                                "direct_macs_per_frame": direct}
         if isinstance(conv, FactorisedDFT):
-            row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2,
+            row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2, target=conv.target,
+                       stage1="matmul" if conv.blocks else "grouped conv",
                        stage2_split=[conv.u, conv.v] if conv.u > 0 else None,
                        macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
         elif isinstance(conv, SplitFrameConv):
@@ -164,23 +168,33 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
     return out
 
 
+def layout_target(fe: nn.Module) -> str:
+    """'cuda' when a factorised DFT in ``fe`` is laid out for CUDA, else 'cpu' (the exporter
+    then picks the ONNX rewrites for that device)."""
+    targets = {m.target for m in fe.modules() if isinstance(m, FactorisedDFT)}
+    return "cuda" if "cuda" in targets else "cpu"
+
+
 def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
                dtype: torch.dtype = torch.float32, dft: Optional[DFTFrames] = None,
-               framed: bool = False) -> nn.Module:
+               framed: bool = False, target: str = "cpu") -> nn.Module:
     """The module applying ``kernel`` ((C, 1, K) float64 numpy) at ``precision``; ``dtype``
     is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
     bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
     stages may replace the conv (float64 builds keep the conv: they are the references).
     ``framed``: the 'extended' split, and at 'single' the direct product of a frozen DFT bank
     with no factorised split, work frame by frame (matmul rows; see :class:`FrameConv`,
-    :class:`SplitFrameConv`); trainable, non-DFT and float64 banks keep ``conv1d``."""
+    :class:`SplitFrameConv`); trainable, non-DFT and float64 banks keep ``conv1d``.
+    ``target`` ('cpu' | 'cuda'): the device the factorised stages are laid out for (see
+    :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`); nothing else depends on it."""
     require_choice(precision, "precision", PRECISIONS)
+    require_choice(target, "target", TARGETS)
     if precision == "single":
         if dft is not None and not trainable and dtype == torch.float32:
             split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
             if split is not None:
                 return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
-                                     dft.preemphasis, dft.correction_taps, dft.correction_bins)
+                                     dft.preemphasis, dft.correction_taps, dft.correction_bins, target)
             return FrameConv(framed)
         return FrameConv()   # nnAudio's own arithmetic (conv1d) for its kernels: converted layers match it
     require(not trainable, "precision",

@@ -11,7 +11,7 @@ from ..checks import Param, check_args, pick, require
 from ..kernels.kaldi import (KALDI_WINDOWS, kaldi_dft_parts, kaldi_edge_indices, kaldi_fbank_kernels,
                              padded_length, kaldi_num_frames)
 from .common import FrontendLayer, register_kernel, require_kernel_memory
-from .frame_conv import PRECISION, DFTFrames, frame_conv
+from .frame_conv import PRECISION, TARGET, DFTFrames, frame_conv
 from .stft import STFT_ARGS
 
 # The layer's arguments; the ``kaldi_stft`` stage declares its own from here.
@@ -23,6 +23,7 @@ KALDI_ARGS = (Param("win_length", 400, "int", low=1),
               Param("round_to_power_of_two", True, "bool"),
               Param("snip_edges", True, "bool"),
               PRECISION,
+              TARGET,
               Param("num_samples", 16000, "int", low=1)) + pick(STFT_ARGS, "trainable")
 
 
@@ -40,13 +41,15 @@ class KaldiSTFT(FrontendLayer):
     constant index buffers (Kaldi's edge reflection, edge sample repeated) so frame ``f``
     starts at ``hop f + hop // 2 - L // 2``. Dither is not supported (inference: dither 0).
     Kaldi's arguments are in samples here (``win_length`` 400 = 25 ms at 16 kHz).
+    ``target`` ('cpu' | 'cuda'): the device the factorised DFT is laid out for, as in
+    :class:`~nnaudio_export.layers.STFT`.
     """
 
     def __init__(self, num_samples: int, win_length: int = 400, hop_length: int = 160,
                  window: str = "povey", remove_dc_offset: bool = True, preemphasis: float = 0.97,
                  round_to_power_of_two: bool = True, snip_edges: bool = True,
                  precision: str = "single", trainable: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, target: str = "cpu"):
         super().__init__()
         check_args(KALDI_ARGS, locals())
         require(num_samples >= win_length, "num_samples",
@@ -59,7 +62,7 @@ class KaldiSTFT(FrontendLayer):
         parts = kaldi_dft_parts(win_length, window, remove_dc_offset, preemphasis, round_to_power_of_two)
         dft = DFTFrames(parts["window"], hop_length, n_fft // 2 + 1, win_length, parts["preemphasis"],
                         parts["correction_taps"], parts["correction_bins"])
-        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype, dft, framed=True)
+        self.conv = frame_conv(kern[:, None, :], precision, trainable, dtype, dft, framed=True, target=target)
         self.precision = self.conv.precision
         self.n_fft = int(n_fft)
         self.n_bins = self.n_fft // 2 + 1

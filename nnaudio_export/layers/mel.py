@@ -33,7 +33,7 @@ DB_ARGS = (Param("ref", 1.0, "number"),
 MFCC_ARGS = (Param("n_mfcc", 20, "int", low=1),
              Param("norm", "ortho", "str", optional=True, choices=("ortho", None)))
 _MEL_LAYER_ARGS = MEL_ARGS + pick(STFT_ARGS, "sr", "n_fft", "win_length", "hop_length", "window",
-                                  "center", "pad_mode", "num_samples", "verbose", "precision") + (
+                                  "center", "pad_mode", "num_samples", "verbose", "precision", "target") + (
     Param("power", 2.0, "number", low=0, low_open=True),
     Param("trainable_mel", False, "bool"), Param("trainable_STFT", False, "bool"))
 _MFCC_LAYER_ARGS = MFCC_ARGS + pick(DB_ARGS, "ref", "amin", "top_db") + pick(
@@ -69,7 +69,7 @@ class MelSpectrogram(BandedWeight, FrontendLayer):
     - ``fmax`` above Nyquist or ``fmin >= fmax`` raise ``ValueError`` (nnAudio warns of
       empty filters).
 
-    ``precision`` and ``dtype`` (not in nnAudio) are the STFT's: see :class:`STFT`.
+    ``precision``, ``dtype`` and ``target`` (not in nnAudio) are the STFT's: see :class:`STFT`.
     A frozen ``mel_basis`` is applied band by band (:func:`~nnaudio_export.functional.
     banded_matmul`: the same non-zero products, 3.3x fewer multiply-adds for Whisper's
     bank), a trainable one densely.
@@ -84,7 +84,7 @@ class MelSpectrogram(BandedWeight, FrontendLayer):
                  htk: bool = False, fmin: float = 0.0, fmax: Optional[float] = None,
                  norm=1, trainable_mel: bool = False, trainable_STFT: bool = False,
                  num_samples: Optional[int] = None, verbose: bool = True,
-                 precision: str = "single", dtype: torch.dtype = torch.float32):
+                 precision: str = "single", dtype: torch.dtype = torch.float32, target: str = "cpu"):
         super().__init__()
         check_args(_MEL_LAYER_ARGS, locals())
         if fmax is None:
@@ -95,7 +95,7 @@ class MelSpectrogram(BandedWeight, FrontendLayer):
         self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
                          freq_scale="no", center=center, pad_mode=pad_mode, sr=sr,
                          trainable=trainable_STFT, output_format="Magnitude",
-                         num_samples=num_samples, precision=precision, dtype=dtype)
+                         num_samples=num_samples, precision=precision, dtype=dtype, target=target)
         basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, nnaudio_mel_norm(norm))
         register_kernel(self, "mel_basis", basis, trainable_mel, dtype)
         self.refresh_bands()

@@ -59,7 +59,8 @@ class Context:
     else 0; ``log`` / ``cepstral`` whether the features are logs / a DCT of logs;
     ``db_per_unit`` dB per output unit for log outputs when known; ``dtype`` the kernels'
     dtype (``torch.float64``: a reference whose kernels were never rounded to float32);
-    ``index`` the stage's position in the spec's list.
+    ``index`` the stage's position in the spec's list; ``target`` the device the transforms
+    are laid out for (the spec's ``target``: 'cpu' or 'cuda').
     """
 
     sample_rate: float
@@ -74,6 +75,7 @@ class Context:
     db_per_unit: Optional[float] = None
     input: Optional[TensorInfo] = None
     index: int = 0
+    target: str = "cpu"
 
     @property
     def output_kind(self) -> str:

@@ -68,7 +68,7 @@ class STFTStage(FusablePowerTransform):
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
         layer = STFT(sr=ctx.sample_rate, num_samples=ctx.shape[-1], output_format="Complex",
-                     dtype=ctx.dtype, **p)
+                     dtype=ctx.dtype, target=ctx.target, **p)
         plain = layer.freq_scale == "no" and layer.freq_bins == layer.n_fft // 2 + 1
         return cls(layer), ctx.but(domain="complex", power=0.0, n_fft=layer.n_fft if plain else 0)
 
@@ -154,7 +154,7 @@ class KaldiSTFTStage(TransformStage):
     @classmethod
     def build(cls, p: Dict[str, Any], ctx: Context,
               previous: Optional[Stage]) -> Tuple[Stage, Context]:
-        layer = KaldiSTFT(ctx.shape[-1], dtype=ctx.dtype, **p)
+        layer = KaldiSTFT(ctx.shape[-1], dtype=ctx.dtype, target=ctx.target, **p)
         return cls(layer), ctx.but(domain="power", power=2.0, n_fft=layer.n_fft)
 
     def out_shape(self, in_shape: Shape) -> Shape:
