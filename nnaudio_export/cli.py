@@ -125,6 +125,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"input:       {m['input'].get('name', '-')} {m['input']['shape']} {m['input']['dtype']}{layout}")
     print(f"output:      {m['output'].get('name', '-')} {m['output']['shape']} float32 ({m['output']['kind']})")
     print(f"created:     {m.get('created', '-')}  torch {versions.get('torch', '-')}, onnx {versions.get('onnx', '-')}")
+    print(f"laid out:    for {(m.get('spec') or {}).get('target', 'cpu')} (build --target)")
     for name, f in m["files"].items():
         extra = {k: v for k, v in f.items() if k in ("method", "exporter", "opset", "ir_version", "device")}
         print(f"file:        {name:10s} {f['size']:>10d} B  sha256 {f['sha256'][:16]}…  {extra}")

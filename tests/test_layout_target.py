@@ -44,15 +44,16 @@ def test_cuda_bundle_passes_parity_on_every_backend(cuda_bundle):
 
 
 def test_both_layouts_agree_to_float32_rounding(cuda_bundle):
-    """The same frontend laid out for the CPU, on the same input: within the bundle's own
-    float32 tolerance of each other (whisper_80: same split, dense stage 2 either way)."""
+    """The same frontend laid out for the CPU, on the same input: a few float32 roundings of
+    the output's peak apart (whisper_80: the same split and a dense stage 2 either way; the
+    sums differ only in the order the runtimes pick)."""
     x = nx.presets.load("whisper_80", seconds=1.0).example_input()
     cpu = nx.presets.load("whisper_80", seconds=1.0)
     cuda = nx.load(cuda_bundle, backend="onnxruntime")
     with torch.no_grad():
         want = cpu(torch.from_numpy(x)).numpy()
     got = np.asarray(cuda(x))
-    assert np.abs(got - want).max() <= 1e-6 * max(1.0, float(np.abs(want).max()))
+    assert np.abs(got - want).max() <= 8 * np.finfo(np.float32).eps * float(np.abs(want).max())
 
 
 def test_layers_take_the_target():
@@ -97,6 +98,7 @@ def test_cli_build_target(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "PARITY OK" in res.stdout
     assert json.loads((out / "manifest.json").read_text())["spec"]["target"] == "cuda"
+    assert "laid out:    for cuda" in cli("inspect", out).stdout
     res = cli("build", "whisper_80", "--out", tmp_path / "x", "--target", "gpu")   # argparse's usage error
     assert res.returncode == 2 and "--target: invalid choice: 'gpu'" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
