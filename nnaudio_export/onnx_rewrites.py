@@ -217,9 +217,9 @@ def pair_sums_as_matmul(model) -> int:
         keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
         axes = _int_list(model, node.input[1]) if len(node.input) > 1 else None
         shape = shapes.get(node.input[0])
-        if keepdims != 0 or axes not in ([1], [-len(shape or [0]) + 1]) or not shape or len(shape) < 3:
+        if keepdims != 0 or axes is None or not shape or len(shape) < 3:
             continue
-        if shape[1] != 2 or any(d is None for d in shape[2:]):
+        if [a % len(shape) for a in axes] != [1] or shape[1] != 2 or any(d is None for d in shape[2:]):
             continue
         base = f"{node.output[0]}.pair_sum"
         graph.initializer.extend([

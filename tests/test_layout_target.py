@@ -12,7 +12,7 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export.layers import STFT, FactorisedDFT, MelSpectrogram
-from nnaudio_export.spec import normalize_spec
+from nnaudio_export.spec import compile_spec, normalize_spec
 
 from test_cli import cli
 
@@ -89,7 +89,12 @@ def test_streaming_and_modules_refuse_a_target(tmp_path):
 def test_a_spec_says_its_target_and_defaults_to_cpu():
     assert normalize_spec(nx.presets.get_spec("whisper_80"))["target"] == "cpu"
     fe = nx.Frontend.from_spec(dict(nx.presets.get_spec("whisper_80", seconds=1.0), target="cuda"))
-    assert {m.target for m in fe.modules() if isinstance(m, FactorisedDFT)} == {"cuda"}
+    (dft,) = [m for m in fe.modules() if isinstance(m, FactorisedDFT)]
+    assert dft.target == "cuda"
+    # the memory estimate (runtime chunking) counts the stacked blocks: 20 phases x 24 taps a frame
+    cpu = compile_spec(normalize_spec(nx.presets.get_spec("whisper_80", seconds=1.0)))
+    cuda = compile_spec(normalize_spec(fe.spec))
+    assert cuda.bytes_per_item - cpu.bytes_per_item == 4 * 20 * 24 * fe.stages[1].layer.output_shape_for(16000)[1]
 
 
 def test_cli_build_target(tmp_path):

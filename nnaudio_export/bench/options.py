@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settle", type=float, default=None,
                    help="seconds of sleep before each timed call (default 0.2: ONNX Runtime's and OpenMP's "
                         "threads spin after a call and slowed the next implementation up to 1.5x; quick 0)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to time everything; with cuda our bundles are built with target='cuda' "
+                        "(the CPU layout's ONNX model is timed beside them) and peers that run on the CPU "
+                        "are skipped")
     p.add_argument("--no-memory", action="store_true", help="skip the per-backend memory subprocesses")
     p.add_argument("--ort-variants", dest="ort_variants", action="store_true", default=None,
                    help="time ORT SessionOptions variants (default on, off with --quick)")

@@ -183,6 +183,11 @@ class FactorisedDFT(nn.Module):
         z = z.reshape(b, v, u, 2 * cols).transpose(1, 2).reshape(b, u, 2 * v, cols)    # (B, c_a, (l, P'|Q'), A T)
         return torch.matmul(self.stage2b, z).reshape(b, self.n1, 2, cols)
 
+    def stacked_elements(self, frames: int) -> int:
+        """Values per batch item of the 'cuda' layout's stacked blocks (``N1 K step T``;
+        0 for the grouped conv), for the memory estimate."""
+        return self.n1 * self.blocks * self.step * int(frames)
+
     def macs_per_frame(self) -> int:
         """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
         padded_taps = self.blocks * self.step - self.n2 if self.blocks > 0 else 0   # 'cuda': zero taps

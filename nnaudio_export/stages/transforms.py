@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import functional as FN
 from ..checks import pick
-from ..layers import STFT, CQT1992v2, CQT2010v2, KaldiSTFT
+from ..layers import STFT, CQT1992v2, CQT2010v2, FactorisedDFT, KaldiSTFT
 from ..layers.cqt import CQT_ARGS
 from ..layers.kaldi import KALDI_ARGS
 from ..layers.stft import STFT_ARGS
@@ -27,10 +27,13 @@ class TransformStage(Stage):
 
     def work_elements(self, in_shape: Shape) -> int:
         """The padded input and the conv's (real; imag) output, three times at precision
-        'extended' (split input, two products)."""
+        'extended' (split input, two products); the 'cuda' layout's stacked signal blocks."""
         f, t = self.layer.output_shape_for(in_shape[-1])[:2]
         copies = 3 if self.layer.precision == "extended" else 1
-        return copies * (2 * int(f) * int(t) + 2 * int(in_shape[-1])) + super().work_elements(in_shape)
+        conv = getattr(self.layer, "conv", None)
+        stacked = conv.stacked_elements(int(t)) if isinstance(conv, FactorisedDFT) else 0
+        return (copies * (2 * int(f) * int(t) + 2 * int(in_shape[-1])) + stacked
+                + super().work_elements(in_shape))
 
     @classmethod
     def check_context(cls, ctx: Context) -> None:
