@@ -199,7 +199,7 @@ def export(source: Source, out_dir: Union[str, Path], formats: Sequence[str] = F
     own); ``target`` ('cpu' | 'cuda', default the spec's own, 'cpu') the device the graph is
     laid out for: 'cuda' runs the factorised DFT's stage 1 as a MatMul instead of a grouped
     conv (ONNX Runtime on an H200: whisper_80 7.4 -> 4.7 ms per batch of 64; a CPU runs it
-    ~2x slower); the numbers agree to float32 rounding, every format and backend runs either,
+    1.7-1.9x slower); the numbers agree to float32 rounding, every format and backend runs either,
     and the manifest's spec records it. A synthesis bundle's tensors are ``spectrum`` ->
     ``audio``. The bundle is written
     to a marked temporary directory beside ``out_dir``, verified on CPU unless

@@ -66,7 +66,7 @@ class STFT(FrontendLayer):
     nnAudio) is the kernels' dtype: ``torch.float64`` builds a reference whose kernels were
     never rounded to float32. ``target`` (not in nnAudio): 'cpu' (default) or 'cuda', the
     device the factorised DFT is laid out for (same numbers to float32 rounding; a CPU runs the
-    'cuda' layout ~2x slower and a GPU the 'cpu' one up to ~3x slower; see
+    'cuda' layout 1.7-1.9x slower and a GPU the 'cpu' one up to ~2x slower; see
     :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`). nnAudio's unused
     ``window_mask`` buffer is not kept.
     """
