@@ -10,7 +10,8 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
-                                                   factorised_macs, stage1_frame_matrix, stage2_radix)
+                                                   factorised_macs, radix_stage2_kernels, stage1_frame_matrix,
+                                                   stage2_radix)
 from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
@@ -41,6 +42,10 @@ def test_split_rule():
     assert factorised_macs(400, 20, 201) == 27280 and direct_macs(201, 400) == 160800
     # stage 2 split into 8-point DFTs from N1 = 64 on (n_fft 2048): 4 N1 (U + V) A, not 4 (B2 + BH) N1 A
     assert stage2_radix(64) == (8, 8) and stage2_radix(32) is None and stage2_radix(20) is None
+    # V even (the second step one matrix for every c_a): 128 -> 8 x 16; 81 (odd only) stays dense
+    assert stage2_radix(128) == (8, 16) and stage2_radix(72) == (6, 12) and stage2_radix(81) is None
+    with pytest.raises(ValueError, match="even V"):
+        radix_stage2_kernels(20, 4, 5)
     assert factorised_macs(2048, 64, 1025) == 139264
     assert factorised_macs(2048, 64, 1025, split_stage2=False) == 352512
     # stage-1 sums never longer than stage 2's (float32 rounding, see dft_split)
@@ -63,9 +68,9 @@ def only_bin_gathers(model, bins):
 
 
 @pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
-                                            (400, 160, 37), (2048, 512, 300)])
+                                            (400, 160, 37), (2048, 512, 300), (8192, 2048, 4097)])
 def test_float64_stages_are_numpy_rfft(n_fft, hop, bins):
-    x = np.random.default_rng(n_fft).standard_normal(6000)
+    x = np.random.default_rng(n_fft).standard_normal(max(6000, 3 * n_fft))
     window = get_window("hann", n_fft)
     got = factorised_dft_apply(x, window, hop, dft_split(n_fft, hop)[0], bins)
     want = numpy_frames_rfft(x, n_fft, hop, window, bins)
@@ -102,23 +107,34 @@ def test_float32_layer_vs_numpy_float64_fft(n_fft, hop, target):
     assert e_fast <= e_direct and e_fast <= 5e-4
 
 
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
 @pytest.mark.parametrize("n_fft,hop,bins", [(400, 160, 201), (512, 160, 257), (2048, 512, 1025),
-                                            (1024, 256, 513), (400, 160, 37)])
-def test_cuda_layout_in_float64_is_numpy_rfft(n_fft, hop, bins):
-    """The 'cuda' layout (stage 1 one MatMul of stacked signal blocks, zero taps where
-    ``N2`` is not a multiple of ``hop / N1``; stage 2 dense) is the same transform: in float64
-    it is numpy's FFT to 1e-12, for lengths that do and do not fill the last block."""
+                                            (1024, 256, 513), (400, 160, 37), (2048, 512, 300),
+                                            (8192, 2048, 4097)])
+def test_layer_in_float64_is_numpy_rfft(n_fft, hop, bins, target):
+    """The torch layer in float64, either layout, is numpy's FFT to 1e-12, for lengths that do
+    and do not fill the last block. 'cpu': stage 1 a grouped conv, stage 2 split from
+    ``N1 = 64`` on (8 x 8 at n_fft 2048, 8 x 16 at 8192: the phases reordered, no transpose
+    between the steps); 'cuda': stage 1 one MatMul of stacked signal blocks (zero taps where
+    ``N2`` is not a multiple of ``hop / N1``), stage 2 dense."""
     window = get_window("hann", n_fft)
     n1 = dft_split(n_fft, hop)[0]
-    layer = FactorisedDFT(window, hop, bins, n1, dtype=torch.float64, target="cuda")
-    assert layer.u == 0 and layer.blocks == -(-(n_fft // n1) // (hop // n1))
-    for length in (6000, 6000 + hop // 2 + 3):
+    layer = FactorisedDFT(window, hop, bins, n1, dtype=torch.float64, target=target)
+    if target == "cuda":
+        assert layer.u == 0 and layer.blocks == -(-(n_fft // n1) // (hop // n1))
+    else:
+        assert (layer.u, layer.v) == (stage2_radix(n1) or (0, 0)) and layer.blocks == 0
+    for length in (3 * n_fft, 3 * n_fft + hop // 2 + 3):
         x = np.random.default_rng(length).standard_normal(length)
         with torch.no_grad():
-            got = layer(torch.from_numpy(x)[None, None], torch.zeros(0), hop)[0].numpy()
+            xt = torch.from_numpy(x)[None, None]
+            got = layer(xt, torch.zeros(0), hop)[0].numpy()
+            power = layer.squared(xt, torch.zeros(0), hop)[0].numpy()
         want = numpy_frames_rfft(x, n_fft, hop, window, bins)
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+        want_power = want[:bins] ** 2 + want[bins:] ** 2
+        assert np.abs(power - want_power).max() <= 1e-12 * want_power.max()
 
 
 def test_stage1_frame_matrix_pads_the_taps_with_zeros():
@@ -174,7 +190,14 @@ def test_mel_bundle_graph_and_backends(mel_bundle):
     assert stage["stage2_split"] == [8, 8]
     split = sorted(list(inits[n.input[0]].dims) for n in model.graph.node
                    if n.op_type == "MatMul" and n.input[0] in inits and len(inits[n.input[0]].dims) == 3)
-    assert split == [[8, 16, 16], [8, 16, 16]]                              # stage 2 as 8 x 8
+    assert split == [[8, 16, 16]]                                           # stage 2 as 8 x 8: per l,
+    dense = [list(inits[n.input[0]].dims) for n in model.graph.node
+             if n.op_type == "MatMul" and n.input[0] in inits and list(inits[n.input[0]].dims) == [16, 16]]
+    assert dense == [[16, 16]]                                              # then one V-point DFT
+    # no transpose between the steps: only the polyphase split and its block swap, before the conv
+    order = [n.op_type for n in model.graph.node]
+    transposes = [i for i, op in enumerate(order) if op == "Transpose"]
+    assert len(transposes) == 2 and max(transposes) < order.index("Conv")
     assert stage["direct_macs_per_frame"] == 4198400
     (bank,) = json.loads((mel_bundle / "manifest.json").read_text())["filterbank_stages"]
     gathers = [n for n in model.graph.node if n.op_type == "Gather"]

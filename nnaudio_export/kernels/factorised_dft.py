@@ -49,12 +49,22 @@ Stage 2 in two steps (three stages in all, :func:`stage2_radix`): stage 2 is a f
 ``conj(Y_{N1 - b - 1})``), dense, ``4 N1^2`` multiply-adds per ``a``; with ``N1 = U V`` and
 ``r = V h + l`` it splits (Cooley-Tukey again) into ``U``-point DFTs over ``h`` for each ``l``,
 the twiddle ``exp(-2 pi i c_a r / N1)`` folded in, then ``V``-point DFTs over ``l`` for each
-``c_a = c mod U``: ``4 N1 (U + V)`` (4,096 instead of 16,640 at ``N1 = 64``), at the price of
-two transposes that each move one axis. It pays only where stage 2's GEMM is compute-bound:
-at ``N1 = 64`` (n_fft 2048, hop 512) ONNX Runtime ran stage 2 and the power in 15.1 ms
-instead of 18.8 (8 x 431 frames, 2 threads, interleaved medians of 30, 2026-12-04); at
-``N1 <= 32`` the dense stage 2 is memory-bound and stays. Moving the phases into
-``(l, h)`` order with the polyphase transpose instead (a 4-D permutation) cost 10 ms more.
+``c_a = c mod U``: ``4 N1 (U + V)`` (4,096 instead of 16,640 at ``N1 = 64``). It pays only
+where stage 2's GEMM is compute-bound: at ``N1 = 64`` (n_fft 2048, hop 512) ONNX Runtime ran
+stage 2 and the power in 15.1 ms instead of 18.8 (8 x 431 frames, 2 threads, interleaved
+medians of 30, 2026-12-04); at ``N1 <= 32`` the dense stage 2 is memory-bound and stays
+(whisper_80's ``N1 = 20`` split 5 x 4 as below: ORT 29.1 -> 28.7 ms at 2 threads, 48.5 ->
+45.7 at 1, 2026-12-04 20:20, with its float32 rounding changed: not taken).
+
+The layout needs no transpose between the steps (:func:`radix_stage2_kernels`): the phases
+enter stage 1 in ``(l, h)`` order (:func:`radix_phase_order`; a block swap of the polyphase
+signal, which is ``2 A`` times smaller than stage 1's output), so each ``l`` is one batch of
+the first step; the first step writes its rows ``(P'|Q', c_a)``, so ``(l, P'|Q')`` are the
+leading rows of one matrix whose columns are ``(c_a, a, t)``; and with ``V`` even the
+second step is the same ``V``-point DFT for every ``c_a`` (whether a bin is a conjugated
+high one depends on ``c_b`` alone), one matrix over all columns. ONNX Runtime spent 4.7 of
+~24 ms of n_fft 2048 on the two transposes this replaces (2 threads, 2026-12-04); moving the
+phases with one 4-D permutation instead of the block swap cost 10 ms more.
 """
 from math import gcd
 from typing import Dict, Optional, Tuple
@@ -109,13 +119,14 @@ def grid_rows_of(bins: np.ndarray, index: np.ndarray, grid: int) -> np.ndarray:
 
 def stage2_radix(n1: int) -> Optional[Tuple[int, int]]:
     """``(U, V)`` to split stage 2 into ``U``-point then ``V``-point DFTs (``U V = N1``,
-    ``U`` the largest divisor ``<= sqrt(N1)``), or None to keep it one dense matrix: for
-    ``N1 < RADIX_MIN_N1`` or when ``U < 4`` (module docstring). E.g. 64 -> (8, 8)."""
+    ``U`` the largest divisor ``<= sqrt(N1)`` that leaves ``V`` even, so that the second
+    step is one matrix: module docstring), or None to keep it one dense matrix: for
+    ``N1 < RADIX_MIN_N1`` or when ``U < 4``. E.g. 64 -> (8, 8), 128 -> (8, 16)."""
     n1 = int(n1)
     if n1 < RADIX_MIN_N1:
         return None
     u = int(np.floor(np.sqrt(n1)))
-    while n1 % u:
+    while u >= 4 and (n1 % u or (n1 // u) % 2):
         u -= 1
     return (u, n1 // u) if u >= 4 else None
 
@@ -130,44 +141,62 @@ def factorised_macs(n_fft: int, n1: int, bins: int, split_stage2: bool = True) -
     return 2 * a_count * int(n_fft) + stage2 * a_count
 
 
-def radix_stage2_kernels(n1: int, u: int, v: int) -> Dict[str, np.ndarray]:
-    """Stage 2 as two batched matrices (module docstring; phases ``r = V h + l``, outputs
-    ``c = c_a + U c_b``), on values ``P - i Q`` (rows ``(.., P|Q)``):
+def radix_phase_order(n1: int, u: int, v: int) -> np.ndarray:
+    """The phases ``r = V h + l`` in the order the split stage 2 reads them, ``(l, h)``:
+    ``order[l U + h] = V h + l`` (``int64``, ``(N1,)``)."""
+    return (v * np.arange(u)[None, :] + np.arange(v)[:, None]).reshape(int(n1)).astype(np.int64)
 
-    - ``stage2a`` ``(V, 2U, 2U)``: for each ``l``, rows ``(c_a, P'|Q')``, columns ``(h, P|Q)``:
-      ``exp(-i phi) (P - i Q)`` with ``phi = 2 pi c_a r / N1`` (the ``U``-point DFT over
-      ``h`` and the twiddle in one angle);
-    - ``stage2b`` ``(U, 2V, 2V)``: for each ``c_a``, rows ``(c_b, C|S)``, columns
+
+def radix_stage2_kernels(n1: int, u: int, v: int) -> Dict[str, np.ndarray]:
+    """Stage 2 as two matrices (module docstring; phases ``r = V h + l`` in ``(l, h)``
+    order, outputs ``c = c_a + U c_b``, ``V`` even), on values ``P - i Q`` (rows
+    ``(.., P|Q)``):
+
+    - ``stage2a`` ``(V, 2U, 2U)``: for each ``l``, rows ``(P'|Q', c_a)``, columns
+      ``(h, P|Q)``: ``exp(-i phi) (P - i Q)`` with ``phi = 2 pi c_a r / N1`` (the ``U``-point
+      DFT over ``h`` and the twiddle in one angle);
+    - ``stage2b`` ``(2V, 2V)``, the same for every ``c_a``: rows ``(c_b, C|S)``, columns
       ``(l, P'|Q')``: ``Y_c = sum_l exp(-2 pi i c_b l / V) T_l``, written ``C = Re Y``,
       ``S = -Im Y`` for ``c < N1 / 2`` (low bins ``X = Y``) and ``S = +Im Y`` from
-      ``N1 / 2`` on (high bins ``X = conj(Y)``; at ``c = N1 / 2`` the low row is read only
-      at ``a = 0``, where ``Y`` is real).
+      ``N1 / 2`` on, i.e. from ``c_b = V / 2`` on (high bins ``X = conj(Y)``; at
+      ``c = N1 / 2`` the low row is read only at ``a = 0``, where ``Y`` is real).
     """
+    if v % 2:
+        raise ValueError(f"the split stage 2 needs an even V (stage2_radix), got {u} x {v}")
     h = np.arange(u)[None, None, :]
     l_ = np.arange(v)[:, None, None]
     c_a = np.arange(u)[None, :, None]
-    phi = 2 * np.pi * ((c_a * (v * h + l_)) % n1) / n1                    # (V, U c_a, U h)
-    a = np.zeros((v, u, 2, u, 2))
-    a[:, :, 0, :, 0], a[:, :, 0, :, 1] = np.cos(phi), -np.sin(phi)
-    a[:, :, 1, :, 0], a[:, :, 1, :, 1] = np.sin(phi), np.cos(phi)
+    phi = 2 * np.pi * ((c_a * (v * h + l_)) % n1) / n1                    # (V l, U c_a, U h)
+    a = np.zeros((v, 2, u, u, 2))
+    a[:, 0, :, :, 0], a[:, 0, :, :, 1] = np.cos(phi), -np.sin(phi)
+    a[:, 1, :, :, 0], a[:, 1, :, :, 1] = np.sin(phi), np.cos(phi)
     c_b = np.arange(v)[:, None]
     psi = 2 * np.pi * ((c_b * np.arange(v)[None, :]) % v) / v             # (V c_b, V l)
-    high = (np.arange(u)[:, None] + u * np.arange(v)[None, :]) >= n1 / 2   # (U c_a, V c_b)
-    sign = np.where(high, -1.0, 1.0)[:, :, None]
-    b = np.zeros((u, v, 2, v, 2))
-    b[:, :, 0, :, 0], b[:, :, 0, :, 1] = np.cos(psi), -np.sin(psi)
-    b[:, :, 1, :, 0], b[:, :, 1, :, 1] = sign * np.sin(psi), sign * np.cos(psi)
-    return {"stage2a": a.reshape(v, 2 * u, 2 * u), "stage2b": b.reshape(u, 2 * v, 2 * v)}
+    sign = np.where(c_b >= v // 2, -1.0, 1.0)
+    b = np.zeros((v, 2, v, 2))
+    b[:, 0, :, 0], b[:, 0, :, 1] = np.cos(psi), -np.sin(psi)
+    b[:, 1, :, 0], b[:, 1, :, 1] = sign * np.sin(psi), sign * np.cos(psi)
+    return {"stage2a": a.reshape(v, 2 * u, 2 * u), "stage2b": b.reshape(2 * v, 2 * v)}
 
 
 def radix_grid_index(n_fft: int, n1: int, bins: int, u: int, v: int) -> np.ndarray:
-    """For each bin ``k < F``, its row in the split stage 2's grid ``(c_a V + c_b) A + a``
-    (``N1 A`` rows per part): ``c = b`` for a low bin (``k = a + N2 b``), ``c = N1 - b - 1``
-    for a high one (``k = N2 (b + 1) - a``), ``c = c_a + U c_b``."""
+    """For each bin ``k < F``, its row ``(c_b U + c_a) A + a = c A + a`` in the split stage
+    2's power grid (``N1 A`` rows): ``c = b`` for a low bin (``k = a + N2 b``),
+    ``c = N1 - b - 1`` for a high one (``k = N2 (b + 1) - a``), ``c = c_a + U c_b``. Before
+    the power, each ``c_b`` holds its ``C`` then its ``S`` rows: part ``p`` of row ``g`` is
+    row ``g + (c_b + p) U A`` of the ``(c_b, C|S, c_a, a)`` output (:func:`radix_part_index`)."""
     a_count = grid_rows(n_fft, n1, bins)[0]
     a, b, high = bin_coordinates(n_fft, n1, bins)
     c = np.where(high, n1 - b - 1, b)
-    return (((c % u) * v + c // u) * a_count + a).astype(np.int64)
+    return (c * a_count + a).astype(np.int64)
+
+
+def radix_part_index(index: np.ndarray, n1: int, u: int, a_count: int) -> np.ndarray:
+    """:func:`radix_grid_index` -> the rows ``[C; S]`` ``(2 F,)`` in the split stage 2's
+    output, whose rows are ``(c_b, C|S, c_a, a)``."""
+    block = int(u) * int(a_count)
+    c_b = np.asarray(index) // block
+    return np.concatenate([index + c_b * block, index + (c_b + 1) * block]).astype(np.int64)
 
 
 def dft_split(n_fft: int, hop: int, bins: Optional[int] = None, taps: Optional[int] = None
@@ -278,9 +307,9 @@ def factorised_dft_apply(signal: np.ndarray, window: np.ndarray, hop: int, n1: i
         return grid[:, parts["index"]].reshape(2 * bins, frames)
     u, v = radix
     split = radix_stage2_kernels(n1, u, v)
-    z = z.reshape(u, v, 2, a_count * frames).transpose(1, 0, 2, 3)           # (V l, U h, P|Q, A T)
-    z = split["stage2a"] @ z.reshape(v, 2 * u, -1)                            # (V l, (c_a, P'|Q'), A T)
-    z = z.reshape(v, u, 2, -1).transpose(1, 0, 2, 3).reshape(u, 2 * v, -1)   # (U c_a, (l, P'|Q'), A T)
-    y = (split["stage2b"] @ z).reshape(n1, 2, a_count * frames)               # rows c_a V + c_b
-    grid = y.transpose(1, 0, 2).reshape(2, n1 * a_count, frames)
-    return grid[:, radix_grid_index(n, n1, bins, u, v)].reshape(2 * bins, frames)
+    z = z[radix_phase_order(n1, u, v)]                                        # phases (l, h)
+    z = split["stage2a"] @ z.reshape(v, 2 * u, -1)                            # (V l, (P'|Q', c_a), A T)
+    y = split["stage2b"] @ z.reshape(2 * v, -1)                               # ((c_b, C|S), (c_a, A, T))
+    index = radix_grid_index(n, n1, bins, u, v)
+    part = radix_part_index(index, n1, u, a_count)
+    return y.reshape(2 * n1 * a_count, frames)[part]

@@ -4,10 +4,10 @@ a way to apply a frozen ``[cos; sin]`` DFT kernel bank, picked by
 
 Ops only (every runtime has them, no ``DFT``/``STFT`` op, no complex tensors, no ``Gather``
 framing, no 2-D conv): Pad, Reshape/Transpose (the polyphase split of the signal), one
-grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2; from ``N1 = 64`` on two batched
-``MatMul``s and two single-axis transposes, :func:`~nnaudio_export.kernels.factorised_dft.
-stage2_radix`), and one ``Gather`` of the ``F``
-bins' rows out of the stage-2 grid (a copy of the output, in place of a slice). Same input
+grouped ``conv1d`` (stage 1), one ``MatMul`` (stage 2; from ``N1 = 64`` on two
+``MatMul``s with no transpose between them, the phases entering stage 1 reordered by a block
+swap, :func:`~nnaudio_export.kernels.factorised_dft.stage2_radix`), and one ``Gather`` of
+the ``F`` bins' rows out of the stage-2 grid (a copy of the output, in place of a slice). Same input
 and output as the direct conv: ``(B, 1, L)`` -> ``[cos; sin]`` ``(B, 2 F, T)``,
 ``T = (L - n_fft) // hop + 1``; and :meth:`FactorisedDFT.squared`, ``|X|^2`` ``(B, F, T)``
 summed on the grid before the gather (one square, one sum, one gather: ONNX Runtime spent
@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from ..checks import require_choice
 from ..kernels.factorised_dft import (direct_macs, factorised_dft_kernels, factorised_macs, grid_rows,
-                                      grid_rows_of, radix_grid_index, radix_stage2_kernels, stage1_frame_matrix,
-                                      stage2_radix)
+                                      grid_rows_of, radix_grid_index, radix_part_index, radix_phase_order,
+                                      radix_stage2_kernels, stage1_frame_matrix, stage2_radix)
 from .common import kernel_tensor
 
 # The devices a graph can be laid out for (:class:`FactorisedDFT`'s ``target``).
@@ -51,8 +51,8 @@ class FactorisedDFT(nn.Module):
     batched MatMul on stacked blocks of the phase signal
     (:func:`~nnaudio_export.kernels.factorised_dft.stage1_frame_matrix`; cuDNN's direct
     grouped conv was the GPU's slowest kernel) and stage 2 one dense MatMul (split, n_fft 2048
-    took 3.83 ms on an H200 against 2.84 dense: the GPU's GEMM is not the bound, its two
-    transposes are)."""
+    took 3.83 ms on an H200 against 2.84 dense: the GPU's GEMM is not the bound, the split's
+    two transposes were; the split has none since, not yet timed on a GPU)."""
 
     precision = "single"
     method = "factorised"
@@ -82,7 +82,10 @@ class FactorisedDFT(nn.Module):
         split = radix_stage2_kernels(self.n1, self.u, self.v) if radix else {"stage2a": np.zeros(0),
                                                                            "stage2b": np.zeros(0)}
         self.grid = (self.n1 if radix else low + high) * self.a_count     # stage-2 rows per part
-        self.register_buffer("stage1", kernel_tensor(parts["stage1"], dtype))
+        stage1 = parts["stage1"]
+        if radix:   # groups in the phase order the split stage 2 reads (l, h)
+            stage1 = stage1.reshape(self.n1, -1)[radix_phase_order(self.n1, self.u, self.v)].reshape(stage1.shape)
+        self.register_buffer("stage1", kernel_tensor(stage1, dtype))
         # 'cuda': stage 1 as a MatMul over `blocks` stacked blocks of `step` samples
         matrix = stage1_frame_matrix(parts["stage1"], self.n1, self.step) if target == "cuda" else np.zeros(0)
         self.blocks = int(matrix.shape[-1]) // self.step if target == "cuda" else 0
@@ -92,6 +95,10 @@ class FactorisedDFT(nn.Module):
         self.register_buffer("stage2b", kernel_tensor(split["stage2b"], dtype))
         index = radix_grid_index(self.n_fft, self.n1, self.bins, self.u, self.v) if radix else parts["index"]
         self.register_buffer("index", torch.from_numpy(index))
+        # [cos; sin] rows of the bins in stage 2's output viewed as (B, 2 G, T)
+        part_index = radix_part_index(index, self.n1, self.u, self.a_count) if radix else \
+            np.concatenate([index, index + self.grid])
+        self.register_buffer("part_index", torch.from_numpy(part_index))
         self.preemphasis = float(preemphasis)
         self.register_buffer("prefilter", kernel_tensor(np.array([[[-self.preemphasis, 1.0]]]), dtype))
         taps_e = np.zeros((0, self.taps + 1)) if correction_taps is None else correction_taps
@@ -103,28 +110,26 @@ class FactorisedDFT(nn.Module):
 
     def forward(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
         """``[cos; sin]`` ``(B, 2 F, T)`` (``kernel``, ``stride``: the direct conv's, unused)."""
-        y = self.on_grid(x)
-        return torch.index_select(y, 2, self.index).reshape(y.size(0), 2 * self.bins, y.size(-1))
+        y = self.stage2_output(x)
+        return torch.index_select(y.reshape(y.size(0), 2 * self.grid, y.size(-1)), 1, self.part_index)
 
     def squared(self, x: Tensor, kernel: Tensor, stride: int) -> Tensor:
         """``|X|^2 = C^2 + S^2`` ``(B, F, T)``, summed on the grid, then gathered."""
-        if self.u > 0:   # split stage 2: the parts sit between the rows and (a, t)
-            z = self.stage1_output(self.preemphasised(x))
-            y = self.split_stage2(z)
-            power = (y * y).sum(2).reshape(y.size(0), self.grid, z.size(2))
+        y = self.stage2_output(x)
+        if self.u > 0:   # split: rows (c_b, C|S, c_a, a)
+            power = (y * y).sum(2).reshape(y.size(0), self.grid, y.size(-1))
         else:
-            y = self.on_grid(x)
             power = (y * y).sum(1)
         return torch.index_select(power, 1, self.index)
 
-    def on_grid(self, x: Tensor) -> Tensor:
-        """``(B, 1, L)`` -> the stage-2 grid ``(B, 2, G, T)`` (``[cos; sin]`` parts), with
-        Kaldi's pre-emphasis and low-rank remainder."""
+    def stage2_output(self, x: Tensor) -> Tensor:
+        """``(B, 1, L)`` -> stage 2's output with Kaldi's pre-emphasis and low-rank remainder:
+        ``(B, 2, G, T)`` (parts ``[cos; sin]`` of the grid), or split (:meth:`split_stage2`)
+        ``(B, V, 2, U A, T)``."""
         z = self.stage1_output(self.preemphasised(x))
         b, t = z.size(0), z.size(2)
         if self.u > 0:
-            y = self.split_stage2(z).transpose(1, 2)                           # (B, 2, N1, A T)
-            return y.reshape(b, 2, self.grid, t)
+            return self.split_stage2(z)
         y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
         if self.rank > 0:
             extended = F.pad(x, [1, 0])
@@ -151,6 +156,8 @@ class FactorisedDFT(nn.Module):
         if used < length:  # samples past the last frame (fewer than hop): not in any frame
             x = x[:, :, :used]
         phases = x.reshape(b, used // self.n1, self.n1).transpose(1, 2)      # (B, N1, L / N1)
+        if self.u > 0:   # phases r = V h + l to (l, h): a swap of contiguous blocks
+            phases = phases.reshape(b, self.u, self.v, -1).transpose(1, 2).reshape(b, self.n1, -1)
         return F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)
 
     def stage1_matmul(self, x: Tensor) -> Tensor:
@@ -173,15 +180,16 @@ class FactorisedDFT(nn.Module):
         return torch.matmul(self.stage1_matrix, stacked).reshape(b, -1, frames)
 
     def split_stage2(self, z: Tensor) -> Tensor:
-        """Stage 2 as ``U``- then ``V``-point DFTs (phases ``r = V h + l``): ``(B, N1, 2, A T)``,
-        rows ``c_a V + c_b`` (output ``c = c_a + U c_b``), parts ``[cos; sin]``. Each
-        transpose moves one axis past another over contiguous ``2 A T`` blocks."""
-        b, u, v = z.size(0), self.u, self.v
-        cols = self.a_count * z.size(2)
-        z = z.reshape(b, u, v, 2 * cols).transpose(1, 2).reshape(b, v, 2 * u, cols)    # (B, l, (h, P|Q), A T)
-        z = torch.matmul(self.stage2a, z)                                    # (B, l, (c_a, P'|Q'), A T)
-        z = z.reshape(b, v, u, 2 * cols).transpose(1, 2).reshape(b, u, 2 * v, cols)    # (B, c_a, (l, P'|Q'), A T)
-        return torch.matmul(self.stage2b, z).reshape(b, self.n1, 2, cols)
+        """Stage 2 as ``U``- then ``V``-point DFTs on stage 1's ``(B, N1 2 A, T)`` (phases in
+        ``(l, h)`` order): a batched MatMul per ``l`` over ``(h, P|Q)``, then one MatMul over
+        ``(l, P'|Q')`` for all ``(c_a, a, t)``; ``(B, V, 2, U A, T)``: rows ``(c_b, C|S,
+        c_a, a)``, output ``c = c_a + U c_b``. No transpose: the rows each step contracts
+        lead its operand."""
+        b, t = z.size(0), z.size(2)
+        cols = self.a_count * t
+        z = torch.matmul(self.stage2a, z.reshape(b, self.v, 2 * self.u, cols))   # (B, l, (P'|Q', c_a), A T)
+        y = torch.matmul(self.stage2b, z.reshape(b, 2 * self.v, self.u * cols))  # (B, (c_b, C|S), (c_a, A, T))
+        return y.reshape(b, self.v, 2, self.u * self.a_count, t)
 
     def stacked_elements(self, frames: int) -> int:
         """Values per batch item of the 'cuda' layout's stacked blocks (``N1 K step T``;
