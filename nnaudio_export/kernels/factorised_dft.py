@@ -191,7 +191,7 @@ def radix_grid_index(n_fft: int, n1: int, bins: int, u: int, v: int) -> np.ndarr
     return (c * a_count + a).astype(np.int64)
 
 
-def radix_part_index(index: np.ndarray, n1: int, u: int, a_count: int) -> np.ndarray:
+def radix_part_index(index: np.ndarray, u: int, a_count: int) -> np.ndarray:
     """:func:`radix_grid_index` -> the rows ``[C; S]`` ``(2 F,)`` in the split stage 2's
     output, whose rows are ``(c_b, C|S, c_a, a)``."""
     block = int(u) * int(a_count)
@@ -311,5 +311,5 @@ def factorised_dft_apply(signal: np.ndarray, window: np.ndarray, hop: int, n1: i
     z = split["stage2a"] @ z.reshape(v, 2 * u, -1)                            # (V l, (P'|Q', c_a), A T)
     y = split["stage2b"] @ z.reshape(2 * v, -1)                               # ((c_b, C|S), (c_a, A, T))
     index = radix_grid_index(n, n1, bins, u, v)
-    part = radix_part_index(index, n1, u, a_count)
+    part = radix_part_index(index, u, a_count)
     return y.reshape(2 * n1 * a_count, frames)[part]

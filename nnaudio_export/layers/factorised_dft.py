@@ -96,7 +96,7 @@ class FactorisedDFT(nn.Module):
         index = radix_grid_index(self.n_fft, self.n1, self.bins, self.u, self.v) if radix else parts["index"]
         self.register_buffer("index", torch.from_numpy(index))
         # [cos; sin] rows of the bins in stage 2's output viewed as (B, 2 G, T)
-        part_index = radix_part_index(index, self.n1, self.u, self.a_count) if radix else \
+        part_index = radix_part_index(index, self.u, self.a_count) if radix else \
             np.concatenate([index, index + self.grid])
         self.register_buffer("part_index", torch.from_numpy(part_index))
         self.preemphasis = float(preemphasis)
