@@ -205,10 +205,11 @@ def fold_bin_gather(model) -> int:
 
 
 def pair_sums_as_matmul(model) -> int:
-    """Replace every ``ReduceSum(X, axes=[1], keepdims=0)`` whose ``X`` has a static shape
-    ``(B, 2, d_2, ..)`` by ``Reshape(MatMul([[1, 1]], Reshape(X, (B, 2, -1))), (B, d_2, ..))``
-    (module docstring: the same sum, cuBLAS instead of cuDNN on ONNX Runtime's CUDA
-    provider). Edits ``model`` in place; returns how many were replaced."""
+    """Replace every ``ReduceSum(X, axes=[k], keepdims=0)`` (``k >= 1``) whose ``X`` has a
+    static shape ``(B, d_1, .., d_k = 2, ..)`` by ``Reshape(MatMul([[1, 1]], Reshape(X,
+    (B, d_1 .. d_(k-1), 2, -1))), (B, d_1, .., d_(k-1), d_(k+1), ..))`` (module docstring: the
+    same sum, cuBLAS instead of cuDNN on ONNX Runtime's CUDA provider; the split stage 2 sums
+    its pairs on axis 2). Edits ``model`` in place; returns how many were replaced."""
     from onnx import helper, numpy_helper
     graph = model.graph
     shapes = _shapes(model)
@@ -217,15 +218,17 @@ def pair_sums_as_matmul(model) -> int:
         keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
         axes = _int_list(model, node.input[1]) if len(node.input) > 1 else None
         shape = shapes.get(node.input[0])
-        if keepdims != 0 or axes is None or not shape or len(shape) < 3:
+        if keepdims != 0 or axes is None or not shape or len(shape) < 3 or len(axes) != 1:
             continue
-        if [a % len(shape) for a in axes] != [1] or shape[1] != 2 or any(d is None for d in shape[2:]):
+        k = axes[0] % len(shape)
+        if k < 1 or shape[k] != 2 or any(d is None for d in shape[1:]):
             continue
+        lead = [int(np.prod(shape[1:k], dtype=np.int64))] if k > 1 else []
         base = f"{node.output[0]}.pair_sum"
         graph.initializer.extend([
             numpy_helper.from_array(np.ones((1, 2), np.float32), f"{base}.ones"),
-            numpy_helper.from_array(np.array([0, 2, -1], np.int64), f"{base}.flat"),
-            numpy_helper.from_array(np.array([0, *shape[2:]], np.int64), f"{base}.shape")])
+            numpy_helper.from_array(np.array([0, *lead, 2, -1], np.int64), f"{base}.flat"),
+            numpy_helper.from_array(np.array([0, *shape[1:k], *shape[k + 1:]], np.int64), f"{base}.shape")])
         new = [helper.make_node("Reshape", [node.input[0], f"{base}.flat"], [f"{base}.x"], name=f"{base}.reshape_in"),
                helper.make_node("MatMul", [f"{base}.ones", f"{base}.x"], [f"{base}.y"], name=f"{base}.matmul"),
                helper.make_node("Reshape", [f"{base}.y", f"{base}.shape"], [node.output[0]], name=f"{base}.reshape_out")]

@@ -137,6 +137,29 @@ def test_layer_in_float64_is_numpy_rfft(n_fft, hop, bins, target):
         assert np.abs(power - want_power).max() <= 1e-12 * want_power.max()
 
 
+@pytest.mark.parametrize("n_fft,hop,bins", [(2048, 512, 1025), (8192, 2048, 4097)])
+def test_cuda_layout_with_split_stage2_is_numpy_rfft(monkeypatch, n_fft, hop, bins):
+    """The 'cuda' layout keeps stage 2 dense by default (SPLIT_STAGE2_TARGETS; the split is
+    untimed on a GPU), but with the split allowed (as scripts/gpu_probe_split.py does) its
+    stacked blocks follow the split's phase order: float64 is numpy's FFT to 1e-12."""
+    from nnaudio_export.layers import factorised_dft as layer_module
+    window = get_window("hann", n_fft)
+    n1 = dft_split(n_fft, hop)[0]
+    assert FactorisedDFT(window, hop, bins, n1, dtype=torch.float64, target="cuda").u == 0
+    monkeypatch.setattr(layer_module, "SPLIT_STAGE2_TARGETS", ("cpu", "cuda"))
+    layer = FactorisedDFT(window, hop, bins, n1, dtype=torch.float64, target="cuda")
+    assert (layer.u, layer.v) == stage2_radix(n1) and layer.blocks > 0
+    x = np.random.default_rng(n_fft).standard_normal(3 * n_fft + hop // 2 + 3)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)[None, None]
+        got = layer(xt, torch.zeros(0), hop)[0].numpy()
+        power = layer.squared(xt, torch.zeros(0), hop)[0].numpy()
+    want = numpy_frames_rfft(x, n_fft, hop, window, bins)
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+    want_power = want[:bins] ** 2 + want[bins:] ** 2
+    assert np.abs(power - want_power).max() <= 1e-12 * want_power.max()
+
+
 def test_stage1_frame_matrix_pads_the_taps_with_zeros():
     stage1 = np.arange(2 * 3 * 5, dtype=np.float64).reshape(6, 1, 5)       # N1 = 2, 2A = 3, N2 = 5
     m = stage1_frame_matrix(stage1, 2, 2)                                 # step 2: K = 3 blocks

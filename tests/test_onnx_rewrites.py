@@ -173,26 +173,30 @@ def _pair_sum_graph(shape, axes, keepdims=0):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-@pytest.mark.parametrize("axes", [[1], [-3]])
-def test_pair_sums_become_a_matmul_with_the_same_rounding(axes):
-    """The 'cuda' layout's power: ``C^2 + S^2`` as ``[1, 1] @ (B, 2, G T)`` rounds the sum
-    once, as ReduceSum does: bit for bit the same in ONNX Runtime (and against float64 within
-    one float32 rounding of the sum)."""
-    model = _pair_sum_graph((3, 2, 5, 7), axes)
-    x = np.random.default_rng(2).standard_normal((3, 2, 5, 7)).astype(np.float32)
+@pytest.mark.parametrize("shape,axes", [((3, 2, 5, 7), [1]), ((3, 2, 5, 7), [-3]),
+                                        ((3, 4, 2, 5, 7), [2]), ((3, 4, 3, 2, 7), [-2])])
+def test_pair_sums_become_a_matmul_with_the_same_rounding(shape, axes):
+    """The 'cuda' layout's power: ``C^2 + S^2`` as ``[1, 1] @ (B, .., 2, G T)`` rounds the
+    sum once, as ReduceSum does: bit for bit the same in ONNX Runtime (and against float64
+    within one float32 rounding of the sum), on axis 1 (dense stage 2) or further in (the
+    split stage 2's ``(B, V, 2, U A, T)``)."""
+    model = _pair_sum_graph(shape, axes)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"X": x})[0]
     assert pair_sums_as_matmul(model) == 1
     onnx.checker.check_model(model)
     assert [n.op_type for n in model.graph.node] == ["Mul", "Reshape", "MatMul", "Reshape"]
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"X": x})[0]
-    assert got.shape == (3, 5, 7) and np.array_equal(got, want)
-    sq = x.astype(np.float32) * x
-    exact = sq[:, 0].astype(np.float64) + sq[:, 1]
+    k = axes[0] % len(shape)
+    assert got.shape == shape[:k] + shape[k + 1:] and np.array_equal(got, want)
+    sq = np.moveaxis(x * x, k, 0)
+    exact = sq[0].astype(np.float64) + sq[1]
     assert np.abs(got - exact).max() <= np.finfo(np.float32).eps * np.abs(exact).max()
 
 
 @pytest.mark.parametrize("shape,axes,keepdims", [((3, 2, 5, 7), [1], 1), ((3, 3, 5, 7), [1], 0),
-                                                 ((3, 2, 5, 7), [2], 0)])
+                                                 ((3, 2, 5, 7), [2], 0), ((3, 2, 2, 7), [1, 2], 0),
+                                                 ((3, 2, 5, 7), [0], 0)])
 def test_other_reductions_are_left_alone(shape, axes, keepdims):
     model = _pair_sum_graph(shape, axes, keepdims)
     before = model.SerializeToString()

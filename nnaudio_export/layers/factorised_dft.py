@@ -28,6 +28,11 @@ from .common import kernel_tensor
 
 # The devices a graph can be laid out for (:class:`FactorisedDFT`'s ``target``).
 TARGETS = ("cpu", "cuda")
+# The layouts whose stage 2 is split where stage2_radix says. Not 'cuda': on an H200 the split
+# (then with two transposes) took 3.83 ms against 2.84 dense (n_fft 2048, batch 64); the
+# transpose-free split works there too (tests) but is not yet timed on a GPU
+# (scripts/gpu_probe_split.py times both).
+SPLIT_STAGE2_TARGETS = ("cpu",)
 
 
 class FactorisedDFT(nn.Module):
@@ -77,7 +82,7 @@ class FactorisedDFT(nn.Module):
         parts = factorised_dft_kernels(window, self.n1, self.bins)
         # Stage 2 split in two where it pays (kernels.factorised_dft.stage2_radix); Kaldi's
         # remainder is placed on the two-stage grid, so a correction keeps two stages.
-        radix = stage2_radix(self.n1) if correction_bins is None and target == "cpu" else None
+        radix = stage2_radix(self.n1) if correction_bins is None and target in SPLIT_STAGE2_TARGETS else None
         self.u, self.v = radix if radix else (0, 0)
         split = radix_stage2_kernels(self.n1, self.u, self.v) if radix else {"stage2a": np.zeros(0),
                                                                            "stage2b": np.zeros(0)}
@@ -87,7 +92,7 @@ class FactorisedDFT(nn.Module):
             stage1 = stage1.reshape(self.n1, -1)[radix_phase_order(self.n1, self.u, self.v)].reshape(stage1.shape)
         self.register_buffer("stage1", kernel_tensor(stage1, dtype))
         # 'cuda': stage 1 as a MatMul over `blocks` stacked blocks of `step` samples
-        matrix = stage1_frame_matrix(parts["stage1"], self.n1, self.step) if target == "cuda" else np.zeros(0)
+        matrix = stage1_frame_matrix(stage1, self.n1, self.step) if target == "cuda" else np.zeros(0)
         self.blocks = int(matrix.shape[-1]) // self.step if target == "cuda" else 0
         self.register_buffer("stage1_matrix", kernel_tensor(matrix, dtype))
         self.register_buffer("stage2", kernel_tensor(np.zeros(0) if radix else parts["stage2"], dtype))
@@ -156,9 +161,15 @@ class FactorisedDFT(nn.Module):
         if used < length:  # samples past the last frame (fewer than hop): not in any frame
             x = x[:, :, :used]
         phases = x.reshape(b, used // self.n1, self.n1).transpose(1, 2)      # (B, N1, L / N1)
-        if self.u > 0:   # phases r = V h + l to (l, h): a swap of contiguous blocks
-            phases = phases.reshape(b, self.u, self.v, -1).transpose(1, 2).reshape(b, self.n1, -1)
-        return F.conv1d(phases, self.stage1, stride=self.step, groups=self.n1)
+        return F.conv1d(self.split_order(phases), self.stage1, stride=self.step, groups=self.n1)
+
+    def split_order(self, phases: Tensor) -> Tensor:
+        """``(B, N1, ...)`` with the phases ``r = V h + l`` moved to ``(l, h)`` order when
+        stage 2 is split (a swap of contiguous blocks), else as given."""
+        if self.u == 0:
+            return phases
+        b = phases.size(0)
+        return phases.reshape(b, self.u, self.v, -1).transpose(1, 2).reshape(phases.shape)
 
     def stage1_matmul(self, x: Tensor) -> Tensor:
         """Stage 1 as one batched MatMul (the 'cuda' target): the signal, cut or zero-padded
@@ -175,7 +186,7 @@ class FactorisedDFT(nn.Module):
             x = x[:, :, :need]
         else:
             x = F.pad(x, [0, need - length])
-        blocks = x.reshape(b, count, self.step, self.n1).permute(0, 3, 2, 1)      # (B, N1, step, T - 1 + K)
+        blocks = self.split_order(x.reshape(b, count, self.step, self.n1).permute(0, 3, 2, 1))  # (B, N1, step, T - 1 + K)
         stacked = torch.cat([blocks[:, :, :, j:j + frames] for j in range(self.blocks)], dim=2)
         return torch.matmul(self.stage1_matrix, stacked).reshape(b, -1, frames)
 
