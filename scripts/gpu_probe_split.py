@@ -16,6 +16,7 @@ Usage: python scripts/gpu_probe_split.py --out DIR [--presets mel_128 stft_2048]
 Torch-only needs no onnxruntime-gpu: run it in the lease's first call, beside the build.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -33,21 +34,17 @@ def _layout_name(target: str, split: bool) -> str:
     return f"{target}{' + split' if split and target == 'cuda' else ''}"
 
 
-def _with_split(split: bool):
-    """Context: SPLIT_STAGE2_TARGETS with 'cuda' added (split) or as shipped."""
-    import contextlib
+@contextlib.contextmanager
+def split_allowed(split: bool):
+    """SPLIT_STAGE2_TARGETS with 'cuda' added (``split``) or as shipped, restored after."""
     from nnaudio_export.layers import factorised_dft as layer_module
-
-    @contextlib.contextmanager
-    def ctx():
-        saved = layer_module.SPLIT_STAGE2_TARGETS
-        if split:
-            layer_module.SPLIT_STAGE2_TARGETS = tuple(sorted(set(saved) | {"cuda"}))
-        try:
-            yield
-        finally:
-            layer_module.SPLIT_STAGE2_TARGETS = saved
-    return ctx()
+    saved = layer_module.SPLIT_STAGE2_TARGETS
+    if split:
+        layer_module.SPLIT_STAGE2_TARGETS = tuple(sorted(set(saved) | {"cuda"}))
+    try:
+        yield
+    finally:
+        layer_module.SPLIT_STAGE2_TARGETS = saved
 
 
 def _ort_ms(bundle: Path, xt, device: str):
@@ -89,7 +86,7 @@ def probe(preset: str, device: str, batch: int, work: Path) -> dict:
     rows, ref = [], None
     for target, split in LAYOUTS:
         name = _layout_name(target, split)
-        with _with_split(split):
+        with split_allowed(split):
             fe = nx.presets.load(preset, target=target, **length).to(device).eval()
             stages = fourier_stages(fe)
             bundle = None
