@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))   # gpu_check's ORT timing
 os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 os.environ.setdefault("NNAUDIO_DISABLE_CITATION_REMINDER", "1")
 
@@ -48,11 +49,10 @@ def split_allowed(split: bool):
 
 
 def _ort_ms(bundle: Path, xt, device: str):
-    """Median ms of the bundle's ONNX model in ORT on ``device`` (IO binding on CUDA), or a
-    reason it was not timed."""
-    import numpy as np
+    """Median ms of the bundle's ONNX model in ORT on ``device`` (IO binding on CUDA, as
+    gpu_check.py times it), or a reason it was not timed."""
     import onnxruntime as ort
-    import torch
+    from gpu_check import _ort_time
     from nnaudio_export.bench.measure import time_call
     from nnaudio_export.manifest import model_format, read_manifest, tensor_names
     in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
@@ -61,15 +61,10 @@ def _ort_ms(bundle: Path, xt, device: str):
             return None, "onnxruntime has no CUDA provider here"
         s = ort.InferenceSession(str(bundle / "model.onnx"), providers=[
             ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}), "CPUExecutionProvider"])
-        b = s.io_binding()
-        b.bind_input(in_name, "cuda", 0, np.float32, list(xt.shape), xt.data_ptr())
-        b.bind_output(out_name, "cuda")
-        t = time_call(lambda: s.run_with_iobinding(b), warmup=3, repeats=10, sync=torch.cuda.synchronize)
-    else:
-        s = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
-        xn = xt.cpu().numpy()
-        t = time_call(lambda: s.run(None, {in_name: xn}), warmup=2, repeats=5)
-    return t["median_ms"], ""
+        return _ort_time(s, xt, in_name, out_name)[0], ""
+    s = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    xn = xt.cpu().numpy()
+    return time_call(lambda: s.run(None, {in_name: xn}), warmup=2, repeats=5)["median_ms"], ""
 
 
 def probe(preset: str, device: str, batch: int, work: Path) -> dict:
