@@ -207,9 +207,8 @@ def transform_precisions(spec: Dict[str, Any]) -> set:
 
 def with_precision(spec: Dict[str, Any], precision: str) -> Dict[str, Any]:
     """A copy of ``spec`` whose transform stages (those with a ``precision``) run at
-    ``precision``: 'single' (one float32 conv) or 'extended' (error-free split, ~2-3x
-    the transform's time, ~2^7 times less rounding; see
-    :mod:`nnaudio_export.layers.frame_conv`)."""
+    ``precision``: 'single' (float32) or 'extended' (a DFT bank's factorised stages in
+    float64, other banks an error-free split; see :mod:`nnaudio_export.layers.frame_conv`)."""
     require_choice(precision, "precision", PRECISIONS)
     spec = copy.deepcopy(spec)
     hits = [st for st in spec.get("stages", []) if isinstance(st, dict) and st.get("type") in PRECISION_STAGES]

@@ -49,10 +49,11 @@ def test_json_rows_and_fields(quick_report):
     for peer in WHISPER_PEERS:
         assert peer in impls
     # the Fourier stages: single runs the factorised DFT, whose direct-conv "before" is timed
-    # too; extended the direct split conv
+    # too; extended the same stages in float64, stage 1 as a MatMul (its taps padded to 3 x 8)
     (single,) = p["fourier_stages"]
     (ext,) = p["fourier_stages_extended"]
-    assert ext["method"] == "direct" and ext["macs_per_frame"] == 3 * 160800
+    assert (ext["method"], ext["dtype"], ext["stage1"]) == ("factorised", "float64", "matmul")
+    assert ext["macs_per_frame"] == 27280 + 2 * 11 * 20 * 4
     assert (single["method"], single["n1"], single["n2"]) == ("factorised", 20, 20)
     assert single["macs_per_frame"] == 27280 and single["direct_macs_per_frame"] == 160800
     assert "ours: onnxruntime, precision single, direct conv (before)" in impls
@@ -82,6 +83,7 @@ def test_markdown_lists_every_row(quick_report):
     for name in ("ours: onnxruntime", "ours: pt2", "librosa", "ONNX STFT op"):
         assert name in md
     assert "ONNX Runtime, precision extended / single: " in md   # the 1.5x budget, visible
+    assert "factorised 20 x 20, float64, stage 1 as a MatMul (n_fft 400, hop 160)" in md   # extended
 
 
 def test_failed_bundle_is_reported_and_peers_still_run(tmp_path, monkeypatch):

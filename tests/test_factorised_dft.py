@@ -176,7 +176,40 @@ def test_chosen_only_for_frozen_plain_dft():
                            fmin=50, fmax=4000).conv, FrameConv)
     assert isinstance(STFT(n_fft=400, hop_length=101, sr=SR).conv, FrameConv)
     assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, dtype=torch.float64).conv, FrameConv)
-    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, precision="extended").conv, SplitFrameConv)
+    # 'extended': the same stages in float64 (stage 1 a MatMul: ONNX Runtime's CPU Conv is
+    # float32 only); no split of (n_fft, hop), or not a plain DFT: the error-free split conv
+    ext = STFT(n_fft=400, hop_length=160, sr=SR, precision="extended").conv
+    assert isinstance(ext, FactorisedDFT) and ext.precision == "extended" and ext.blocks == 3
+    assert ext.stage1_matrix.dtype == ext.stage2.dtype == torch.float64
+    assert isinstance(STFT(n_fft=400, hop_length=101, sr=SR, precision="extended").conv, SplitFrameConv)
+    assert isinstance(STFT(n_fft=400, hop_length=160, sr=SR, freq_scale="linear", fmin=50, fmax=4000,
+                           precision="extended").conv, SplitFrameConv)
+
+
+@pytest.fixture(scope="module", params=["whisper_80", "kaldi_fbank_80_lhotse"])
+def extended_bundle(tmp_path_factory, request):
+    fe = nx.presets.load(request.param, seconds=1.0, precision="extended").eval()
+    return fe, nx.export(fe, tmp_path_factory.mktemp("ext") / request.param, formats=("onnx", "torchscript"),
+                         verify=False)
+
+
+def test_extended_bundle_runs_float64_stages(extended_bundle):
+    """Precision 'extended' on a plain DFT bank: the factorised stages in float64 between two
+    Casts (whisper_80; kaldi_fbank_80_lhotse also with its pre-emphasis and rank-2 remainder
+    in float64), no Conv left (ONNX Runtime's CPU provider has none in float64), and each
+    backend within the 'extended' bound of the float64 reference (nx.verify: 80 dB)."""
+    fe, bundle = extended_bundle
+    model = onnx.load(str(bundle / "model.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Conv" not in ops and ops.count("Cast") >= 2
+    double = onnx.TensorProto.DOUBLE
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    matmuls = [inits.get(n.input[0]) for n in model.graph.node if n.op_type == "MatMul" and n.input[0] in inits]
+    assert matmuls.count(double) >= 2                    # stage 1 and stage 2
+    (stage,) = json.loads((bundle / "manifest.json").read_text())["fourier_stages"]
+    assert (stage["method"], stage["precision"], stage["stage1"]) == ("factorised", "extended", "matmul")
+    report = nx.verify(bundle, devices=("cpu",), backends=("onnxruntime", "torchscript"))
+    assert report.ok, report.table()
 
 
 @pytest.mark.parametrize("num_samples", [16000, 16013])

@@ -41,7 +41,9 @@ def describe(stages: List[Dict[str, Any]]) -> str:
         if s["method"] == "factorised":
             split = s.get("stage2_split")
             radix = f", stage 2 as {split[0]} x {split[1]}" if split else ""
-            radix += ", stage 1 as a MatMul (cuda layout)" if s.get("stage1") == "matmul" else ""
+            if s.get("stage1") == "matmul":
+                radix += ", float64, stage 1 as a MatMul" if s.get("precision") == "extended" else \
+                    ", stage 1 as a MatMul (cuda layout)"
             parts.append(f"{s['layer']}: factorised {s['n1']} x {s['n2']}{radix} (n_fft {s['n_fft']}, hop {s['hop']}), "
                          f"{s['macs_per_frame']:,} MACs/frame; direct conv {s['direct_macs_per_frame']:,} "
                          f"({s['direct_macs_per_frame'] / s['macs_per_frame']:.1f}x fewer)")

@@ -13,10 +13,13 @@ CQT1992v2 and each octave of CQT2010v2.
   hop)`` that saves at least half (5-10x fewer multiply-adds, and less rounding than the
   direct conv); everything else (trainable kernels, ``freq_scale`` 'linear'/'log', CQT,
   no split, float64 reference builds) is one ``conv1d``.
-- ``'extended'``: the error-free split of :mod:`nnaudio_export.kernels.split` (three
-  conv-sized products, ~2-3x the time of the transform): rounding error 2^7-2^8 times
-  smaller, so bins 80 dB below the peak keep ~1e-5 relative accuracy instead of ~1e-3.
-  Frozen kernels only.
+- ``'extended'``: a frozen plain windowed DFT with a factorised split runs the same
+  factorised stages in float64 and rounds their output to float32 once (bins 80 dB below
+  the peak keep ~1.5e-7 relative accuracy instead of ~1.5e-4; ~2.5x the time of 'single'
+  in ONNX Runtime); every other frozen bank (CQT, ``freq_scale`` 'linear'/'log', a kernel
+  given to ``load_kernel``, no split) the error-free split of
+  :mod:`nnaudio_export.kernels.split` (three conv-sized products): rounding error 2^7-2^8
+  times smaller, ~2e-6 relative 80 dB down. Frozen kernels only.
 
 Inputs that are not float32 (a float64 reference, ``.double()``) use the plain conv: the
 split only makes sense for float32 rounding.
@@ -37,7 +40,8 @@ from .factorised_dft import TARGETS, FactorisedDFT
 
 PRECISIONS = ("single", "extended")
 PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
-                  doc="'single' (one float32 conv) or 'extended' (error-free split)")
+                  doc="'single' (float32) or 'extended' (a DFT bank's factorised stages in float64, "
+                      "other banks an error-free split)")
 TARGET = Param("target", "cpu", "str", choices=TARGETS,
                doc="the device the graph is laid out for: 'cpu' or 'cuda' (the factorised DFT's "
                    "stage 1 as a grouped conv or a MatMul)")
@@ -157,6 +161,7 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
                                "direct_macs_per_frame": direct}
         if isinstance(conv, FactorisedDFT):
             row.update(n_fft=conv.n_fft, hop=conv.hop, n1=conv.n1, n2=conv.n2, target=conv.target,
+                       dtype=str(conv.stage1.dtype).replace("torch.", ""),
                        stage1="matmul" if conv.blocks else "grouped conv",
                        stage2_split=[conv.u, conv.v] if conv.u > 0 else None,
                        macs_per_frame=conv.macs_per_frame(), correction_rank=conv.rank)
@@ -182,6 +187,8 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     is the kernels' dtype (the split kernels of 'extended' are built in it). ``dft``: the
     bank is that windowed DFT, so at 'single' with frozen float32 kernels the factorised
     stages may replace the conv (float64 builds keep the conv: they are the references).
+    At 'extended' a bank with such a split gets the factorised stages in float64
+    (:class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT` with float64 kernels).
     ``framed``: the 'extended' split, and at 'single' the direct product of a frozen DFT bank
     with no factorised split, work frame by frame (matmul rows; see :class:`FrameConv`,
     :class:`SplitFrameConv`); trainable, non-DFT and float64 banks keep ``conv1d``.
@@ -189,15 +196,20 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`); nothing else depends on it."""
     require_choice(precision, "precision", PRECISIONS)
     require_choice(target, "target", TARGETS)
+    split = None
+    if dft is not None and not trainable and dtype == torch.float32:
+        split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
     if precision == "single":
-        if dft is not None and not trainable and dtype == torch.float32:
-            split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
-            if split is not None:
-                return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
-                                     dft.preemphasis, dft.correction_taps, dft.correction_bins, target)
-            return FrameConv(framed)
-        return FrameConv()   # nnAudio's own arithmetic (conv1d) for its kernels: converted layers match it
+        if split is not None:
+            return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
+                                 dft.preemphasis, dft.correction_taps, dft.correction_bins, target)
+        # nnAudio's own arithmetic (conv1d) for its kernels: converted layers match it
+        return FrameConv(framed if dft is not None and not trainable and dtype == torch.float32 else False)
     require(not trainable, "precision",
-            "'extended' splits the kernels once at build time, so it needs frozen kernels "
+            "'extended' builds its float64 stages or split kernels once, so it needs frozen kernels "
             "(trainable=False); train with 'single' and rebuild with 'extended' to export")
+    if split is not None:   # the factorised stages in float64, stage 1 as a MatMul
+        return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, torch.float64,
+                             dft.preemphasis, dft.correction_taps, dft.correction_bins, target,
+                             stage1_matmul=True)
     return SplitFrameConv(kernel, dtype, framed)

@@ -37,7 +37,8 @@ class KaldiSTFT(FrontendLayer):
     and imaginary parts, applied through :mod:`~nnaudio_export.layers.frame_conv` at
     ``precision`` ('single' | 'extended'). At 'single' with frozen kernels the same map runs
     as the factorised DFT of the pre-emphasised signal plus a rank <= 2 remainder
-    (:func:`~nnaudio_export.kernels.kaldi.kaldi_dft_parts`). ``snip_edges=False``: the signal is extended with
+    (:func:`~nnaudio_export.kernels.kaldi.kaldi_dft_parts`); at 'extended' the same, in
+    float64. ``snip_edges=False``: the signal is extended with
     constant index buffers (Kaldi's edge reflection, edge sample repeated) so frame ``f``
     starts at ``hop f + hop // 2 - L // 2``. Dither is not supported (inference: dither 0).
     Kaldi's arguments are in samples here (``win_length`` 400 = 25 ms at 16 kHz).

@@ -60,9 +60,10 @@ class STFT(FrontendLayer):
     ``precision`` (not in nnAudio): 'single' (default) applies the kernels in float32, as the
     two-stage factorised DFT of :mod:`nnaudio_export.layers.factorised_dft` when they are
     frozen DFT kernels (``freq_scale='no'``) and ``(n_fft, hop)`` has a split that saves half
-    (5.9x fewer multiply-adds at n_fft 400 / hop 160), else with one conv1d; 'extended' with the error-free split of :mod:`nnaudio_export.layers.frame_conv`
-    (~2-3x the time, 2^7-2^8 times less rounding error: bins 80 dB below a loud tone keep
-    ~1e-5 relative accuracy instead of ~1e-3; frozen kernels only). ``dtype`` (not in
+    (5.9x fewer multiply-adds at n_fft 400 / hop 160), else with one conv1d; 'extended' runs those factorised stages in float64 and rounds
+    their output once (bins 80 dB below a loud tone keep ~1.5e-7 relative accuracy instead of
+    ~1.5e-4), other banks with the error-free split of :mod:`nnaudio_export.layers.frame_conv`
+    (~2e-6); frozen kernels only. ``dtype`` (not in
     nnAudio) is the kernels' dtype: ``torch.float64`` builds a reference whose kernels were
     never rounded to float32. ``target`` (not in nnAudio): 'cpu' (default) or 'cuda', the
     device the factorised DFT is laid out for (same numbers to float32 rounding; a CPU runs the

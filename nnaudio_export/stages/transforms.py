@@ -27,7 +27,8 @@ class TransformStage(Stage):
 
     def work_elements(self, in_shape: Shape) -> int:
         """The padded input and the conv's (real; imag) output, three times at precision
-        'extended' (split input, two products); the 'cuda' layout's stacked signal blocks."""
+        'extended' (the float64 stages' output and its float32 copy, or the split's input and
+        two products); the stacked signal blocks of a stage 1 run as a MatMul."""
         f, t = self.layer.output_shape_for(in_shape[-1])[:2]
         copies = 3 if self.layer.precision == "extended" else 1
         conv = getattr(self.layer, "conv", None)
