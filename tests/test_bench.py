@@ -186,3 +186,21 @@ def test_a_gpu_table_times_only_the_peers_on_the_gpu(tmp_path):
         row, fn = rows[name]
         assert fn is None and row["status"] == "skipped" and "runs on cpu" in row["error"], row
     assert rows["torch.stft"][0]["device"] == "cuda"
+
+
+def test_a_bundle_is_reused_only_when_this_code_exported_it(tmp_path):
+    """The bench keeps its bundles between runs; one exported by other code (same spec and
+    torch, another graph: what happened when 'extended' moved onto the factorised stages) is
+    exported again instead of being timed as this code's."""
+    from nnaudio_export.bench import driver
+    length = {"num_samples": 16000}
+    out = driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
+    model = out / "model.onnx"
+    first = model.stat().st_mtime_ns
+    assert driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",)) == out
+    assert model.stat().st_mtime_ns == first                       # reused
+    stamp = out.with_name(out.name + ".source")
+    stamp.write_text("0" * 64 + "\n")                              # as if other code wrote it
+    driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
+    assert model.stat().st_mtime_ns != first
+    assert stamp.read_text().strip() == driver.source_fingerprint()

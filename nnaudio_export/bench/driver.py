@@ -8,6 +8,8 @@ and GEMM ceiling) live in :mod:`.measure`, the peers in :mod:`.peers` and the ma
 PNG writing in :mod:`.report`.
 """
 import argparse
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -57,13 +59,25 @@ def bench_input(preset: str, raw: Dict[str, Any], length: Dict[str, int], batch:
 
 # ---------------------------------------------------------------- our bundles
 
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """sha256 of this package's Python sources: a bundle exported by other code (same spec,
+    same torch, another graph) is exported again, not timed as if it were this code's."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None,
                   pt2_device: str = "cpu", formats: Tuple[str, ...] = ("torchscript", "onnx", "pt2"),
                   target: str = "cpu") -> Path:
     """Export ``preset`` at ``length`` (:func:`bench_length`) and ``precision`` (default the
     preset's own), laid out for ``target``, its .pt2 compiled for ``pt2_device``, once into
     ``root``; reuse a bundle whose manifest spec, torch version, .pt2 device and ``formats``
-    match."""
+    match and that this package's sources exported (:func:`source_fingerprint`, kept beside
+    the bundle in ``<bundle>.source``)."""
     fe = load_preset(preset, precision=precision, target=target, **length)
     size = f"n{length['num_samples']}" if "num_samples" in length else f"t{length['num_frames']}"
     out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else "")
@@ -71,7 +85,8 @@ def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Op
                   + ("" if pt2_device == "cpu" else f"-pt2{pt2_device}")
                   + ("" if "pt2" in formats else "-no-pt2"))
     mf = out / "manifest.json"
-    if mf.is_file():
+    stamp = out.with_name(out.name + ".source")
+    if mf.is_file() and stamp.is_file() and stamp.read_text().strip() == source_fingerprint():
         try:
             m = json.loads(mf.read_text())
             files = [model_format(f).file for f in formats]
@@ -84,8 +99,10 @@ def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Op
         except Exception:
             pass
     _say(f"{preset}: exporting bundle {out} ({', '.join(formats)}{' for ' + pt2_device if 'pt2' in formats else ''})")
-    return export(fe, out, formats=formats, batch=None, verify=False, overwrite=True,
-                  pt2_device=pt2_device if "pt2" in formats else "cpu")
+    bundle = export(fe, out, formats=formats, batch=None, verify=False, overwrite=True,
+                    pt2_device=pt2_device if "pt2" in formats else "cpu")
+    stamp.write_text(source_fingerprint() + "\n")
+    return bundle
 
 
 def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:

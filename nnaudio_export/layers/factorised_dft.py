@@ -148,8 +148,8 @@ class FactorisedDFT(nn.Module):
         """``(B, 1, L)`` -> stage 2's output with Kaldi's pre-emphasis and low-rank remainder:
         ``(B, 2, G, T)`` (parts ``[cos; sin]`` of the grid), or split (:meth:`split_stage2`)
         ``(B, V, 2, U A, T)``; in the kernels' dtype."""
-        if self.preemphasis != 0.0 or self.rank > 0:
-            x = x.to(self.stage1.dtype)   # else stage 1 casts, after its first transpose
+        if x.dtype != self.stage1.dtype and (self.preemphasis != 0.0 or self.rank > 0 or self.blocks == 0):
+            x = x.to(self.stage1.dtype)   # else stage 1's MatMul casts, after its first transpose
         z = self.stage1_output(self.preemphasised(x))
         b, t = z.size(0), z.size(2)
         if self.u > 0:
