@@ -125,6 +125,11 @@ class FactorisedDFT(nn.Module):
         bins_e = np.zeros((2 * self.bins, 0)) if correction_bins is None else correction_bins
         bins_e = grid_rows_of(bins_e, index, self.grid)             # added on the grid
         self.rank = int(taps_e.shape[0])
+        # float64 (frames times taps): taps zero-padded to whole blocks of `hop`, so the
+        # frames need no cut (a copy)
+        width = -(-taps_e.shape[1] // self.hop) * self.hop if dtype == torch.float64 else taps_e.shape[1]
+        self.correction_pad = int(width - taps_e.shape[1])
+        taps_e = np.pad(taps_e, [(0, 0), (0, self.correction_pad)])
         self.register_buffer("correction_taps", kernel_tensor(taps_e[:, None, :], dtype))
         self.register_buffer("correction_bins", kernel_tensor(bins_e, dtype))
 
@@ -148,15 +153,14 @@ class FactorisedDFT(nn.Module):
         """``(B, 1, L)`` -> stage 2's output with Kaldi's pre-emphasis and low-rank remainder:
         ``(B, 2, G, T)`` (parts ``[cos; sin]`` of the grid), or split (:meth:`split_stage2`)
         ``(B, V, 2, U A, T)``; in the kernels' dtype."""
-        if x.dtype != self.stage1.dtype and (self.preemphasis != 0.0 or self.rank > 0 or self.blocks == 0):
-            x = x.to(self.stage1.dtype)   # else stage 1's MatMul casts, after its first transpose
-        z = self.stage1_output(self.preemphasised(x))
+        z = self.stage1_output(x)
         b, t = z.size(0), z.size(2)
         if self.u > 0:
             return self.split_stage2(z)
         y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
         if self.rank > 0:
-            y = y.reshape(b, 2 * self.grid, t) + torch.matmul(self.correction_bins, self.correction(x))
+            y = y.reshape(b, 2 * self.grid, t) + torch.matmul(self.correction_bins,
+                                                              self.correction(x.to(self.stage1.dtype)))
         return y.reshape(b, 2, self.grid, t)
 
     def preemphasised(self, x: Tensor) -> Tensor:
@@ -168,18 +172,33 @@ class FactorisedDFT(nn.Module):
             return x - self.preemphasis * F.pad(x, [1, 0])[:, :, :-1]
         return F.conv1d(F.pad(x, [1, 0]), self.prefilter)
 
+    def preemphasised_phases(self, phases: Tensor) -> Tensor:
+        """:meth:`preemphasised` on the polyphase signal ``(B, N1, L / N1)``: the sample
+        before phase ``r`` is phase ``r - 1``'s, before phase 0 phase ``N1 - 1``'s one step
+        earlier (0 at the start). Here rather than on the signal so that nothing but the
+        cast sits between stage 1's two transposes (a cast before them let ONNX Runtime
+        merge them into the slow 4-D one: 9.6 ms of kaldi_fbank_80_lhotse's ~55, 8 x 10 s).
+        The zeros padded past the last frame become ``-c x[L - 1]``; they meet zero taps only."""
+        if self.preemphasis == 0.0:
+            return phases
+        previous = torch.cat([F.pad(phases[:, -1:, :-1], [1, 0]), phases[:, :-1]], dim=1)
+        return phases - self.preemphasis * previous
+
     def correction(self, x: Tensor) -> Tensor:
         """The rank-``r`` remainder's taps on frames of ``x`` extended by one zero on the
         left, ``(B, r, T)``: a strided conv, or in float64 frames times the taps as matmul
         rows (no float64 Conv in ONNX Runtime's CPU provider)."""
-        extended = F.pad(x, [1, 0])
         if x.dtype == torch.float64:
-            return FN.frames_matmul(extended, self.correction_taps, self.hop)
-        return F.conv1d(extended, self.correction_taps, stride=self.hop)
+            return FN.frames_matmul(F.pad(x, [1, self.correction_pad]), self.correction_taps, self.hop)
+        return F.conv1d(F.pad(x, [1, 0]), self.correction_taps, stride=self.hop)
 
     def stage1_output(self, x: Tensor) -> Tensor:
-        """Stage 1 on ``(B, 1, L)``: the grouped conv of the polyphase signal (or, for the
-        'cuda' target, :meth:`stage1_matmul`), ``(B, N1 2 A, T)``, rows ``(r, P|Q, a)``."""
+        """Stage 1 on ``(B, 1, L)`` (pre-emphasis included): the grouped conv of the
+        polyphase signal (or :meth:`stage1_matmul`), ``(B, N1 2 A, T)``, rows ``(r, P|Q,
+        a)``, in the kernels' dtype."""
+        if x.dtype == self.stage1.dtype or self.blocks == 0:
+            x = self.preemphasised(x.to(self.stage1.dtype))
+        # else (float64 kernels on a MatMul stage 1): cast and pre-emphasis on the phases
         b = x.size(0)
         if self.pad_right > 0:
             x = F.pad(x, [0, self.pad_right])
@@ -222,6 +241,7 @@ class FactorisedDFT(nn.Module):
             # Runtime merges them into the 4-D one, 18.5 ms against 5.6 for this one: float64,
             # whisper_80 8 x 30 s, 2 threads)
             phases = x.reshape(b, count * self.step, self.n1).transpose(1, 2).to(self.stage1_matrix.dtype)
+            phases = self.preemphasised_phases(phases)
             blocks = phases.reshape(b * self.n1, count, self.step).transpose(1, 2).reshape(
                 b, self.n1, self.step, count)
         blocks = self.split_order(blocks)
