@@ -35,7 +35,7 @@ def _make(name):
         return MelSpectrogram(sr=SR, n_fft=256, hop_length=64, n_mels=32, **common)
     if name == "MFCC":
         return MFCC(sr=SR, n_mfcc=13, n_fft=256, hop_length=64, n_mels=32, **common)
-    if name == "STFTx-Complex":  # precision 'extended': the split conv must export too
+    if name == "STFTx-Complex":  # precision 'extended': the float64 factorised stages must export too
         return STFT(n_fft=256, hop_length=64, sr=SR, precision="extended", **common)
     if name == "Melx":
         return MelSpectrogram(sr=SR, n_fft=256, hop_length=64, n_mels=32, precision="extended", **common)
