@@ -52,8 +52,8 @@ class FactorisedDFT(nn.Module):
     pre-emphasis at the frame's first sample), added to the stages' output.
 
     Precision 'extended' is this module with float64 kernels (``dtype=torch.float64``) on
-    float32 input: the input is cast to float64 after the polyphase transpose (Kaldi's
-    pre-emphasis then runs on the phases), both stages (and Kaldi's parts) run in float64, and the stage-2
+    float32 input: stage 1's stacked phase blocks are cast to float64 (with Kaldi's pre-emphasis
+    the phases, which it then runs on: :meth:`phase_blocks`), both stages (and Kaldi's parts) run in float64, and the stage-2
     output is rounded to float32 once, so each bin carries one float32 rounding of its own
     value (1.4e-7 relative 80 dB below the peak, against 1.4-1.8e-4 for 'single' and ~2e-6
     for the error-free split conv it replaced). Stage 1 is then a MatMul
@@ -110,6 +110,8 @@ class FactorisedDFT(nn.Module):
         matrix = stage1_frame_matrix(stage1, self.n1, self.step) if matmul else np.zeros(0)
         self.blocks = int(matrix.shape[-1]) // self.step if matmul else 0
         self.register_buffer("stage1_matrix", kernel_tensor(matrix, dtype))
+        order = radix_phase_order(self.n1, self.u, self.v) if radix else np.arange(self.n1)
+        self.register_buffer("phase_order", torch.from_numpy(order.astype(np.int64)))   # phase_blocks
         self.register_buffer("stage2", kernel_tensor(np.zeros(0) if radix else parts["stage2"], dtype))
         self.register_buffer("stage2a", kernel_tensor(split["stage2a"], dtype))
         self.register_buffer("stage2b", kernel_tensor(split["stage2b"], dtype))
@@ -235,18 +237,28 @@ class FactorisedDFT(nn.Module):
         else:
             x = F.pad(x, [0, need - length])
         if x.dtype == self.stage1_matrix.dtype:
-            blocks = x.reshape(b, count, self.step, self.n1).permute(0, 3, 2, 1)   # (B, N1, step, T - 1 + K)
+            blocks = self.split_order(x.reshape(b, count, self.step, self.n1).permute(0, 3, 2, 1))  # (B, N1, step, T - 1 + K)
         else:
-            # float64 kernels: two 3-D transposes with the cast between them (without it ONNX
-            # Runtime merges them into the 4-D one, 18.5 ms against 5.6 for this one: float64,
-            # whisper_80 8 x 30 s, 2 threads)
-            phases = x.reshape(b, count * self.step, self.n1).transpose(1, 2).to(self.stage1_matrix.dtype)
-            phases = self.preemphasised_phases(phases)
-            blocks = phases.reshape(b * self.n1, count, self.step).transpose(1, 2).reshape(
-                b, self.n1, self.step, count)
-        blocks = self.split_order(blocks)
+            blocks = self.phase_blocks(x, count)
         stacked = torch.cat([blocks[:, :, :, j:j + frames] for j in range(self.blocks)], dim=2)
-        return torch.matmul(self.stage1_matrix, stacked).reshape(b, -1, frames)
+        return torch.matmul(self.stage1_matrix, stacked.to(self.stage1_matrix.dtype)).reshape(b, -1, frames)
+
+    def phase_blocks(self, x: Tensor, count: int) -> Tensor:
+        """:meth:`stage1_matmul`'s ``(B, N1, step, count)`` blocks for float64 kernels on
+        float32 input, by two 3-D transposes with one op between them: without it ONNX Runtime
+        merges them into one 4-D transpose, 18.5 ms against 5.6 (float64, whisper_80 8 x 30 s,
+        2 threads). That op is a Gather of the phases in the order stage 2 reads them (the
+        split's, or as they are): the blocks then stay float32 until the stacked signal is cast
+        (exact), 78.8 -> 69.7 ms for whisper_80 against casting before them. With Kaldi's
+        pre-emphasis, which must round in float64, the cast and the pre-emphasis on the phases
+        are that op."""
+        b = x.size(0)
+        phases = x.reshape(b, count * self.step, self.n1).transpose(1, 2)          # (B, N1, L / N1)
+        if self.preemphasis != 0.0:
+            phases = self.split_order(self.preemphasised_phases(phases.to(self.stage1_matrix.dtype)))
+        else:
+            phases = torch.index_select(phases, 1, self.phase_order)
+        return phases.reshape(b * self.n1, count, self.step).transpose(1, 2).reshape(b, self.n1, self.step, count)
 
     def split_stage2(self, z: Tensor) -> Tensor:
         """Stage 2 as ``U``- then ``V``-point DFTs on stage 1's ``(B, N1 2 A, T)`` (phases in
