@@ -10,8 +10,9 @@ import torch
 
 import nnaudio_export as nx
 from nnaudio_export.kernels.factorised_dft import (dft_split, direct_macs, factorised_dft_apply,
-                                                   factorised_macs, radix_stage2_kernels, stage1_frame_matrix,
-                                                   stage2_radix)
+                                                   factorised_dft_kernels, factorised_macs, grid_rows,
+                                                   radix_stage2_kernels, stage1_frame_matrix,
+                                                   stage1_remainder_columns, stage2_radix)
 from nnaudio_export.kernels.kaldi import kaldi_dft_parts, kaldi_fbank_kernels
 from nnaudio_export.kernels.windows import get_window
 from nnaudio_export.layers import STFT, FactorisedDFT, FrameConv, KaldiSTFT, SplitFrameConv
@@ -287,6 +288,25 @@ def test_kaldi_parts_rebuild_the_folded_kernel():
         rebuilt = dft @ (w[:, None] * pre) + parts["correction_bins"] @ parts["correction_taps"]
         assert parts["correction_taps"].shape == (rank, 401)
         assert np.abs(rebuilt - np.pad(kernel, [(0, 0), (1, 0)])).max() <= 1e-12 * np.abs(kernel).max()
+
+
+def test_kaldi_remainder_carried_by_stage1_lands_on_every_gathered_bin():
+    """On a MatMul stage 1 Kaldi's rank <= 2 remainder rides as extra input rows: stage 2 maps
+    its columns onto the remainder at every bin the output gathers (float64, 1e-12)."""
+    for window in ("povey", "hamming"):
+        parts = kaldi_dft_parts(400, window)
+        n_fft = len(parts["window"])
+        n1 = dft_split(n_fft, 160, n_fft // 2 + 1, 400)[0]
+        dft = factorised_dft_kernels(parts["window"], n1, n_fft // 2 + 1)
+        a_count = grid_rows(n_fft, n1, n_fft // 2 + 1)[0]
+        cols = stage1_remainder_columns(dft["stage2"], parts["correction_bins"], dft["index"], a_count)
+        r = parts["correction_bins"].shape[1]
+        assert cols.shape == (n1, 2 * a_count, r)
+        y = dft["stage2"] @ cols.reshape(2 * n1, a_count * r)      # rows (phase, P|Q), cols (a, r)
+        y = y.reshape(2, -1, a_count, r).reshape(2, -1, r)        # (C|S, grid row g' A + a, r)
+        want = parts["correction_bins"].reshape(2, -1, r)
+        got = y[:, dft["index"]]
+        assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
 
 
 @pytest.fixture(scope="module", params=["cpu", "cuda"])

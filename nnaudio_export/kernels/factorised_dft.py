@@ -284,6 +284,38 @@ def stage1_frame_matrix(stage1: np.ndarray, n1: int, step: int) -> np.ndarray:
     return out
 
 
+def stage1_remainder_columns(stage2: np.ndarray, bins: np.ndarray, index: np.ndarray,
+                             a_count: int) -> np.ndarray:
+    """A low-rank remainder ``bins @ s`` (Kaldi's, :func:`~nnaudio_export.kernels.kaldi.
+    kaldi_dft_parts`: ``bins`` ``(2 F, r)`` in natural bin order, ``s`` ``(r, T)`` per frame)
+    carried by stage 1: columns ``c`` ``(N1, 2 A, r)`` such that stage 2 maps ``c s`` onto the
+    remainder at every gathered grid row, so ``s`` can ride as ``r`` extra rows of stage 1's
+    stacked input instead of an outer product added to the output. For each grid column
+    ``a`` the rows of ``stage2`` ``(2 (B2 + BH), 2 N1)`` that the bins are gathered from are
+    solved in least squares (float64); the remainder is a DFT of real frame patterns, so the
+    system is consistent there (the residual is checked: ``ValueError`` beyond 1e-9 relative).
+    Grid rows that are never gathered (a bin's duplicate) may differ."""
+    rows = stage2.shape[0]
+    grid = rows // 2 * a_count
+    on_grid = grid_rows_of(np.asarray(bins, np.float64), index, grid).reshape(rows, a_count, -1)
+    gathered = np.zeros((2, grid), bool)
+    gathered[:, index] = True
+    gathered = gathered.reshape(rows, a_count)
+    n1 = stage2.shape[1] // 2
+    out = np.zeros((n1, 2, a_count, on_grid.shape[-1]))
+    for a in range(a_count):
+        used = gathered[:, a]
+        if not used.any():
+            continue
+        cols, *_ = np.linalg.lstsq(stage2[used], on_grid[used, a], rcond=None)
+        residual = np.abs(stage2[used] @ cols - on_grid[used, a]).max()
+        if residual > 1e-9 * max(float(np.abs(on_grid[:, a]).max()), 1e-300):
+            raise ValueError(f"the remainder is not in stage 2's range at grid column {a} "
+                             f"(residual {residual:.3g})")
+        out[:, :, a] = cols.reshape(n1, 2, -1)
+    return out.reshape(n1, 2 * a_count, -1)
+
+
 def factorised_dft_apply(signal: np.ndarray, window: np.ndarray, hop: int, n1: int,
                          bins: int) -> np.ndarray:
     """The two stages in numpy (float64), ``[C; S]`` ``(2 bins, T)`` of a 1-D ``signal``:

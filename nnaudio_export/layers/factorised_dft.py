@@ -24,7 +24,8 @@ from .. import functional as FN
 from ..checks import require_choice
 from ..kernels.factorised_dft import (direct_macs, factorised_dft_kernels, factorised_macs, grid_rows,
                                       grid_rows_of, radix_grid_index, radix_part_index, radix_phase_order,
-                                      radix_stage2_kernels, stage1_frame_matrix, stage2_radix)
+                                      radix_stage2_kernels, stage1_frame_matrix, stage1_remainder_columns,
+                                      stage2_radix)
 from .common import kernel_tensor
 
 # The devices a graph can be laid out for (:class:`FactorisedDFT`'s ``target``).
@@ -49,7 +50,8 @@ class FactorisedDFT(nn.Module):
     optional parts: ``preemphasis`` ``c`` (the DFT then runs on ``x[n] - c x[n-1]``, a
     2-tap conv, the signal extended by one zero on the left) and a rank-``r`` remainder
     ``correction_bins @ conv1d(x_e, correction_taps, hop)`` (``r`` <= 2: DC removal, and
-    pre-emphasis at the frame's first sample), added to the stages' output.
+    pre-emphasis at the frame's first sample), added to the stages' output (on a MatMul
+    stage 1: carried as ``r`` extra rows of its input, :meth:`stage1_matmul`).
 
     Precision 'extended' is this module with float64 kernels (``dtype=torch.float64``) on
     float32 input: stage 1's stacked phase blocks are cast to float64 (with Kaldi's pre-emphasis
@@ -109,6 +111,13 @@ class FactorisedDFT(nn.Module):
         matmul = target == "cuda" if stage1_matmul is None else bool(stage1_matmul)
         matrix = stage1_frame_matrix(stage1, self.n1, self.step) if matmul else np.zeros(0)
         self.blocks = int(matrix.shape[-1]) // self.step if matmul else 0
+        # Kaldi's remainder rides on a MatMul stage 1 as `rank` extra rows of its stacked input
+        # instead of an outer product added to stage 2's output (4.7 of kaldi_fbank_80's 42 ms
+        # at 'extended'; kernels.factorised_dft.stage1_remainder_columns)
+        self.folded = bool(matmul and correction_bins is not None)
+        if self.folded:
+            matrix = np.concatenate([matrix, stage1_remainder_columns(
+                parts["stage2"], correction_bins, parts["index"], self.a_count)], axis=2)
         self.register_buffer("stage1_matrix", kernel_tensor(matrix, dtype))
         order = radix_phase_order(self.n1, self.u, self.v) if radix else np.arange(self.n1)
         self.register_buffer("phase_order", torch.from_numpy(order.astype(np.int64)))   # phase_blocks
@@ -125,7 +134,7 @@ class FactorisedDFT(nn.Module):
         self.register_buffer("prefilter", kernel_tensor(np.array([[[-self.preemphasis, 1.0]]]), dtype))
         taps_e = np.zeros((0, self.taps + 1)) if correction_taps is None else correction_taps
         bins_e = np.zeros((2 * self.bins, 0)) if correction_bins is None else correction_bins
-        bins_e = grid_rows_of(bins_e, index, self.grid)             # added on the grid
+        bins_e = grid_rows_of(bins_e, index, self.grid)[:, :0 if self.folded else None]   # added on the grid
         self.rank = int(taps_e.shape[0])
         # float64 (frames times taps): taps zero-padded to whole blocks of `hop`, so the
         # frames need no cut (a copy)
@@ -160,7 +169,7 @@ class FactorisedDFT(nn.Module):
         if self.u > 0:
             return self.split_stage2(z)
         y = torch.matmul(self.stage2, z.reshape(b, 2 * self.n1, self.a_count * t))  # (B, 2 (B2+BH), A T)
-        if self.rank > 0:
+        if self.rank > 0 and not self.folded:
             y = y.reshape(b, 2 * self.grid, t) + torch.matmul(self.correction_bins,
                                                               self.correction(x.to(self.stage1.dtype)))
         return y.reshape(b, 2, self.grid, t)
@@ -198,6 +207,9 @@ class FactorisedDFT(nn.Module):
         """Stage 1 on ``(B, 1, L)`` (pre-emphasis included): the grouped conv of the
         polyphase signal (or :meth:`stage1_matmul`), ``(B, N1 2 A, T)``, rows ``(r, P|Q,
         a)``, in the kernels' dtype."""
+        remainder: Optional[Tensor] = None
+        if self.folded:
+            remainder = self.correction(x.to(self.stage1.dtype))
         if x.dtype == self.stage1.dtype or self.blocks == 0:
             x = self.preemphasised(x.to(self.stage1.dtype))
         # else (float64 kernels on a MatMul stage 1): cast and pre-emphasis on the phases
@@ -205,7 +217,7 @@ class FactorisedDFT(nn.Module):
         if self.pad_right > 0:
             x = F.pad(x, [0, self.pad_right])
         if self.blocks > 0:
-            return self.stage1_matmul(x)
+            return self.stage1_matmul(x, remainder)
         length = x.size(-1)
         used = ((length - self.n_fft) // self.hop) * self.hop + self.n_fft
         if used < length:  # samples past the last frame (fewer than hop): not in any frame
@@ -221,13 +233,14 @@ class FactorisedDFT(nn.Module):
         b = phases.size(0)
         return phases.reshape(b, self.u, self.v, -1).transpose(1, 2).reshape(phases.shape)
 
-    def stage1_matmul(self, x: Tensor) -> Tensor:
+    def stage1_matmul(self, x: Tensor, remainder: Optional[Tensor] = None) -> Tensor:
         """Stage 1 as one batched MatMul (the 'cuda' target): the signal, cut or zero-padded
         to ``T - 1 + K`` blocks of ``hop`` samples, viewed as ``(B, N1, step, blocks)``
         (phase ``r``, sample ``q`` of each ``step``-sample block of that phase); frame ``t``'s
         phase ``r`` is blocks ``t .. t + K - 1``, stacked by ``K`` slices into ``(B, N1, K
         step, T)``, times :func:`~nnaudio_export.kernels.factorised_dft.stage1_frame_matrix`.
-        The zero-padded samples meet only the matrix's zero taps."""
+        The zero-padded samples meet only the matrix's zero taps. ``remainder`` ``(B, r, T)``:
+        Kaldi's remainder taps on each frame, stacked below the blocks for every phase."""
         b, length = x.size(0), x.size(-1)
         frames = (length - self.n_fft) // self.hop + 1
         count = frames - 1 + self.blocks
@@ -240,7 +253,10 @@ class FactorisedDFT(nn.Module):
             blocks = self.split_order(x.reshape(b, count, self.step, self.n1).permute(0, 3, 2, 1))  # (B, N1, step, T - 1 + K)
         else:
             blocks = self.phase_blocks(x, count)
-        stacked = torch.cat([blocks[:, :, :, j:j + frames] for j in range(self.blocks)], dim=2)
+        parts = [blocks[:, :, :, j:j + frames] for j in range(self.blocks)]
+        if remainder is not None:
+            parts.append(remainder.unsqueeze(1).expand(b, self.n1, remainder.size(1), frames))
+        stacked = torch.cat(parts, dim=2)
         return torch.matmul(self.stage1_matrix, stacked.to(self.stage1_matrix.dtype)).reshape(b, -1, frames)
 
     def phase_blocks(self, x: Tensor, count: int) -> Tensor:
@@ -254,7 +270,7 @@ class FactorisedDFT(nn.Module):
         are that op."""
         b = x.size(0)
         phases = x.reshape(b, count * self.step, self.n1).transpose(1, 2)          # (B, N1, L / N1)
-        if self.preemphasis != 0.0:
+        if self.preemphasis != 0.0 or self.folded:   # float64 from here (the remainder rows are)
             phases = self.split_order(self.preemphasised_phases(phases.to(self.stage1_matrix.dtype)))
         else:
             phases = torch.index_select(phases, 1, self.phase_order)
@@ -281,8 +297,9 @@ class FactorisedDFT(nn.Module):
     def macs_per_frame(self) -> int:
         """Multiply-adds per frame: the two stages and the Kaldi remainder, if any."""
         padded_taps = self.blocks * self.step - self.n2 if self.blocks > 0 else 0   # 'cuda': zero taps
+        remainder = self.rank * (self.taps + 1 + (2 * self.a_count * self.n1 if self.folded else 2 * self.bins))
         return (factorised_macs(self.n_fft, self.n1, self.bins, split_stage2=self.u > 0)
-                + 2 * self.a_count * self.n1 * padded_taps + self.rank * (self.taps + 1 + 2 * self.bins))
+                + 2 * self.a_count * self.n1 * padded_taps + remainder)
 
     def extra_repr(self) -> str:
         return (f"n_fft={self.n_fft}, n1={self.n1}, n2={self.n2}, target={self.target}, "
