@@ -309,6 +309,24 @@ def test_kaldi_remainder_carried_by_stage1_lands_on_every_gathered_bin():
         assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("remove_dc_offset,preemphasis", [(True, 0.97), (False, 0.97), (True, 0.0), (False, 0.0)])
+@pytest.mark.parametrize("precision,target", [("extended", "cpu"), ("single", "cuda")])
+def test_kaldi_on_a_matmul_stage1_with_and_without_a_remainder(remove_dc_offset, preemphasis, precision, target):
+    """The MatMul stage 1 ('extended', the 'cuda' layout) with a remainder of rank 2, 1 or 0
+    (none: no row rides on stage 1) against the float64 build of the same Kaldi map."""
+    args = dict(win_length=400, hop_length=160, window="hamming", remove_dc_offset=remove_dc_offset,
+                preemphasis=preemphasis)
+    layer = KaldiSTFT(16000, precision=precision, target=target, **args)
+    ref = KaldiSTFT(16000, dtype=torch.float64, **args)
+    assert layer.conv.blocks > 0 and layer.conv.folded == (layer.conv.rank > 0)
+    x = torch.from_numpy(clip("speech", SR, 1.0))[None]
+    with torch.no_grad():
+        got, want = layer(x), ref(x.double())
+    # 'extended': C and S rounded once to float32, then squared (the power): a few float32 roundings
+    tol = 4 * float(np.finfo(np.float32).eps) if precision == "extended" else 2e-6
+    assert float((got.double() - want).abs().max()) <= tol * float(want.abs().max())
+
+
 @pytest.fixture(scope="module", params=["cpu", "cuda"])
 def kaldi_single(tmp_path_factory, request):
     """kaldi_fbank_80 at 'single', laid out for each target (the 'cuda' graph runs on ORT's

@@ -305,7 +305,7 @@ def stage1_remainder_columns(stage2: np.ndarray, bins: np.ndarray, index: np.nda
     out = np.zeros((n1, 2, a_count, on_grid.shape[-1]))
     for a in range(a_count):
         used = gathered[:, a]
-        if not used.any():
+        if not used.any() or on_grid.shape[-1] == 0:
             continue
         cols, *_ = np.linalg.lstsq(stage2[used], on_grid[used, a], rcond=None)
         residual = np.abs(stage2[used] @ cols - on_grid[used, a]).max()

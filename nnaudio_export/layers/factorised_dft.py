@@ -114,7 +114,7 @@ class FactorisedDFT(nn.Module):
         # Kaldi's remainder rides on a MatMul stage 1 as `rank` extra rows of its stacked input
         # instead of an outer product added to stage 2's output (4.7 of kaldi_fbank_80's 42 ms
         # at 'extended'; kernels.factorised_dft.stage1_remainder_columns)
-        self.folded = bool(matmul and correction_bins is not None)
+        self.folded = bool(matmul and correction_bins is not None and correction_bins.shape[1] > 0)
         if self.folded:
             matrix = np.concatenate([matrix, stage1_remainder_columns(
                 parts["stage2"], correction_bins, parts["index"], self.a_count)], axis=2)
