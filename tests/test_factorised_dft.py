@@ -211,7 +211,8 @@ def test_extended_bundle_runs_float64_stages(extended_bundle):
     assert (stage["method"], stage["precision"], stage["stage1"]) == ("factorised", "extended", "matmul")
     # ONNX Runtime's graph optimizer merges two transposes with only a Reshape between them
     # into one 4-D permutation (3-4x slower here): in the graph it runs, every Transpose
-    # swaps the last two axes only (the cast sits between stage 1's two transposes)
+    # swaps the last two axes only (a Gather of the phases, or with Kaldi's pre-emphasis the
+    # cast, sits between stage 1's two transposes: FactorisedDFT.phase_blocks)
     import onnxruntime
     options = onnxruntime.SessionOptions()
     options.optimized_model_filepath = str(bundle.parent / f"{bundle.name}-ort-optimized.onnx")
