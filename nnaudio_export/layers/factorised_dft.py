@@ -102,9 +102,9 @@ class FactorisedDFT(nn.Module):
         split = radix_stage2_kernels(self.n1, self.u, self.v) if radix else {"stage2a": np.zeros(0),
                                                                            "stage2b": np.zeros(0)}
         self.grid = (self.n1 if radix else low + high) * self.a_count     # stage-2 rows per part
-        stage1 = parts["stage1"]
-        if radix:   # groups in the phase order the split stage 2 reads (l, h)
-            stage1 = stage1.reshape(self.n1, -1)[radix_phase_order(self.n1, self.u, self.v)].reshape(stage1.shape)
+        # the phase order stage 2 reads: the split's (l, h), else as they are
+        order = radix_phase_order(self.n1, self.u, self.v) if radix else np.arange(self.n1, dtype=np.int64)
+        stage1 = parts["stage1"].reshape(self.n1, -1)[order].reshape(parts["stage1"].shape)
         self.register_buffer("stage1", kernel_tensor(stage1, dtype))
         # stage 1 as a MatMul over `blocks` stacked blocks of `step` samples: 'cuda', and
         # float64 (ONNX Runtime's CPU Conv is float32 only)
@@ -119,8 +119,7 @@ class FactorisedDFT(nn.Module):
             matrix = np.concatenate([matrix, stage1_remainder_columns(
                 parts["stage2"], correction_bins, parts["index"], self.a_count)], axis=2)
         self.register_buffer("stage1_matrix", kernel_tensor(matrix, dtype))
-        order = radix_phase_order(self.n1, self.u, self.v) if radix else np.arange(self.n1)
-        self.register_buffer("phase_order", torch.from_numpy(order.astype(np.int64)))   # phase_blocks
+        self.register_buffer("phase_order", torch.from_numpy(order))   # phase_blocks
         self.register_buffer("stage2", kernel_tensor(np.zeros(0) if radix else parts["stage2"], dtype))
         self.register_buffer("stage2a", kernel_tensor(split["stage2a"], dtype))
         self.register_buffer("stage2b", kernel_tensor(split["stage2b"], dtype))
@@ -234,7 +233,7 @@ class FactorisedDFT(nn.Module):
         return phases.reshape(b, self.u, self.v, -1).transpose(1, 2).reshape(phases.shape)
 
     def stage1_matmul(self, x: Tensor, remainder: Optional[Tensor] = None) -> Tensor:
-        """Stage 1 as one batched MatMul (the 'cuda' target): the signal, cut or zero-padded
+        """Stage 1 as one batched MatMul (the 'cuda' target, and float64 kernels): the signal, cut or zero-padded
         to ``T - 1 + K`` blocks of ``hop`` samples, viewed as ``(B, N1, step, blocks)``
         (phase ``r``, sample ``q`` of each ``step``-sample block of that phase); frame ``t``'s
         phase ``r`` is blocks ``t .. t + K - 1``, stacked by ``K`` slices into ``(B, N1, K

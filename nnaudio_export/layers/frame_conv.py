@@ -196,20 +196,18 @@ def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
     :class:`~nnaudio_export.layers.factorised_dft.FactorisedDFT`); nothing else depends on it."""
     require_choice(precision, "precision", PRECISIONS)
     require_choice(target, "target", TARGETS)
-    split = None
-    if dft is not None and not trainable and dtype == torch.float32:
-        split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps)
+    plain_dft = dft is not None and not trainable and dtype == torch.float32
+    split = dft_split(len(dft.window), dft.hop, dft.bins, dft.taps) if plain_dft else None
+    if precision == "extended":
+        require(not trainable, "precision",
+                "'extended' builds its float64 stages or split kernels once, so it needs frozen kernels "
+                "(trainable=False); train with 'single' and rebuild with 'extended' to export")
+    if split is not None:   # 'extended': the same stages in float64, stage 1 as a MatMul
+        single = precision == "single"
+        return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps,
+                             dtype if single else torch.float64, dft.preemphasis, dft.correction_taps,
+                             dft.correction_bins, target, stage1_matmul=None if single else True)
     if precision == "single":
-        if split is not None:
-            return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, dtype,
-                                 dft.preemphasis, dft.correction_taps, dft.correction_bins, target)
         # nnAudio's own arithmetic (conv1d) for its kernels: converted layers match it
-        return FrameConv(framed if dft is not None and not trainable and dtype == torch.float32 else False)
-    require(not trainable, "precision",
-            "'extended' builds its float64 stages or split kernels once, so it needs frozen kernels "
-            "(trainable=False); train with 'single' and rebuild with 'extended' to export")
-    if split is not None:   # the factorised stages in float64, stage 1 as a MatMul
-        return FactorisedDFT(dft.window, dft.hop, dft.bins, split[0], dft.taps, torch.float64,
-                             dft.preemphasis, dft.correction_taps, dft.correction_bins, target,
-                             stage1_matmul=True)
+        return FrameConv(framed if plain_dft else False)
     return SplitFrameConv(kernel, dtype, framed)
