@@ -26,10 +26,12 @@ _LAZY = {
     "layers": ("layers", None),
     "presets": ("presets", None),
     "from_hf": ("convert.hf", "from_hf"),
+    "retain_freed_memory": ("allocator", "retain_freed_memory"),
 }
 
 __all__ = ["Frontend", "FrontendBuilder", "layers", "presets", "export", "load", "stream", "verify",
-           "manifest_sha256", "from_hf", "from_nnaudio", "convert_nnaudio", "__version__"]
+           "manifest_sha256", "from_hf", "from_nnaudio", "convert_nnaudio", "retain_freed_memory",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:

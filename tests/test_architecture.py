@@ -18,7 +18,7 @@ PACKAGE = Path(nx.__file__).resolve().parent
 # The documented order (README, "Architecture"): a module may import only from groups
 # before its own (and, inside a sub-package, its siblings). '__init__' is the lazy facade.
 ORDER = [
-    {"_version", "checks", "kernels", "signals", "manifest", "install", "wav"},
+    {"_version", "allocator", "checks", "kernels", "signals", "manifest", "install", "wav"},
     {"functional"},
     {"layers"},
     {"stages"},
@@ -40,7 +40,7 @@ ORDER = [
     {"__init__"},
 ]
 RANK = {name: i for i, group in enumerate(ORDER) for name in group}
-NO_TORCH = {"_version", "checks", "kernels", "signals", "manifest", "install", "wav"}
+NO_TORCH = {"_version", "allocator", "checks", "kernels", "signals", "manifest", "install", "wav"}
 
 
 def _module_name(path: Path) -> str:

@@ -11,7 +11,8 @@ import nnaudio_export as nx
 from nnaudio_export import bench
 from nnaudio_export.cli import build_parser
 
-ROW_FIELDS = ("impl", "group", "status", "median_ms", "min_ms", "max_ms", "runs", "gflop", "gflops_per_s",
+ROW_FIELDS = ("impl", "group", "status", "median_ms", "min_ms", "max_ms", "runs", "faults_per_call", "gflop",
+              "gflops_per_s",
               "pct_of_gemm_peak", "rel_to_fastest_peer", "mem_mb", "identical_settings", "note", "error")
 WHISPER_PEERS = ("librosa", "torch.stft", "nnAudio 0.3.4", "openai-whisper",
                  "transformers WhisperFeatureExtractor", "kaldi-native-fbank (80-bin fbank)",
@@ -69,6 +70,7 @@ def test_json_rows_and_fields(quick_report):
     assert all(r["status"] == "ok" for r in ours), [r["error"] for r in ours]
     for r in ours:
         assert r["runs"] == 2 and r["median_ms"] > 0 and r["gflop"] > 0 and r["mem_mb"] is not None
+        assert isinstance(r["faults_per_call"], int) and r["faults_per_call"] >= 0
         assert r["rel_to_fastest_peer"] is not None and r["pct_of_gemm_peak"] is not None
     assert p["fastest_peer"] in impls and p["fastest_peer_ms"] > 0
     kaldi = next(r for r in p["rows"] if r["impl"].startswith("kaldi"))
@@ -83,6 +85,9 @@ def test_markdown_lists_every_row(quick_report):
     for name in ("ours: onnxruntime", "ours: pt2", "librosa", "ONNX STFT op"):
         assert name in md
     assert "ONNX Runtime, precision extended / single: " in md   # the 1.5x budget, visible
+    # the C allocator's regime and each call's page faults (glibc's defaults in this run)
+    assert "- C allocator: glibc " in md and "its defaults (large blocks unmapped when freed" in md
+    assert "| % GEMM peak | page faults / call | mem MB |" in md
     assert "factorised 20 x 20, float64, stage 1 as a MatMul (n_fft 400, hop 160)" in md   # extended
 
 
@@ -204,3 +209,17 @@ def test_a_bundle_is_reused_only_when_this_code_exported_it(tmp_path):
     driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
     assert model.stat().st_mtime_ns != first
     assert stamp.read_text().strip() == driver.source_fingerprint()
+
+
+def test_malloc_mode_is_checked_and_retain_needs_glibc(tmp_path, monkeypatch):
+    """``--malloc retain`` (glibc keeps freed memory: no page faults per call) is refused,
+    before anything runs, where the C library is not glibc; an unknown mode is refused."""
+    with pytest.raises(ValueError, match="--malloc must be one of default, retain"):
+        bench.Config(malloc="jemalloc")
+    from nnaudio_export.bench import driver
+    monkeypatch.setattr(driver, "retain_freed_memory", lambda: False)
+    with pytest.raises(ValueError, match="--malloc retain: the C library is not glibc"):
+        bench.main(["--quick", "--presets", "stft_2048", "--malloc", "retain", "--out", str(tmp_path)])
+    assert not (tmp_path / "bench.json").exists()
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--malloc", "tcmalloc", "--out", str(tmp_path)])

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..allocator import allocator_state, retain_freed_memory
 from ..api import export
 from ..layers.common import filterbank_stages
 from ..manifest import model_format, read_manifest, tensor_names
@@ -30,7 +31,7 @@ from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
-from .options import FULL_BATCH, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS, add_arguments
+from .options import FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS, add_arguments
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
@@ -182,7 +183,8 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
 
 class Config:
     def __init__(self, presets=PRESETS, out="build/bench", quick=False, batch=None, repeats=None,
-                 warmup=None, device="cpu", memory=True, ort_variants=None, settle=None, threads=None):
+                 warmup=None, device="cpu", memory=True, ort_variants=None, settle=None, threads=None,
+                 malloc="default"):
         self.presets = tuple(presets)
         self.out = Path(out)
         self.quick = bool(quick)
@@ -200,6 +202,9 @@ class Config:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if not 0.0 <= self.settle <= 10.0:
             raise ValueError(f"--settle must be between 0 and 10 seconds, got {self.settle}")
+        if malloc not in MALLOC_MODES:
+            raise ValueError(f"--malloc must be one of {', '.join(MALLOC_MODES)}, got {malloc!r}")
+        self.malloc = malloc
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
@@ -292,7 +297,8 @@ def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:
     res["fastest_peer_ms"] = fastest
     for r in res["rows"]:
         r.setdefault("status", "error")
-        for k in ("median_ms", "min_ms", "max_ms", "runs", "gflop", "note", "error", "mem_mb", "peak_rss_mb"):
+        for k in ("median_ms", "min_ms", "max_ms", "runs", "faults_per_call", "gflop", "note", "error", "mem_mb",
+                  "peak_rss_mb"):
             r.setdefault(k, None)
         ok = r["status"] == "ok"
         r["rel_to_fastest_peer"] = fastest / r["median_ms"] if ok and fastest else None
@@ -313,6 +319,9 @@ def run(cfg: Config) -> Dict[str, Any]:
 
 
 def _run(cfg: Config) -> Dict[str, Any]:
+    if cfg.malloc == "retain" and not retain_freed_memory():
+        raise ValueError(f"--malloc retain: the C library is not glibc ({allocator_state()['libc']}); "
+                         "run with --malloc default")
     cfg.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     snap = cpu_snapshot()
@@ -335,7 +344,7 @@ def _run(cfg: Config) -> Dict[str, Any]:
     info["contention"] = contention(snap, cpu_snapshot())
     report = {"machine": info, "gemm": gemm, "device": cfg.device, "quick": cfg.quick,
               "repeats": cfg.repeats, "warmup": cfg.warmup, "settle_s": cfg.settle,
-              "ort_threads": cfg.threads or "ORT default (one per core)",
+              "ort_threads": cfg.threads or "ORT default (one per core)", "allocator": allocator_state(),
               "memory_method": MEMORY_METHOD,
               "flop_method": FLOP_METHOD, "presets": results, "wall_s": time.time() - t0}
     write_reports(report, cfg.out)
@@ -359,7 +368,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
-                 not args.no_memory, args.ort_variants, args.settle, args.threads)
+                 not args.no_memory, args.ort_variants, args.settle, args.threads, args.malloc)
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")

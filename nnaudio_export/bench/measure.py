@@ -147,7 +147,8 @@ SETTLE_S = 0.2
 def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = SETTLE_S) -> None:
     """Warm every candidate up, then time them ROUND-ROBIN (one call of each per round), so
     load from other processes hits all implementations alike; ``settle`` seconds of sleep
-    before each timed call (see :data:`SETTLE_S`); median / min / max per row."""
+    before each timed call (see :data:`SETTLE_S`); median / min / max per row, and the median
+    minor page faults of a timed call (``faults_per_call``)."""
     live = []
     for row, fn, sync in cands:
         if fn is None:
@@ -160,16 +161,28 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
             live.append((row, fn, sync, []))
         except Exception as exc:
             row.update(status="error", error=_err(exc))
+    faults: Dict[int, List[int]] = {id(row): [] for row, _, _, _ in live}
     for _ in range(repeats):
         for row, fn, sync, ts in live:
             time.sleep(settle)
+            f0 = minor_faults()
             t0 = time.perf_counter()
             fn()
             if sync:
                 sync()
             ts.append((time.perf_counter() - t0) * 1e3)
+            faults[id(row)].append(minor_faults() - f0)
     for row, _, _, ts in live:
-        row.update(status="ok", median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), runs=len(ts))
+        row.update(status="ok", median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), runs=len(ts),
+                   faults_per_call=int(statistics.median(faults[id(row)])))
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far, all threads (``getrusage``): a timed call
+    that allocates memory the C allocator got fresh from the kernel pays one per 4 KiB page
+    it touches (:mod:`nnaudio_export.allocator`)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ---------------------------------------------------------------- memory of our backends

@@ -7,6 +7,7 @@ from typing import Any
 STREAM_PRESETS = ("kaldi_fbank_80",)
 PRESETS = ("whisper_80", "mel_128", "stft_2048", "cqt1992v2_84", "cqt2010v2_84", "istft_1024")
 OURS = ("eager", "torchscript", "onnxruntime", "pt2")
+MALLOC_MODES = ("default", "retain")
 FULL_BATCH, QUICK_BATCH, QUICK_SECONDS = 8, 2, 1.0
 # What the peers need (the `bench` extra, or the test extra that includes them).
 PEER_PACKAGES = "librosa, nnAudio 0.3.4, openai-whisper, transformers, kaldi-native-fbank, matplotlib"
@@ -37,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "OnlineFbank for Kaldi presets) instead; writes bench_streaming.md/.json")
     p.add_argument("--chunks-ms", default="10,100", help="--streaming: chunk sizes in ms, comma-separated")
     p.add_argument("--stream-seconds", type=float, default=20.0, help="--streaming: seconds of speech fed")
+    p.add_argument("--malloc", choices=MALLOC_MODES, default="default",
+                   help="the C allocator during the run: 'default' (glibc's own: large blocks are unmapped "
+                        "when freed, so torch and numpy pay page faults on every call) or 'retain' (glibc keeps "
+                        "freed memory, nnaudio_export.retain_freed_memory; glibc only). The report gives "
+                        "page faults per call either way")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads of everything timed: torch.set_num_threads (peers, our torch "
                         "backends) and ORT's intra_op_num_threads (default: each library's own, one per "

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ..allocator import describe_allocator
 from .measure import _say
 
 
@@ -75,9 +76,11 @@ def markdown(report: Dict[str, Any]) -> str:
              "of one whole batch, round-robin, each after a pause of "
              f"{report.get('settle_s', 0.0):g} s (so no implementation runs beside the previous one's "
              "spinning threads); same input batch for every implementation",
+             f"- C allocator: {describe_allocator(report.get('allocator', {}))}; page faults / call: median minor "
+             "page faults of a timed call (all threads), one per 4 KiB page the call got fresh from the kernel",
              f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}", ""]
     head = ("implementation", "median ms", "min ms", "x fastest peer", "GFLOP", "GFLOP/s", "% GEMM peak",
-            "mem MB", "notes")
+            "page faults / call", "mem MB", "notes")
     for p in report["presets"]:
         lines += [f"## {p['preset']}: batch {p['batch']} x {p['seconds']:g} s at {p['sample_rate']:g} Hz", "",
                   f"fastest peer (identical settings): {p['fastest_peer'] or '-'} "
@@ -94,7 +97,8 @@ def markdown(report: Dict[str, Any]) -> str:
             lines.append("| " + " | ".join([
                 ("**" + r["impl"] + "**") if r["group"] == "ours" else r["impl"], _f(r["median_ms"]), _f(r["min_ms"]),
                 _f(r["rel_to_fastest_peer"], "{:.2f}x"), _f(r["gflop"], "{:.2f}"), _f(r["gflops_per_s"]),
-                _f(r["pct_of_gemm_peak"], "{:.0f} %"), _f(r["mem_mb"], "{:.0f}"),
+                _f(r["pct_of_gemm_peak"], "{:.0f} %"), _f(r.get("faults_per_call"), "{:,}"),
+                _f(r["mem_mb"], "{:.0f}"),
                 note.replace("|", "/").replace("\n", " ")]) + " |")
         ratio = precision_ratio(p["rows"])
         if ratio:
