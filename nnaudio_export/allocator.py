@@ -7,9 +7,9 @@ dynamically up to 32 MiB as such blocks are freed) with a fresh ``mmap`` and unm
 memory on every call, and touching it costs one page fault per 4 KiB page, each zeroing the
 page. Measured 2026-12-05 (2 cores, AMD EPYC, glibc 2.36, torch 2.13, 2 threads):
 ``torch.stft`` + ``|X|^2`` of 8 x 30 s took 48.2 ms with 25,900 page faults per call, 18.7 ms
-with none once :func:`retain_freed_memory` had run; openai-whisper's log-mel 62.4 -> 27.3 ms,
-our TorchScript bundle of whisper_80 82.1 -> 39.4 ms. ONNX Runtime keeps its own arena, so
-its timings barely move (26.2 -> 25.0 ms).
+with none once :func:`retain_freed_memory` had run; in the benchmark (whisper_80, 8 x 30 s)
+openai-whisper's log-mel 49.4 -> 25.5 ms, our TorchScript bundle 76.4 -> 38.6 ms. ONNX Runtime
+keeps its own arena and pays no faults (25.0 / 25.1 ms).
 
 What a process that calls a frontend repeatedly can do (any one):
 
@@ -63,7 +63,8 @@ def retain_freed_memory(limit: int = RETAIN_LIMIT) -> bool:
     ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(limit)) == 1 and \
         libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(limit)) == 1
     if not ok:
-        raise RuntimeError(f"glibc {glibc_version()} refused mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, {limit})")
+        raise RuntimeError(f"glibc {glibc_version()} refused mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, "
+                           f"{limit})")
     _RETAINED["limit"] = int(limit)
     return True
 

@@ -31,7 +31,8 @@ from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
                       gemm_gflops, machine_info, make_input, measure, probe_memory)
-from .options import FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS, add_arguments
+from .options import (FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS,
+                      add_arguments)
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
