@@ -34,10 +34,12 @@ def _probe(mode):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not allocator.glibc_version(), reason="glibc's allocator only (this is a glibc machine in CI)")
 def test_retained_memory_stops_the_page_faults_of_large_tensors():
     pages = 16 * 2 ** 20 * 4 // 4096                 # 16,384 pages of 4 KiB per call
     default, retained = _probe("default"), _probe("retain")
+    if not allocator.glibc_version():                # another C library: nothing is changed, and it says so
+        assert retained["applied"] is False
+        return
     assert default["faults"] >= pages // 2, default   # glibc unmapped the block: every page faults again
     assert retained["applied"] is True and retained["faults"] <= pages // 50, retained
 
