@@ -69,6 +69,14 @@ def retain_freed_memory(limit: int = RETAIN_LIMIT) -> bool:
     return True
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far, all threads (``getrusage``): a call that
+    allocates memory the C allocator got fresh from the kernel pays one per 4 KiB page it
+    touches (what :func:`retain_freed_memory` removes). Unix only (``resource``)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def allocator_state() -> Dict[str, Any]:
     """What governs the C allocator in this process: the C library, whether
     :func:`retain_freed_memory` ran (and its limit), and the allocator environment variables

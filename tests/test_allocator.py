@@ -10,12 +10,11 @@ import sys
 import pytest
 
 from nnaudio_export import allocator
-from nnaudio_export.bench import measure
 
 PROBE = """
 import json, sys, torch
 import nnaudio_export as nx
-from nnaudio_export.bench.measure import minor_faults
+from nnaudio_export.allocator import minor_faults
 applied = nx.retain_freed_memory() if sys.argv[1] == "retain" else None
 def call():                                   # 64 MiB allocated, touched and freed per call
     return float(torch.ones(16 * 2 ** 20).sum())
@@ -67,7 +66,7 @@ def test_the_report_line_says_what_governs_the_allocator(monkeypatch):
 
 
 def test_minor_faults_count_this_process():
-    f0 = measure.minor_faults()
+    f0 = allocator.minor_faults()
     block = bytearray(8 * 2 ** 20)      # calloc'd fresh from the kernel: its pages fault when touched
     block[::4096] = b"\x01" * len(block[::4096])
-    assert measure.minor_faults() - f0 >= 1000
+    assert allocator.minor_faults() - f0 >= 1000

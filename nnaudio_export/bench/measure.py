@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..allocator import minor_faults
+
 SIGNAL_NAMES = ("speech", "tones", "noise", "chirp")
 
 Candidate = Tuple[Dict[str, Any], Callable[[], Any], Optional[Callable[[], None]]]
@@ -158,12 +160,11 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
                 warnings.simplefilter("ignore")
                 for _ in range(max(warmup, 1)):
                     fn()
-            live.append((row, fn, sync, []))
+            live.append((row, fn, sync, [], []))      # call times (ms), page faults per call
         except Exception as exc:
             row.update(status="error", error=_err(exc))
-    faults: Dict[int, List[int]] = {id(row): [] for row, _, _, _ in live}
     for _ in range(repeats):
-        for row, fn, sync, ts in live:
+        for row, fn, sync, ts, faults in live:
             time.sleep(settle)
             f0 = minor_faults()
             t0 = time.perf_counter()
@@ -171,18 +172,11 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
             if sync:
                 sync()
             ts.append((time.perf_counter() - t0) * 1e3)
-            faults[id(row)].append(minor_faults() - f0)
-    for row, _, _, ts in live:
+            faults.append(minor_faults() - f0)
+    for row, _, _, ts, faults in live:
         row.update(status="ok", median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), runs=len(ts),
-                   faults_per_call=int(statistics.median(faults[id(row)])))
+                   faults_per_call=int(statistics.median(faults)))
 
-
-def minor_faults() -> int:
-    """Minor page faults of this process so far, all threads (``getrusage``): a timed call
-    that allocates memory the C allocator got fresh from the kernel pays one per 4 KiB page
-    it touches (:mod:`nnaudio_export.allocator`)."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ---------------------------------------------------------------- memory of our backends
