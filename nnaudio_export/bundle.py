@@ -20,7 +20,7 @@ import torch
 from ._version import __version__
 from .builder import Frontend
 from .layers.common import filterbank_stages
-from .layers.frame_conv import fourier_stages, layout_target
+from .layers.frame_conv import fourier_stages
 from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, GOLDEN, MANIFEST, TORCHSCRIPT_INPUT_NAME,
                        TORCHSCRIPT_OUTPUT_NAME, model_format, sha256_file, write_json_atomic)
 from .onnx_rewrites import rewrite
@@ -142,7 +142,7 @@ def _write_onnx(fe: Frontend, path: Path, batch: Optional[int]) -> Dict[str, Any
             raise RuntimeError("ONNX export wrote external data; expected one self-contained file")
     model.ir_version = min(model.ir_version, ONNX_IR_VERSION)
     name_batch_axis(model, batch)
-    rewrites = rewrite(model, layout_target(fe))
+    rewrites = rewrite(model)
     onnx.checker.check_model(model)
     ops = sorted({n.op_type for n in model.graph.node})
     for bad in ("STFT", "DFT"):

@@ -16,15 +16,20 @@ bundle's parity check (ORT against eager float32 and float64) runs on the rewrit
 - :func:`fold_slice_of_gather`: a ``Slice`` along a ``Gather``'s axis of the gathered rows
   becomes one ``Gather`` of the sliced index (the band's bins read straight from the
   factorised DFT's grid: one copy instead of two).
-- :func:`pair_sums_as_matmul` (graphs laid out for 'cuda' only): a ``ReduceSum`` over an
-  axis of 2 (the power's ``C^2 + S^2``) becomes a ``MatMul`` by ``[1, 1]`` between two
-  reshapes: the same one rounding of ``a + b``. ONNX Runtime's CUDA provider hands that
-  ``ReduceSum`` to a cuDNN reduction that took 1.21 of whisper_80's 4.03 ms of kernels (H200,
-  batch 64, 2026-12-04); cuBLAS's gemv took 0.50 (bare session 4.76 -> 3.30 ms). In torch
-  (eager, TorchScript, ``.pt2``) the sum stays: the same matmul there cost ~0.9 ms more.
+- :func:`pair_sums_as_matmul`: a ``ReduceSum`` over an axis of 2 (the power's ``C^2 + S^2``)
+  becomes a ``MatMul`` by ``[1, 1]`` between two reshapes: the same one rounding of ``a + b``.
+  ONNX Runtime's CUDA provider hands that ``ReduceSum`` to a cuDNN reduction that took 1.21
+  of whisper_80's 4.03 ms of kernels (H200, batch 64, 2026-12-04); cuBLAS's gemv took 0.50
+  (bare session 4.76 -> 3.30 ms). On the CPU, a one-item batch leaves the pair axis
+  outermost, and ORT's reduction of a leading axis is slow: whisper_80 (30 s) 1.75 ms for
+  the ``ReduceSum`` against 0.34 for two items (1 thread); 8 items one a call took 26.8 ms
+  with it and 20.7 with the MatMul at 2 threads, 8 items in one call 25.0 and 25.1
+  (2026-12-05). The runtime runs CPU batches an item or two a call (``runtime``), so it
+  is rewritten for every target. In torch (eager, TorchScript, ``.pt2``) the sum stays: the
+  same matmul there cost ~0.9 ms more.
 
-:func:`rewrite` runs them in that order (slices, slice-of-gather, bin gather, then the
-pair sums for 'cuda') and says how many of each it made.
+:func:`rewrite` runs them in that order (slices, slice-of-gather, bin gather, pair sums) and
+says how many of each it made.
 """
 from typing import Dict, Optional
 
@@ -65,15 +70,13 @@ def scatter_columns(matrix: np.ndarray, index: np.ndarray, rows: int) -> np.ndar
     return out
 
 
-def rewrite(model, target: str = "cpu") -> Dict[str, int]:
-    """Every rewrite of this module for a graph laid out for ``target`` ('cpu' | 'cuda'), in
-    order, on ``model`` (in place): how many of each."""
-    done = {"fold_constant_slices": fold_constant_slices(model),
+def rewrite(model) -> Dict[str, int]:
+    """Every rewrite of this module, in order, on ``model`` (in place): how many of each (the
+    same for graphs laid out for 'cpu' and for 'cuda': each pays on both)."""
+    return {"fold_constant_slices": fold_constant_slices(model),
             "fold_slice_of_gather": fold_slice_of_gather(model),
-            "fold_bin_gather": fold_bin_gather(model)}
-    if target == "cuda":
-        done["pair_sums_as_matmul"] = pair_sums_as_matmul(model)
-    return done
+            "fold_bin_gather": fold_bin_gather(model),
+            "pair_sums_as_matmul": pair_sums_as_matmul(model)}
 
 
 def gather_fold_pays(weight_rows: int, gathered: int, rows: int) -> bool:
@@ -208,8 +211,8 @@ def pair_sums_as_matmul(model) -> int:
     """Replace every ``ReduceSum(X, axes=[k], keepdims=0)`` (``k >= 1``) whose ``X`` has a
     static shape ``(B, d_1, .., d_k = 2, ..)`` by ``Reshape(MatMul([[1, 1]], Reshape(X,
     (B, d_1 .. d_(k-1), 2, -1))), (B, d_1, .., d_(k-1), d_(k+1), ..))`` (module docstring: the
-    same sum, cuBLAS instead of cuDNN on ONNX Runtime's CUDA provider; the split stage 2 sums
-    its pairs on axis 2). Edits ``model`` in place; returns how many were replaced."""
+    same sum, without cuDNN's reduction on ONNX Runtime's CUDA provider or the CPU provider's
+    slow reduction of a leading axis; the split stage 2 sums its pairs on axis 2). Edits ``model`` in place; returns how many were replaced."""
     from onnx import helper, numpy_helper
     graph = model.graph
     shapes = _shapes(model)

@@ -71,6 +71,7 @@ def test_json_rows_and_fields(quick_report):
     for r in ours:
         assert r["runs"] == 2 and r["median_ms"] > 0 and r["gflop"] > 0 and r["mem_mb"] is not None
         assert isinstance(r["faults_per_call"], int) and r["faults_per_call"] >= 0
+        assert r["items_per_call"] == 2 and "item(s) a call" not in (r["note"] or "")   # small items: one call
         assert r["rel_to_fastest_peer"] is not None and r["pct_of_gemm_peak"] is not None
     assert p["fastest_peer"] in impls and p["fastest_peer_ms"] > 0
     kaldi = next(r for r in p["rows"] if r["impl"].startswith("kaldi"))
@@ -223,3 +224,26 @@ def test_malloc_mode_is_checked_and_retain_needs_glibc(tmp_path, monkeypatch):
     assert not (tmp_path / "bench.json").exists()
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--malloc", "tcmalloc", "--out", str(tmp_path)])
+
+
+def test_whole_batch_peers_are_also_timed_in_ours_chunks(tmp_path):
+    """When ours runs a batch a few items a call (the runtime's CPU default in ONNX Runtime),
+    the peers that take the whole batch as one tensor are timed in the same chunks too
+    (counted as peers), and torch.stft's recipe gives each item the features it gives in
+    one call (per-item tail; float32 rounding of a differently blocked FFT at most)."""
+    from nnaudio_export.bench.peers import prepare_peers
+    spec = nx.Frontend.from_spec(nx.presets.get_spec("whisper_80", seconds=0.5)).spec
+    xn = (0.1 * np.random.default_rng(0).standard_normal((3, 8000))).astype(np.float32)
+    cands = prepare_peers("whisper_80", spec, torch.from_numpy(xn), xn, "cpu", tmp_path, True, 2)
+    rows = {row["impl"]: (row, fn) for row, fn, _ in cands}
+    for name in ("torch.stft", "openai-whisper"):
+        row, fn = rows[f"{name} (2 item(s) a call)"]
+        assert row["group"] == "peer" and row["identical_settings"] and "2 item(s) a call" in row["note"]
+        assert [tuple(p.shape[:1]) for p in fn()] == [(2,), (1,)]
+    whole = rows["torch.stft"][1]()
+    parts = torch.cat(rows["torch.stft (2 item(s) a call)"][1]())
+    assert parts.shape == whole.shape
+    assert (parts - whole).abs().max() <= 1e-5 * whole.abs().max()
+    assert not any("item(s) a call" in name for name in
+                   {row["impl"] for row, _, _ in prepare_peers("whisper_80", spec, torch.from_numpy(xn),
+                                                                 xn, "cpu", tmp_path, True, 3)})

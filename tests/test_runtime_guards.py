@@ -36,8 +36,15 @@ def test_bytes_per_item_in_manifest_sets_the_default_max_batch(tiny):
     m = nx.runtime.read_manifest(tiny)
     fe = nx.Frontend.from_spec(m["spec"])
     assert m["bytes_per_item"] == fe.bytes_per_item > 4 * 800
-    rt = nx.load(tiny)
-    assert rt.max_batch == min(MAX_EXPORTED_BATCH, runtime.CHUNK_BYTES // m["bytes_per_item"])
+    per_item = m["bytes_per_item"]
+    # torch backends: a 1 GiB budget of activations (TorchScript has no batch bound); ONNX
+    # Runtime on the CPU: the cache budget per intra-op thread (faster; CACHE_BYTES_PER_THREAD)
+    assert nx.load(tiny, backend="torchscript").max_batch == runtime.chunk_bytes("cpu") // per_item
+    for threads in (None, 1, 3):
+        rt = nx.load(tiny, intra_op_num_threads=threads)
+        budget = runtime.CACHE_BYTES_PER_THREAD * runtime.cpu_threads(threads)
+        assert rt.max_batch == min(MAX_EXPORTED_BATCH, budget // per_item)
+    assert runtime.cpu_threads(3) == 3 and runtime.cpu_threads() >= 1
     with pytest.raises(ValueError, match="max_batch: 5000 is above 4096"):
         nx.load(tiny, max_batch=5000)
     with pytest.raises(ValueError, match="max_batch must be an integer >= 1"):

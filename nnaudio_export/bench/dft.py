@@ -13,7 +13,7 @@ from ..api import export
 from ..layers import FactorisedDFT, FrameConv
 from ..layers.frame_conv import fourier_stages  # noqa: F401  (re-exported for the driver)
 from ..runtime import load
-from .measure import Candidate, _err, count_flops
+from .measure import Candidate, _err, count_flops, note_items_per_call
 
 
 def with_direct_conv(fe: torch.nn.Module) -> torch.nn.Module:
@@ -40,6 +40,7 @@ def direct_conv_candidate(fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, 
         rt = load(bundle, backend="onnxruntime", device=device, intra_op_num_threads=threads)
         flops = count_flops(direct.to(x.device), x)
         row.update(bundle=str(bundle), gflop=flops / 1e9 if flops else None)
+        note_items_per_call(row, rt.max_batch, len(xn))
         inp = xn if device == "cpu" else x
         return [(row, (lambda rt=rt, inp=inp: rt(inp)), None)]
     except Exception as exc:

@@ -30,7 +30,7 @@ from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
-                      gemm_gflops, machine_info, make_input, measure, probe_memory)
+                      gemm_gflops, machine_info, make_input, measure, note_items_per_call, probe_memory)
 from .options import (FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS,
                       add_arguments)
 from .peers import prepare_peers
@@ -141,6 +141,7 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
             if backend == "onnxruntime":
                 row["note"] = "providers " + ",".join(p.replace("ExecutionProvider", "")
                                                        for p in rt.session.get_providers())
+            note_items_per_call(row, rt.max_batch, len(xn))
             inp = xn if (backend == "onnxruntime" and device == "cpu") else x
             cands.append((row, (lambda rt=rt, inp=inp: rt(inp)), sync))
         except Exception as exc:
@@ -155,7 +156,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
     import onnxruntime as ort
     lv = ort.GraphOptimizationLevel
     in_name, out_name = tensor_names(model_format("onnx"), read_manifest(bundle))
-    variants = [("default (as runtime.load)", {}, {}),
+    variants = [("default (runtime.load's options; the whole batch in one call)", {}, {}),
                 ("intra_op_num_threads=1", {"intra_op_num_threads": 1}, {}),
                 (f"intra_op_num_threads={os.cpu_count()}", {"intra_op_num_threads": os.cpu_count()}, {}),
                 ("graph_optimization_level=ORT_ENABLE_BASIC", {"graph_optimization_level": lv.ORT_ENABLE_BASIC}, {}),
@@ -265,7 +266,9 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
             spec = get_spec(preset, **length)
     work = cfg.out / "peers"
     work.mkdir(parents=True, exist_ok=True)
-    cands += prepare_peers(preset, spec, x, xn, cfg.device, work, cfg.quick)
+    ort_items = next((c[0]["items_per_call"] for c in cands if c[0].get("backend") == "onnxruntime"
+                      and "items_per_call" in c[0]), None)
+    cands += prepare_peers(preset, spec, x, xn, cfg.device, work, cfg.quick, ort_items)
     _say(f"{preset}: timing {sum(1 for c in cands if c[1])} implementations round-robin, "
          f"batch {b} x {n / sr:g} s, {cfg.warmup} warm-up + {cfg.repeats} timed calls each")
     snap = cpu_snapshot()

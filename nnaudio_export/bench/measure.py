@@ -131,6 +131,14 @@ def count_flops(module: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Optio
     return float(fc.get_total_flops())
 
 
+def note_items_per_call(row: Dict[str, Any], max_batch: int, batch: int) -> None:
+    """Record in ``row`` how many items a call the runtime (``nx.load``) runs of the timed
+    batch (its default chunks), and say so in the note when that is fewer than the batch."""
+    row["items_per_call"] = min(max_batch, batch)
+    if row["items_per_call"] < batch:
+        row["note"] = "; ".join(filter(None, [row.get("note"), f"{row['items_per_call']} item(s) a call"]))
+
+
 def make_input(num_samples: int, sample_rate: float, batch: int) -> np.ndarray:
     """The same deterministic batch as the exporter's example input (speech, tones, noise, chirp, ...)."""
     from ..signals import batch as signal_batch

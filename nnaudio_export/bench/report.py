@@ -75,7 +75,8 @@ def markdown(report: Dict[str, Any]) -> str:
              f"- timing: {report['warmup']} warm-up calls, then median / min of {report['repeats']} timed calls "
              "of one whole batch, round-robin, each after a pause of "
              f"{report.get('settle_s', 0.0):g} s (so no implementation runs beside the previous one's "
-             "spinning threads); same input batch for every implementation",
+             "spinning threads); same input batch for every implementation; ours through `nx.load`, "
+             "which runs a CPU batch in ONNX Runtime a few items a call (its default; notes column)",
              f"- C allocator: {describe_allocator(report.get('allocator', {}))}; page faults / call: median minor "
              "page faults of a timed call (all threads), one per 4 KiB page the call got fresh from the kernel",
              f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}", ""]

@@ -173,13 +173,6 @@ def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
     return out
 
 
-def layout_target(fe: nn.Module) -> str:
-    """'cuda' when a factorised DFT in ``fe`` is laid out for CUDA, else 'cpu' (the exporter
-    then picks the ONNX rewrites for that device)."""
-    targets = {m.target for m in fe.modules() if isinstance(m, FactorisedDFT)}
-    return "cuda" if "cuda" in targets else "cpu"
-
-
 def frame_conv(kernel: np.ndarray, precision: str, trainable: bool,
                dtype: torch.dtype = torch.float32, dft: Optional[DFTFrames] = None,
                framed: bool = False, target: str = "cpu") -> nn.Module:
