@@ -22,8 +22,8 @@ bundle's parity check (ORT against eager float32 and float64) runs on the rewrit
   of whisper_80's 4.03 ms of kernels (H200, batch 64, 2026-12-04); cuBLAS's gemv took 0.50
   (bare session 4.76 -> 3.30 ms). On the CPU, a one-item batch leaves the pair axis
   outermost, and ORT's reduction of a leading axis is slow: whisper_80 (30 s) 1.75 ms for
-  the ``ReduceSum`` against 0.34 for two items (1 thread); 8 items one a call took 26.8 ms
-  with it and 20.7 with the MatMul at 2 threads, 8 items in one call 25.0 and 25.1
+  the ``ReduceSum`` against 0.34 for two items (1 thread); 8 items one a call took 26.8-27.8
+  ms with it and 20.7 with the MatMul at 2 threads, 8 items in one call 25.0 and 25.1-25.3
   (2026-12-05). The runtime runs CPU batches an item or two a call (``runtime``), so it
   is rewritten for every target. In torch (eager, TorchScript, ``.pt2``) the sum stays: the
   same matmul there cost ~0.9 ms more.
@@ -212,7 +212,8 @@ def pair_sums_as_matmul(model) -> int:
     static shape ``(B, d_1, .., d_k = 2, ..)`` by ``Reshape(MatMul([[1, 1]], Reshape(X,
     (B, d_1 .. d_(k-1), 2, -1))), (B, d_1, .., d_(k-1), d_(k+1), ..))`` (module docstring: the
     same sum, without cuDNN's reduction on ONNX Runtime's CUDA provider or the CPU provider's
-    slow reduction of a leading axis; the split stage 2 sums its pairs on axis 2). Edits ``model`` in place; returns how many were replaced."""
+    slow reduction of a leading axis; the split stage 2 sums its pairs on axis 2). Edits
+    ``model`` in place; returns how many were replaced."""
     from onnx import helper, numpy_helper
     graph = model.graph
     shapes = _shapes(model)

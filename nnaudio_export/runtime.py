@@ -30,7 +30,7 @@ BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
 CHUNK_BYTES = 2**30
 # ONNX Runtime on the CPU runs a batch fastest a few items a call: one call's activations then
 # stay in the caches between the graph's passes. 8 items, 2 threads, one call against one
-# item a call (2026-12-05, 2-core EPYC, 32 MiB L3): whisper_80 (30 s) 25.0 -> 20.7 ms,
+# item a call (2026-12-05, 2-core EPYC, 32 MiB L3): whisper_80 (30 s) 25.3 -> 20.7 ms,
 # istft_1024 25.8 -> 18.0, stft_2048 15.8 -> 11.2, mel_128 16.6 -> 13.0; short items gain
 # as much from calls of a few MiB (whisper_80 at 1 s: 18.4 ms for 128 items in one call,
 # 12.7 in calls of 32). The default chunk on the CPU is this much of the manifest's
