@@ -247,3 +247,21 @@ def test_whole_batch_peers_are_also_timed_in_ours_chunks(tmp_path):
     assert not any("item(s) a call" in name for name in
                    {row["impl"] for row, _, _ in prepare_peers("whisper_80", spec, torch.from_numpy(xn),
                                                                  xn, "cpu", tmp_path, True, 3)})
+
+
+def test_ours_in_chunks_is_timed_beside_the_whole_batch(quick_report, monkeypatch):
+    """Where the runtime runs the batch a few items a call (ONNX Runtime on the CPU), the same
+    session options on the whole batch in one call are timed beside it (what the chunks buy),
+    and both give the batch's features."""
+    from nnaudio_export import runtime
+    from nnaudio_export.bench.driver import prepare_ours
+    monkeypatch.setattr(runtime, "CACHE_BYTES_PER_THREAD", 1)     # one item a call
+    bundle = quick_report / "bundles" / "whisper_80-n16000"
+    fe = nx.presets.load("whisper_80", num_samples=16000)
+    xn = (0.1 * np.random.default_rng(1).standard_normal((3, 16000))).astype(np.float32)
+    cands = prepare_ours(bundle, fe, torch.from_numpy(xn), xn, "cpu", ("onnxruntime",))
+    (chunked, f1, _), (whole, f2, _) = cands
+    assert chunked["items_per_call"] == 1 and chunked["note"] == "providers CPU; 1 item(s) a call"
+    assert whole["impl"] == chunked["impl"] + ", whole batch a call" and whole["items_per_call"] == 3
+    assert whole["note"] == "providers CPU" and whole["probe_memory"] is False
+    np.testing.assert_array_equal(f1(), f2())
