@@ -138,9 +138,11 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
                       intra_op_num_threads=threads if backend == "onnxruntime" else None)
             if flops is None:
                 flops = count_flops(fe.to(x.device), x)
+            providers = None
             if backend == "onnxruntime":
-                row["note"] = "providers " + ",".join(p.replace("ExecutionProvider", "")
-                                                       for p in rt.session.get_providers())
+                providers = "providers " + ",".join(p.replace("ExecutionProvider", "")
+                                                    for p in rt.session.get_providers())
+                row["note"] = providers
             note_items_per_call(row, rt.max_batch, len(xn))
             inp = xn if (backend == "onnxruntime" and device == "cpu") else x
             cands.append((row, (lambda rt=rt, inp=inp: rt(inp)), sync))
@@ -149,7 +151,7 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
                 whole = load(bundle, backend=backend, device=device, intra_op_num_threads=threads,
                              max_batch=len(xn))
                 cands.append(({**row, "impl": f"{row['impl']}, whole batch a call", "items_per_call": len(xn),
-                               "note": row["note"].split(";")[0], "probe_memory": False},
+                               "note": providers, "probe_memory": False},
                               (lambda rt=whole, inp=inp: rt(inp)), sync))
         except Exception as exc:
             cands.append(({**row, "status": "error", "error": _err(exc)}, None, None))
