@@ -180,6 +180,11 @@ class Runtime:
             raise BundleError(f"{self.dir} has no {name} (exported formats: {sorted(self.manifest['files'])})")
         return read_bundle_file(self.dir, name)
 
+    @property
+    def _ort_on_cpu(self) -> bool:
+        """ONNX Runtime on the CPU: chunks sized for the caches, run through IO binding."""
+        return self.backend == "onnxruntime" and self.device == "cpu"
+
     def _max_batch(self, max_batch: Optional[int], bound: Optional[int],
                    threads: Optional[int] = None) -> int:
         if max_batch is not None:
@@ -191,7 +196,7 @@ class Runtime:
             return max_batch
         per_item = self.manifest.get("bytes_per_item")
         budget = chunk_bytes(self.device)
-        if self.backend == "onnxruntime" and self.device == "cpu":
+        if self._ort_on_cpu:
             budget = min(budget, CACHE_BYTES_PER_THREAD * cpu_threads(threads))
         fit = max(1, budget // int(per_item)) if per_item else 4096
         return int(min(fit, bound or fit))
@@ -305,7 +310,7 @@ class Runtime:
         n = x.shape[0]
         if n <= self.max_batch:
             return self._run(x)
-        if self.backend == "onnxruntime" and self.device == "cpu":
+        if self._ort_on_cpu:
             return self._run_ort_cpu_chunks(x)
         parts = [self._run(x[i:i + self.max_batch]) for i in range(0, n, self.max_batch)]
         if isinstance(parts[0], torch.Tensor):

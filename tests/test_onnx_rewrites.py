@@ -1,7 +1,7 @@
 """The exported-graph rewrites (:mod:`nnaudio_export.onnx_rewrites`): the folded matrix is the
 gather's algebra in float64, only the exact patterns are rewritten (and a bin gather only
-where folding pays; pair sums of two with the same rounding), and a shipped bundle that was rewritten still meets the float64
-reference (librosa) and the eager module."""
+where folding pays; pair sums of two with the same rounding), and a shipped bundle that was
+rewritten still meets the float64 reference (librosa) and the eager module."""
 import json
 
 import librosa
