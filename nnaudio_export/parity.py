@@ -27,7 +27,8 @@ from .runtime import cuda_available, load
 from .tolerances import (EXTENDED_LOG_DB_WINDOW, LINEAR_REL_TOL, LOG_ABS_TOL,  # noqa: F401
                          LOG_DB_REPORT_WINDOW, LOG_DB_WINDOW, LOG_MIN_DB_TOL,
                          NORMALIZED_LOG_ABS_TOL, SPREAD_FACTOR, amplifies_rounding, compare, item_rel,
-                         log_threshold, normalisation_bound_scale, spread_limits, window_for)
+                         log_threshold, measured_spread, normalisation_bound_scale,
+                         spread_limits, window_for)
 
 # Backends whose artifacts hold no native code or program: run on any bundle by default.
 DATA_ONLY_BACKENDS = ("onnxruntime",)
@@ -221,8 +222,7 @@ def golden_data(fe: nn.Module, from_spec: bool) -> Tuple[np.ndarray, np.ndarray,
     if scale is not None:
         check["scale"] = scale
     if amplifies_rounding(fe):      # the per-item spread, measured now on this machine
-        with torch.inference_mode():
-            check["item_threshold"] = spread_limits(fe.eval()(torch.from_numpy(x)).numpy(), y64)
+        check["item_threshold"] = measured_spread(fe.eval(), x, y64, "cpu")
     return x, y64, check
 
 
@@ -354,7 +354,7 @@ def verify(bundle_dir: Union[str, Path], devices: Optional[Sequence[str]] = None
                                              note=f"{type(exc).__name__}: {str(exc)[:200]}"))
         limits = ref["limits"]
         if isinstance(limits, str):
-            limits = spread_limits(y32[:n_ref], ref["y64"])
+            limits = measured_spread(ref["eager"], x[:n_ref], ref["y64"], dev, y32[:n_ref])
         for name, y in rows:
             refs = [(ref["ref_name"], ref["y64"])]
             if name != "eager" and y32 is not None:

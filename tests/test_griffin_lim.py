@@ -152,3 +152,22 @@ def test_scripts_and_runs_in_onnxruntime_unrolled(tmp_path):
     out = sess.run(None, {"magnitude": s})[0]
     assert np.all(np.isfinite(out))
     assert rel(out[1], y[1]) <= 1e-5
+
+
+def test_float32_spread_is_the_largest_over_rounding_nudges():
+    """The per-item bound of a rounding-amplifying module (verify, golden.npz) comes from
+    eager float32 on the input and on inputs nudged by float32 rounding: the nudges are
+    deterministic, a few float32 ulps from the input (2^-24 g, |g| < 6: within 2^-21)
+    and not all equal to it, and the spread is the
+    largest of the runs' distances from float64, item by item."""
+    from nnaudio_export.tolerances import LINEAR_REL_TOL, SPREAD_FACTOR, rounding_nudges, spread_limits
+    x = magnitude("speech")[None].astype(np.float32)
+    a, b = rounding_nudges(x), rounding_nudges(x)
+    assert len(a) == 4 and all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert all(np.all(np.abs(u - x) <= 2.0 ** -21 * np.abs(x)) for u in a)
+    assert any(not np.array_equal(u, x) for u in a)
+    y64 = np.array([[1.0, -2.0], [4.0, 0.5]])
+    runs = [y64 + [[1e-3, 0], [0, 0]], y64 + [[0, 0], [0, 4e-2]], y64 + [[0, 3e-3], [0, 0]]]
+    limits = spread_limits(runs[0], y64, runs[1:])
+    np.testing.assert_allclose(limits, SPREAD_FACTOR * np.array([3e-3 / 2, 4e-2 / 4]))
+    assert np.all(spread_limits(y64, y64) == LINEAR_REL_TOL)

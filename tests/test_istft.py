@@ -22,10 +22,12 @@ import scipy.signal
 import torch
 
 from nnaudio_export import signals
-from nnaudio_export.kernels.inverse import (edge_bin_blocks, factor_pair, irfft_factors, irfft_matrix,
-                                            nola_gap, overlap_blocks, stage2_blocks, synthesis_window,
-                                            window_sumsquare)
+from nnaudio_export.kernels.inverse import (edge_bin_blocks, factor_pair, factor_triple, irfft_factors,
+                                            irfft_macs, irfft_matrix, irfft_three_stage, nola_gap,
+                                            overlap_blocks, stage2_blocks, synthesis_window,
+                                            three_stage_saves, window_sumsquare)
 from nnaudio_export.layers import STFT, iSTFT
+from nnaudio_export.layers.inverse_dft import FactoredIRFFT, MatrixIRFFT, ThreeStageIRFFT
 from nnaudio_export.references.vocos import vocos_modules
 
 warnings.filterwarnings("ignore")
@@ -267,6 +269,84 @@ def test_overlap_added_factors_equal_overlap_added_irfft(n_fft, hop):
     assert overlap_blocks(n_fft, p, hop + 1) == (0, 0)                       # P does not divide it
 
 
+def _overlap_added_irfft(X: np.ndarray, w: np.ndarray, hop: int, normalized: bool = False) -> np.ndarray:
+    """The reference: ``w * numpy.fft.irfft`` of each frame of ``X`` (T, F), overlap-added."""
+    n_fft = w.shape[0]
+    ref = np.zeros(n_fft + hop * (X.shape[0] - 1))
+    for t, frame in enumerate(w * np.fft.irfft(X, n_fft, norm="ortho" if normalized else "backward")):
+        ref[t * hop: t * hop + n_fft] += frame
+    return ref
+
+
+@pytest.mark.parametrize("n_fft,hop,factors,normalized", [
+    (1024, 256, (16, 8, 8), False), (1024, 256, (8, 8, 16), True), (2048, 512, (16, 8, 16), False),
+    (400, 100, (10, 5, 8), False),
+    (600, 150, (3, 5, 40), False),     # odd P: N / 2 does not fill rows of Q, the Nyquist bin stays in
+    (675, 135, (3, 9, 25), True)])     # odd N: no Nyquist bin
+def test_three_stage_factors_equal_overlap_added_irfft(n_fft, hop, factors, normalized):
+    """The three-stage factors, applied in numpy as ThreeStageIRFFT applies them (stage 1 on
+    the bins it reads, stage 2 per ``c``, stage 3 per ``(c, d1)`` giving hop-long blocks
+    summed shifted, plus the DC / Nyquist correction), equal the overlap-add of
+    ``w * numpy.fft.irfft`` frames; where ``N / 2`` bins fill the rows the Nyquist bin is
+    left to the correction."""
+    rng = np.random.default_rng(3)
+    frames, (p, q1, q2) = 6, factors
+    q = q1 * q2
+    X = rng.standard_normal((frames, n_fft // 2 + 1)) + 1j * rng.standard_normal((frames, n_fft // 2 + 1))
+    w = rng.random(n_fft)
+    f = irfft_three_stage(n_fft, w, factors, hop, normalized)
+    assert f["bins"] == (n_fft // 2 if n_fft % 2 == 0 and p % 2 == 0 else n_fft // 2 + 1)
+    (d, r), rows = f["blocks"], f["stage1"].shape[1] // 2
+    assert d * p * q1 == hop and r * hop >= n_fft
+    xs = np.zeros((frames, rows * q), complex)
+    xs[:, : f["bins"]] = X[:, : f["bins"]]
+    a = (f["stage1"] @ np.stack([xs.real, xs.imag], axis=1).reshape(frames, 2 * rows, q))
+    a = a.reshape(frames, p, 2 * q1, q2)                                      # [t, c, (Re|Im, b1), b2]
+    b = np.einsum("cij,tcjk->tcik", f["stage2"], a).reshape(frames, p, q1, 2 * q2)   # [t, c, d1, (Re|Im, b2)]
+    blocks = np.einsum("cejk,tcek->tcej", f["stage3"], b).reshape(frames, p, q1, d, r)
+    edges = np.stack([X[:, 0].real, X[:, n_fft // 2].real])                  # [u, t]
+    corr = np.einsum("ut,urj->trj", edges, f["edge"].reshape(2, r, hop))
+    out = np.zeros((frames + r - 1, d, q1, p))                               # j = c + P d1 + P Q1 d'
+    for k in range(r):
+        out[k: k + frames] += blocks[..., k].transpose(0, 3, 2, 1)
+        out[k: k + frames] += corr[:, k].reshape(frames, d, q1, p)
+    y, ref = out.reshape(-1), _overlap_added_irfft(X, w, hop, normalized)
+    np.testing.assert_allclose(y[: ref.shape[0]], ref, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(y[ref.shape[0]:], 0.0)
+
+
+def test_three_stage_split_rule():
+    """The split with the fewest multiply-adds whose ``P Q1`` divides the hop, taken where it
+    needs at most 0.7 of the two-stage inverse's: n_fft 1024, hop 256 -> 16 x 8 x 8, 81,920
+    per frame against 135,168; none for a hop no split divides, nor where it saves too little."""
+    assert factor_triple(1024, 256) == (16, 8, 8) and factor_pair(1024) == (32, 32)
+    assert irfft_macs(1024, 256, (16, 8, 8)) == 81920 and irfft_macs(1024, 256, (32, 32)) == 135168
+    assert three_stage_saves(1024, 256) == (16, 8, 8)
+    assert factor_triple(511, 127) is None and three_stage_saves(511, 127) is None
+    assert factor_triple(2048, 480) == (8, 4, 64) and three_stage_saves(2048, 480) is None   # 0.83
+    assert three_stage_saves(1024, 0) is None
+
+
+@pytest.mark.parametrize("n_fft,hop,kind", [(1024, 256, ThreeStageIRFFT), (400, 100, ThreeStageIRFFT),
+                                            (2048, 480, FactoredIRFFT), (511, 127, FactoredIRFFT),
+                                            (16, 4, MatrixIRFFT)])
+def test_inverse_dft_choice_and_its_frames(n_fft, hop, kind):
+    """Which inverse DFT the layer builds, that its repr names the factors, and that its
+    frames (``forward``, built in float64) are ``w * numpy.fft.irfft`` of each frame."""
+    layer = iSTFT(n_fft, hop_length=hop, num_frames=5, dtype=torch.float64)
+    idft = layer.idft
+    assert type(idft) is kind
+    factors = idft.describe()["factors"]
+    assert (factors is None) == (kind is MatrixIRFFT)
+    assert ("factors=" + "x".join(map(str, factors)) in repr(layer)) if factors else "factors=" not in repr(layer)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((2, 5, n_fft // 2 + 1)) + 1j * rng.standard_normal((2, 5, n_fft // 2 + 1))
+    w = idft.window.numpy()
+    with torch.no_grad():
+        frames = idft(torch.view_as_real(torch.from_numpy(X).transpose(1, 2).contiguous())).numpy()
+    np.testing.assert_allclose(frames, w * np.fft.irfft(X, n_fft), rtol=0, atol=1e-13)
+
+
 @pytest.mark.parametrize("window,win_length,n_fft,hop", [("hann", 400, 512, 128), ("hamming", 1024, 1024, 256),
                                                           (("kaiser", 8.0), 300, 300, 75)])
 def test_window_sumsquare_matches_librosa(window, win_length, n_fft, hop):
@@ -360,17 +440,18 @@ def test_unfixed_frames_and_trainable_kernels_give_the_same_output():
     assert trainable.idft.window.grad.abs().sum() > 0 and trainable.idft.kernel.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("n_fft", [15, 16, 400, 511, 1024])
-def test_matrix_and_factored_inverse_dft_agree_with_torch(n_fft):
-    """The matrix, the factored frames + overlap-add (n_fft 511: P = 7 does not divide the
-    hop) and the factored overlap-add of hop-long blocks (400: P = 20, 1024: P = 32)."""
-    fused = iSTFT(n_fft, hop_length=n_fft // 4).idft
-    assert getattr(fused, "fuses_overlap_add") == (n_fft in (400, 1024))
-    z = spectra(n_fft, n_fft // 4, "hann", True)
-    ref = torch.istft(z, n_fft, n_fft // 4, window=torch_window("hann", n_fft)).numpy()
+@pytest.mark.parametrize("n_fft,hop", [(15, 3), (16, 4), (400, 100), (511, 127), (1024, 256), (2048, 480)])
+def test_matrix_and_factored_inverse_dft_agree_with_torch(n_fft, hop):
+    """The matrix, the two-stage frames + overlap-add (n_fft 511: P = 7 does not divide the
+    hop), the two-stage overlap-add of hop-long blocks (2048, hop 480: P = 32; no three-stage
+    split saves enough) and the three-stage one (400: 10 x 5 x 8, 1024: 16 x 8 x 8)."""
+    fused = iSTFT(n_fft, hop_length=hop).idft
+    assert getattr(fused, "fuses_overlap_add") == (n_fft in (400, 1024, 2048))
+    z = spectra(n_fft, hop, "hann", True)
+    ref = torch.istft(z, n_fft, hop, window=torch_window("hann", n_fft)).numpy()
     for trainable in (False, True):
-        y = ours(z, n_fft=n_fft, hop_length=n_fft // 4, trainable_kernels=trainable)
-        assert max(rel_err(y, ref, n_fft // 4).values()) <= TOL32
+        y = ours(z, n_fft=n_fft, hop_length=hop, trainable_kernels=trainable)
+        assert max(rel_err(y, ref, hop).values()) <= TOL32
 
 
 # --------------------------------------------------------------------------- export

@@ -48,6 +48,11 @@ def describe(stages: List[Dict[str, Any]]) -> str:
             parts.append(f"{s['layer']}: factorised {s['n1']} x {s['n2']}{radix} (n_fft {s['n_fft']}, hop {s['hop']}), "
                          f"{s['macs_per_frame']:,} MACs/frame; direct conv {s['direct_macs_per_frame']:,} "
                          f"({s['direct_macs_per_frame'] / s['macs_per_frame']:.1f}x fewer)")
+        elif s["method"].startswith("inverse"):
+            how = "x".join(str(f) for f in s["factors"]) if s.get("factors") else "one matrix"
+            parts.append(f"{s['layer']}: {s['method']} {how} (n_fft {s['n_fft']}, hop {s['hop']}), "
+                         f"{s['macs_per_frame']:,} MACs/frame; matrix {s['direct_macs_per_frame']:,} "
+                         f"({s['direct_macs_per_frame'] / s['macs_per_frame']:.1f}x fewer)")
         else:
             parts.append(f"{s['layer']}: direct conv ({s['precision']}), {s['macs_per_frame']:,} MACs/frame")
     return "; ".join(parts) if parts else "-"

@@ -8,7 +8,7 @@ from .factorised_dft import TARGETS, FactorisedDFT
 from .frame_conv import PRECISIONS, DFTFrames, FrameConv, SplitFrameConv, frame_conv
 from .gammatone import Gammatonegram
 from .griffin_lim import GriffinLim
-from .inverse_dft import FactoredIRFFT, MatrixIRFFT, irfft_module
+from .inverse_dft import FactoredIRFFT, MatrixIRFFT, ThreeStageIRFFT, irfft_module
 from .istft import iSTFT
 from .kaldi import KaldiSTFT
 from .mel import MFCC, MelSpectrogram
@@ -17,4 +17,5 @@ from .vqt import VQT
 
 __all__ = ["STFT", "MelSpectrogram", "MFCC", "CQT1992v2", "CQT2010v2", "VQT", "Gammatonegram", "KaldiSTFT", "iSTFT", "GriffinLim",
            "FrontendLayer", "register_kernel", "kernel_tensor", "PRECISIONS", "TARGETS", "FrameConv",
-           "SplitFrameConv", "frame_conv", "DFTFrames", "FactorisedDFT", "FactoredIRFFT", "MatrixIRFFT", "irfft_module"]
+           "SplitFrameConv", "frame_conv", "DFTFrames", "FactorisedDFT", "FactoredIRFFT", "ThreeStageIRFFT",
+           "MatrixIRFFT", "irfft_module"]

@@ -37,6 +37,9 @@ from ..kernels.factorised_dft import dft_split
 from ..kernels.split import power_of_two_table, split_bits, split_kernel
 from .common import kernel_tensor
 from .factorised_dft import TARGETS, FactorisedDFT
+from .inverse_dft import FactoredIRFFT, MatrixIRFFT, ThreeStageIRFFT
+
+INVERSE_DFTS = (MatrixIRFFT, FactoredIRFFT, ThreeStageIRFFT)
 
 PRECISIONS = ("single", "extended")
 PRECISION = Param("precision", "single", "str", choices=PRECISIONS,
@@ -148,9 +151,17 @@ SPLIT_PRODUCTS = 3
 def fourier_stages(fe: nn.Module) -> List[Dict[str, Any]]:
     """One entry per layer of ``fe`` that applies a kernel bank: its method ('direct' or
     'factorised', with ``N1 x N2``) and multiply-adds per frame, with the direct conv's
-    beside it (bundle manifests and the benchmark list these)."""
+    beside it (bundle manifests and the benchmark list these); an inverse DFT's as
+    'inverse factored' (its ``factors``) or 'inverse matrix', beside the matrix's ``2 F N``."""
     out = []
     for name, layer in fe.named_modules():
+        if isinstance(layer, INVERSE_DFTS):
+            plan = layer.describe()
+            out.append({"layer": name, "method": "inverse " + plan["method"], "precision": "single",
+                        "n_fft": plan["n_fft"], "hop": plan["hop"], "factors": plan["factors"],
+                        "macs_per_frame": plan["macs_per_frame"],
+                        "direct_macs_per_frame": 2 * (plan["n_fft"] // 2 + 1) * plan["n_fft"]})
+            continue
         conv = getattr(layer, "conv", None)
         kernel = getattr(layer, "kernel", None)
         if conv is None or not isinstance(kernel, torch.Tensor) or kernel.dim() != 3:

@@ -248,4 +248,10 @@ class iSTFT(nn.Module):
         return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
                 f"freq_bins={self.freq_bins}, center={self.center}, padding={self.padding!r}, "
                 f"normalized={self.normalized}, length={None if self.length < 0 else self.length}, "
-                f"num_frames={self.num_frames}, idft={self.idft.method!r}")
+                f"num_frames={self.num_frames}, idft={self.idft.method!r}{_factors(self.idft)}")
+
+
+def _factors(idft: nn.Module) -> str:
+    """``", factors=16x8x8"`` for a factored inverse DFT (see its ``describe``), else ``""``."""
+    factors = idft.describe()["factors"]
+    return "" if not factors else ", factors=" + "x".join(str(f) for f in factors)
