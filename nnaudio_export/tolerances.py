@@ -218,8 +218,8 @@ def rounding_nudges(x: np.ndarray, draws: int = SPREAD_DRAWS) -> list:
     """``x (1 + 2^-24 g)`` as float32 for ``g`` standard normal drawn with seeds
     ``0 .. draws - 1``: inputs as far from ``x`` as float32 rounding (:data:`SPREAD_DRAWS`)."""
     x64 = np.asarray(x, np.float64)
-    return [(x64 * (1.0 + 2.0 ** -24 * np.random.default_rng(k).standard_normal(x64.shape))).astype(np.float32)
-            for k in range(draws)]
+    return [(x64 * (1.0 + 2.0 ** -24 * np.random.default_rng(k).standard_normal(x64.shape)))
+            .astype(np.float32) for k in range(draws)]
 
 
 def spread_limits(y32: np.ndarray, y64: np.ndarray, nudged: Sequence[np.ndarray] = ()) -> np.ndarray:

@@ -287,8 +287,8 @@ def test_griffinlim_preset_against_librosa(gl_outputs):
         moves = [item_rel(librosa_griffinlim(s * (1 + 2.0 ** -52 * np.random.default_rng(k).standard_normal(s.shape)))[None],
                           lib[i:i + 1])[0] for k in range(3)]
         assert item_rel(y64[i:i + 1], lib[i:i + 1])[0] <= max(1e-8, 2 * max(moves)), (i, moves)
-    theirs = [max(spectral_convergence(run_, x[i].astype(np.float64)) for run_ in librosa_float32_runs(x[i], lib[i]))
-              for i in range(x.shape[0])]
+    theirs = [max(spectral_convergence(run_, x[i].astype(np.float64))
+                  for run_ in librosa_float32_runs(x[i], lib[i])) for i in range(x.shape[0])]
     spread = np.max([item_rel(y, lib) for y in [outs["eager"], *nudged]], axis=0)
     for backend, y in outs.items():
         assert np.all(item_rel(y, lib) <= np.maximum(1e-5, 2 * spread)), (backend, item_rel(y, lib), spread)

@@ -96,22 +96,30 @@ def irfft_factors(n_fft: int, window: np.ndarray, normalized: bool = False) -> D
     bin_scale[0] = 0.5
     if n_fft % 2 == 0:
         bin_scale[-1] = 0.5
-    ac = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(rows)) % p) / p)        # [c, a]
-    g = 2.0 * _irfft_scale(n_fft, normalized)
-    cos1, sin1 = g * np.cos(ac), g * np.sin(ac)
-    stage1 = np.stack([np.stack([cos1, -sin1], axis=1), np.stack([sin1, cos1], axis=1)], axis=1)
+    stage1 = _bin_stage(p, rows, 2.0 * _irfft_scale(n_fft, normalized))
     n = np.arange(p)[:, None, None] + p * np.arange(q)[None, :, None]                # [c, d, 1]
     bn = 2.0 * np.pi * (((np.arange(q)[None, None, :] * n) % n_fft) / n_fft)        # [c, d, b]
     w = np.asarray(window, dtype=np.float64)[n]
     stage2 = np.concatenate([np.cos(bn) * w, -np.sin(bn) * w], axis=2)
-    return {"bin_scale": bin_scale, "stage1": stage1.reshape(2 * p, 2 * rows), "stage2": stage2}
+    return {"bin_scale": bin_scale, "stage1": stage1, "stage2": stage2}
+
+
+def _bin_stage(p: int, rows: int, g: float) -> np.ndarray:
+    """The first stage of the factored inverses, ``(2P, 2 rows)``: rows ``(c, Re | Im)``,
+    columns ``(Re | Im, a)``, the complex product ``g e^(2 pi i a c / P) X`` as real
+    ``2 x 2`` blocks (``a c`` reduced modulo ``P`` as integers)."""
+    ac = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(rows)) % p) / p)        # [c, a]
+    cos1, sin1 = g * np.cos(ac), g * np.sin(ac)
+    stage1 = np.stack([np.stack([cos1, -sin1], axis=1), np.stack([sin1, cos1], axis=1)], axis=1)
+    return stage1.reshape(2 * p, 2 * rows)
 
 
 def overlap_blocks(n_fft: int, p: int, hop_length: int) -> Tuple[int, int]:
     """``(D, R)`` for overlap-adding frames whose sample ``n = c + P d`` (``c < P``) comes
     out of :func:`irfft_factors`' second stage: with ``hop = P D``, sample ``n`` lands at
     ``r hop + j`` of its frame, ``r = d // D`` (the frame's ``R = ceil(Q / D)`` hop-long
-    blocks) and ``j = c + P (d mod D)``. ``(0, 0)`` when ``P`` does not divide ``hop``."""
+    blocks) and ``j = c + P (d mod D)``. ``(0, 0)`` when ``P`` does not divide ``hop``.
+    The same for :func:`irfft_three_stage`'s last stage with ``P Q1`` in place of ``P``."""
     q = n_fft // p
     if hop_length % p:
         return 0, 0
@@ -182,9 +190,9 @@ def irfft_macs(n_fft: int, hop_length: int, factors: Tuple[int, ...]) -> int:
     bins = n_fft // 2 if len(factors) == 3 and nyquist_left_out(n_fft, q) else n_fft // 2 + 1
     rows = -(-bins // q)
     lead = n_fft // last
-    fused = hop_length > 0 and hop_length % lead == 0
-    d, r = (hop_length // lead, -(-last // (hop_length // lead))) if fused else (last, 1)
-    macs = 2 * p * 2 * rows * q + lead * r * d * 2 * last
+    d, r = overlap_blocks(n_fft, lead, hop_length) if hop_length > 0 else (0, 0)
+    rows_last = r * d if r else last
+    macs = 2 * p * 2 * rows * q + lead * rows_last * 2 * last
     if len(factors) == 3:
         macs += p * (2 * factors[1]) ** 2 * last
     return macs
@@ -253,10 +261,7 @@ def irfft_three_stage(n_fft: int, window: np.ndarray, factors: Tuple[int, int, i
     q = q1 * q2
     bins = n_fft // 2 if nyquist_left_out(n_fft, q) else n_fft // 2 + 1
     rows = -(-bins // q)
-    g = 2.0 * _irfft_scale(n_fft, normalized)
-    ac = 2.0 * np.pi * ((np.outer(np.arange(p), np.arange(rows)) % p) / p)          # [c, a]
-    cos1, sin1 = g * np.cos(ac), g * np.sin(ac)
-    stage1 = np.stack([np.stack([cos1, -sin1], axis=1), np.stack([sin1, cos1], axis=1)], axis=1)
+    stage1 = _bin_stage(p, rows, 2.0 * _irfft_scale(n_fft, normalized))
     lead = p * q1
     c, d1, b1 = np.arange(p)[:, None, None], np.arange(q1)[None, :, None], np.arange(q1)[None, None, :]
     theta = 2.0 * np.pi * (((b1 * (c + p * d1)) % lead) / lead)                      # [c, d1, b1]
@@ -267,10 +272,10 @@ def irfft_three_stage(n_fft: int, window: np.ndarray, factors: Tuple[int, int, i
     phase = 2.0 * np.pi * (((n[..., None] * np.arange(q2)) % n_fft) / n_fft)        # [c, d1, d2, b2]
     w = np.asarray(window, dtype=np.float64)[n][..., None]
     stage3 = np.concatenate([np.cos(phase) * w, -np.sin(phase) * w], axis=3)
-    d, r = hop_length // lead, -(-q2 // (hop_length // lead))
+    d, r = overlap_blocks(n_fft, lead, hop_length)
     stage3 = np.concatenate([stage3, np.zeros((p, q1, r * d - q2, 2 * q2))], axis=2)
     stage3 = stage3.reshape(p, q1, r, d, 2 * q2).transpose(0, 1, 3, 2, 4).reshape(p, q1, r * d, 2 * q2)
-    return {"stage1": stage1.reshape(2 * p, 2 * rows), "stage2": stage2.reshape(p, 2 * q1, 2 * q1),
+    return {"stage1": stage1, "stage2": stage2.reshape(p, 2 * q1, 2 * q1),
             "stage3": np.ascontiguousarray(stage3), "bins": bins, "blocks": (d, r),
             "edge": edge_bin_blocks(window, hop_length, normalized, nyquist_in_sums=bins > n_fft // 2)}
 
