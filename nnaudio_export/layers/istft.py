@@ -62,9 +62,9 @@ class iSTFT(nn.Module):
     :class:`~nnaudio_export.layers.STFT` layer's 'Complex' output) -> audio ``(B, L)``.
 
     Each frame is ``w[n] irfft(X_t, n_fft)[n]``, with an inverse real DFT of float64-built
-    constants (:mod:`~nnaudio_export.layers.inverse_dft`: two stages of small DFTs as
-    matmuls on the spectrum's layout, or one matrix); the frames are overlap-added (by the
-    factored DFT itself when its first factor divides the hop, else
+    constants (:mod:`~nnaudio_export.layers.inverse_dft`: three or two stages of small DFTs
+    as matmuls on the spectrum's layout, or one matrix); the frames are overlap-added (by the
+    factored DFT itself when its leading factors divide the hop, else
     :func:`~nnaudio_export.functional.overlap_add`) and divided by the overlap-added
     squared window. Only matmul, pad, reshape, transpose and elementwise ops: it passes
     ``torch.jit.script`` and both ONNX exporters (``torch.istft`` does not export).
