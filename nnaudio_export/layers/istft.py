@@ -11,7 +11,7 @@ from ..checks import Param, check_args, require
 from ..kernels.inverse import NOLA_TOLERANCE, nola_gap, synthesis_window, window_sumsquare
 from ..kernels.windows import WindowSpec
 from .common import kernel_tensor
-from .inverse_dft import irfft_module
+from .inverse_dft import factors_text, irfft_module
 
 PADDINGS = ("center", "same")
 
@@ -253,5 +253,5 @@ class iSTFT(nn.Module):
 
 def _factors(idft: nn.Module) -> str:
     """``", factors=16x8x8"`` for a factored inverse DFT (see its ``describe``), else ``""``."""
-    factors = idft.describe()["factors"]
-    return "" if not factors else ", factors=" + "x".join(str(f) for f in factors)
+    text = factors_text(idft.describe())
+    return f", factors={text}" if text else ""
