@@ -21,6 +21,7 @@ from .checks import memory_limit
 from .manifest import (FORMAT_TABLE, INPUT_NAME, MANIFEST, BundleError, bundle_path, check_files,
                        format_for_backend, read_bundle_file, read_checked, read_manifest,
                        rebuildable, source_kind, tensor_names)
+from .ort_cpu import ItemWorkers, run_bound
 
 # One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
 BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
@@ -36,6 +37,7 @@ CHUNK_BYTES = 2**30
 # 12.7 in calls of 32). The default chunk on the CPU is this much of the manifest's
 # bytes_per_item per intra-op thread.
 CACHE_BYTES_PER_THREAD = 6 * 2**20
+# (Running a batch's items side by side on single-threaded sessions instead: ort_cpu.)
 
 Tensorlike = Union[np.ndarray, torch.Tensor]
 
@@ -123,6 +125,16 @@ class Runtime:
       bound of 4096; for ONNX Runtime on the CPU at most :data:`CACHE_BYTES_PER_THREAD` per
       intra-op thread, at least one item: faster, see there). Chunks change no item's
       arithmetic: every graph we export computes each item on its own.
+    - ``item_workers`` (ONNX Runtime on the CPU; default 1, off): with ``N >= 2`` a batch of
+      2 or more items runs on ``N`` single-threaded sessions in parallel, each taking
+      ``max_batch`` items a call (then sized for one thread), the calling thread running one
+      of them; a single item still runs on the session with the intra-op threads. Steadier than
+      intra-op threads when calls come back to back, slower after idle pauses (measured:
+      :mod:`~nnaudio_export.ort_cpu`). The worker sessions are built at the first such call,
+      with the same ``ort_config``. Every item is computed by the same
+      graph either way; sessions with different thread counts may round differently in the
+      last bit (ONNX Runtime's kernels split work by thread count), well within the parity
+      bounds ``nx.verify`` checks.
     - ``check_finite`` (default on): float input with NaN or Inf is refused, naming the items
       (their output would silently be NaN); the check costs one pass over the input.
     - Loading checks every file's sha256 (and the manifest's against ``expected_sha256`` when
@@ -133,7 +145,8 @@ class Runtime:
     def __init__(self, bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str = "cpu",
                  verify_files: bool = True, intra_op_num_threads: Optional[int] = None,
                  ort_config: Optional[Dict[str, str]] = None, expected_sha256: Optional[str] = None,
-                 max_batch: Optional[int] = None, check_finite: bool = True):
+                 max_batch: Optional[int] = None, check_finite: bool = True,
+                 item_workers: int = 1):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -157,8 +170,10 @@ class Runtime:
         self.batch: Optional[int] = self.manifest.get("batch")
         self.check_finite = bool(check_finite)
         fmt = format_for_backend(backend)
+        self.item_workers = self._check_item_workers(item_workers)
         self.max_batch = self._max_batch(max_batch, fmt.max_batch if fmt else None,
-                                         intra_op_num_threads)
+                                         1 if self.item_workers > 1 else intra_op_num_threads)
+        self._item_workers: Optional[ItemWorkers] = None
         self._tdev = torch.device(device)
         if verify_files:   # the whole bundle: a bundle with any modified file is refused
             check_files(self.dir, self.manifest)
@@ -185,8 +200,25 @@ class Runtime:
         """ONNX Runtime on the CPU: chunks sized for the caches, run through IO binding."""
         return self.backend == "onnxruntime" and self.device == "cpu"
 
+    def _check_item_workers(self, item_workers: int) -> int:
+        """How many single-threaded sessions run a batch's items in parallel (1: none)."""
+        if isinstance(item_workers, bool) or not isinstance(item_workers, int) or item_workers < 1:
+            raise ValueError(f"item_workers must be an integer >= 1, got {item_workers!r}")
+        if item_workers > 1 and not self._ort_on_cpu:
+            raise ValueError(f"item_workers: only ONNX Runtime on the CPU runs items in parallel "
+                             f"sessions (backend={self.backend!r}, device={self.device!r}); leave it at 1")
+        if item_workers > 1 and self.batch is not None:
+            raise ValueError(f"item_workers: this bundle was exported with a fixed batch of {self.batch}, "
+                             "so every call takes exactly that many items; leave it at 1")
+        return item_workers
+
     def _max_batch(self, max_batch: Optional[int], bound: Optional[int],
                    threads: Optional[int] = None) -> int:
+        if self.batch is not None:   # a fixed-batch graph takes exactly its batch a call
+            if max_batch is not None and max_batch != self.batch:
+                raise ValueError(f"max_batch: this bundle was exported with a fixed batch of "
+                                 f"{self.batch}; max_batch must be {self.batch} or unset, got {max_batch!r}")
+            return int(self.batch)
         if max_batch is not None:
             if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
                 raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
@@ -251,6 +283,9 @@ class Runtime:
             raise BundleError(f"{self.dir / fmt.file} does not match {MANIFEST}: its tensors are "
                               f"{names[0]} -> {names[1]}, the manifest says {self._input_name!r} -> "
                               f"{self._output_name!r}")
+        if self.item_workers > 1:
+            self._item_workers = ItemWorkers(data, dict(ort_config or {}), self.item_workers,
+                                             (self._input_name, self._output_name))
 
     def _probe(self) -> None:
         """One call with zeros of the manifest's input: its output must have the manifest's
@@ -308,6 +343,8 @@ class Runtime:
             raise TypeError(f"{self.input_name} must be a numpy array or torch tensor, got {type(x).__name__}")
         x = self._prepare(x)
         n = x.shape[0]
+        if self._ort_on_cpu and self.item_workers > 1 and n > 1:
+            return self._run_ort_cpu_chunks(x, parallel=True)
         if n <= self.max_batch:
             return self._run(x)
         if self._ort_on_cpu:
@@ -337,18 +374,18 @@ class Runtime:
             y = y[0]
         return y if is_torch else y.detach().cpu().numpy()
 
-    def _run_ort_cpu_chunks(self, x: Tensorlike) -> Tensorlike:
+    def _run_ort_cpu_chunks(self, x: Tensorlike, parallel: bool = False) -> Tensorlike:
         """ONNX Runtime on the CPU, ``max_batch`` items a call, each call writing its rows of
-        one output array (bound: no copy out of ORT and no concatenation)."""
+        one output array; with ``parallel`` on the ``item_workers`` sessions side by side."""
         is_torch = isinstance(x, torch.Tensor)
         arr = np.ascontiguousarray(x.detach().cpu().numpy() if is_torch else x)
-        out = np.empty((arr.shape[0],) + tuple(int(d) for d in self.output_shape[1:]), np.float32)
-        binding = self.session.io_binding()
-        for i in range(0, arr.shape[0], self.max_batch):
-            rows = out[i:i + self.max_batch]
-            binding.bind_cpu_input(self._input_name, arr[i:i + self.max_batch])
-            binding.bind_output(self._output_name, "cpu", 0, np.float32, list(rows.shape), rows.ctypes.data)
-            self.session.run_with_iobinding(binding)
+        n = arr.shape[0]
+        out = np.empty((n,) + tuple(int(d) for d in self.output_shape[1:]), np.float32)
+        if parallel and self._item_workers is not None:
+            self._item_workers.run(arr, out, self.max_batch)
+        else:
+            run_bound(self.session, (self._input_name, self._output_name), arr, out,
+                      range(0, n, self.max_batch), self.max_batch)
         return torch.from_numpy(out) if is_torch else out
 
     def _run_ort_iobinding(self, x: torch.Tensor) -> torch.Tensor:
@@ -371,7 +408,7 @@ class Runtime:
 
     def __repr__(self) -> str:
         return (f"Runtime({str(self.dir)!r}, backend={self.backend!r}, device={self.device!r}, "
-                f"input={self.expected_shape}, max_batch={self.max_batch})")
+                f"input={self.expected_shape}, max_batch={self.max_batch}, item_workers={self.item_workers})")
 
 
 def _pad_or_trim(audio: Tensorlike, n: int) -> Tensorlike:
@@ -399,13 +436,16 @@ def _check_finite(x: Tensorlike, is_torch: bool, name: str) -> None:
 def load(bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str = "cpu",
          verify_files: bool = True, intra_op_num_threads: Optional[int] = None,
          ort_config: Optional[Dict[str, str]] = None, expected_sha256: Optional[str] = None,
-         max_batch: Optional[int] = None, check_finite: bool = True) -> Runtime:
+         max_batch: Optional[int] = None, check_finite: bool = True,
+         item_workers: int = 1) -> Runtime:
     """Load a bundle for inference; see :class:`Runtime`. Every file's sha256 is checked
     against the manifest first (a mismatch raises :class:`BundleError`); ``expected_sha256``
     pins the manifest itself (its digest from ``nnaudio-export build`` / ``inspect``), and
     with it the whole bundle. Loading runs the bundle's code (a ``.pt2`` is a shared
     library): load only bundles you trust. ``max_batch`` bounds the items per call (larger
     batches are chunked); ``check_finite=False`` skips the NaN / Inf check of the input.
-    ``intra_op_num_threads`` / ``ort_config`` (session config entries) tune ONNX Runtime."""
+    ``intra_op_num_threads`` / ``ort_config`` (session config entries) tune ONNX Runtime;
+    ``item_workers=N`` runs a CPU batch's items on ``N`` single-threaded ONNX Runtime sessions
+    in parallel (default 1: one session with the intra-op threads)."""
     return Runtime(bundle_dir, backend, device, verify_files, intra_op_num_threads, ort_config,
-                   expected_sha256, max_batch, check_finite)
+                   expected_sha256, max_batch, check_finite, item_workers)

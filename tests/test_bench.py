@@ -265,3 +265,65 @@ def test_ours_in_chunks_is_timed_beside_the_whole_batch(quick_report, monkeypatc
     assert whole["impl"] == chunked["impl"] + ", whole batch a call" and whole["items_per_call"] == 3
     assert whole["note"] == "providers CPU" and whole["probe_memory"] is False
     np.testing.assert_array_equal(f1(), f2())
+
+
+def test_side_by_side_rows_run_items_on_one_thread_each(tmp_path, quick_report, monkeypatch):
+    """With 2 threads on the CPU, ours is also timed on 2 single-threaded sessions side by side
+    (``item_workers=2``) and the peers that compute an item at a time on 2 chunks at once with
+    one torch thread each: every such row gives the batch's features in order, and the torch
+    thread count is restored after each call."""
+    from nnaudio_export import runtime
+    from nnaudio_export.bench.driver import prepare_ours
+    from nnaudio_export.bench.peers import prepare_peers
+    spec = nx.Frontend.from_spec(nx.presets.get_spec("whisper_80", seconds=0.5)).spec
+    xn = (0.1 * np.random.default_rng(0).standard_normal((3, 8000))).astype(np.float32)
+    cands = prepare_peers("whisper_80", spec, torch.from_numpy(xn), xn, "cpu", tmp_path, True, 1, 2)
+    rows = {row["impl"]: (row, fn) for row, fn, _ in cands}
+    threads = torch.get_num_threads()
+    for name in ("torch.stft", "openai-whisper", "librosa", "transformers WhisperFeatureExtractor"):
+        row, fn = rows[f"{name} (1 item(s) a call, 2 side by side)"]
+        assert row["identical_settings"] and "one thread each" in row["note"]
+        side = fn()
+        alone = rows[f"{name} (1 item(s) a call)"][1]() if name in ("torch.stft", "openai-whisper") else None
+        assert len(side) == 3 and torch.get_num_threads() == threads
+        if alone is not None:   # the same single-item calls on 1 thread: float32 rounding apart at most
+            for a, b in zip(side, alone):
+                a, b = torch.as_tensor(a), torch.as_tensor(b)
+                assert a.shape == b.shape and (a - b).abs().max() <= 1e-5 * b.abs().max()
+    assert "kaldi-native-fbank (80-bin fbank) (1 item(s) a call, 2 side by side)" not in rows   # not identical
+
+    monkeypatch.setattr(runtime, "CACHE_BYTES_PER_THREAD", 1)     # one item a call
+    bundle = quick_report / "bundles" / "whisper_80-n16000"
+    fe = nx.presets.load("whisper_80", num_samples=16000)
+    xw = (0.1 * np.random.default_rng(1).standard_normal((3, 16000))).astype(np.float32)
+    ours = prepare_ours(bundle, fe, torch.from_numpy(xw), xw, "cpu", ("onnxruntime",), workers=2)
+    (chunked, f1, _), _, (side, f3, _) = ours
+    assert side["impl"] == chunked["impl"] + ", 2 item workers" and side["items_per_call"] == 1
+    assert "2 single-threaded sessions side by side" in side["note"] and side["probe_memory"] is False
+    one_thread = nx.load(bundle, intra_op_num_threads=1)
+    np.testing.assert_array_equal(f3(), one_thread(xw))
+
+
+def test_profile_script_times_the_timed_calls_only(quick_report, capsys):
+    """scripts/profile_onnx.py: per-node kernel times of a bundle's model, each the median of
+    the timed calls' events (warm-up calls left out: they hold the arena's first page
+    faults), slowest first, with the wall clock; a path without a model says so."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "profile_onnx.py"
+    spec = importlib.util.spec_from_file_location("profile_onnx", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bundle = quick_report / "bundles" / "whisper_80-n16000"
+    shape, wall, nodes = mod.profile(mod.model_path(str(bundle)), threads=1, batch=2, runs=4)
+    assert shape == [2, 16000] and wall > 0
+    ops = {op for op, _, _, _ in nodes.values()}
+    assert {"MatMul", "Log"} <= ops and all(ms >= 0 for _, ms, _, _ in nodes.values())
+    assert mod.main([str(bundle), "--runs", "3", "--top", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input [1, 16000], 1 thread(s): wall clock") and "warm-up left out" in lines[0]
+    assert len(lines) == 5 and all(" ms " in ln for ln in lines[1:])
+    ms = [float(ln.split()[0]) for ln in lines[1:]]
+    assert ms == sorted(ms, reverse=True)
+    with pytest.raises(SystemExit, match="no ONNX model at"):
+        mod.model_path(str(quick_report / "nothing"))

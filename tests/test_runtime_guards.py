@@ -147,3 +147,47 @@ def test_default_chunk_follows_the_devices_memory(monkeypatch):
     assert chunk_bytes("cuda") == min(CHUNK_BYTES, memory_limit())
     monkeypatch.setenv("NNAUDIO_EXPORT_MEMORY_LIMIT", "512MiB")
     assert chunk_bytes("cuda") == chunk_bytes("cpu") == 512 * 2**20
+
+
+def test_item_workers_run_a_batch_side_by_side(tiny):
+    """item_workers=2: a batch's items run on two single-threaded sessions at once; each item
+    is the graph's own single-threaded result (the same kernels as a 1-thread session run
+    chunk by chunk, so equal to the bit), a single item stays on the main session."""
+    one_thread = nx.load(tiny, intra_op_num_threads=1)
+    rt = nx.load(tiny, item_workers=2)
+    assert rt.item_workers == 2 and "item_workers=2" in repr(rt)
+    assert rt.max_batch == one_thread.max_batch          # chunks sized for one thread
+    rt(audio(1))
+    assert not rt._item_workers._sessions                # one item: no workers built
+    x = audio(7, seed=3)
+    y = rt(x)
+    assert len(rt._item_workers._sessions) == 2
+    np.testing.assert_array_equal(y, one_thread(x))
+    yt = rt(torch.from_numpy(x))
+    assert isinstance(yt, torch.Tensor) and torch.equal(yt, torch.from_numpy(y))
+    small = nx.load(tiny, item_workers=2, max_batch=2)   # 4 calls of <= 2 items, dealt in turn
+    np.testing.assert_array_equal(small(x), y)
+
+
+def test_item_workers_errors_name_the_parameter(tiny, tmp_path):
+    with pytest.raises(ValueError, match="item_workers must be an integer >= 1"):
+        nx.load(tiny, item_workers=0)
+    with pytest.raises(ValueError, match="item_workers: only ONNX Runtime on the CPU"):
+        nx.load(tiny, backend="torchscript", item_workers=2)
+    fixed = nx.export(TINY, tmp_path / "fixed", formats=("onnx",), verify=False, batch=4)
+    with pytest.raises(ValueError, match="item_workers: this bundle was exported with a fixed batch of 4"):
+        nx.load(fixed, item_workers=2)
+
+
+def test_fixed_batch_bundle_runs_its_batch_in_one_call(tiny, tmp_path, monkeypatch):
+    """A bundle exported with a fixed batch takes exactly that batch a call: its max_batch is
+    the batch whatever the cache budget (a default budget below it once cut the batch into
+    calls the graph refused), and another max_batch is refused naming it."""
+    fixed = nx.export(TINY, tmp_path / "fixed", formats=("onnx",), verify=False, batch=4)
+    monkeypatch.setattr(runtime, "CACHE_BYTES_PER_THREAD", 1)
+    rt = nx.load(fixed)
+    assert rt.max_batch == 4
+    x = audio(4)
+    np.testing.assert_array_equal(rt(x), nx.load(tiny, max_batch=1)(x))
+    with pytest.raises(ValueError, match="max_batch: this bundle was exported with a fixed batch of 4"):
+        nx.load(fixed, max_batch=2)

@@ -26,7 +26,7 @@ from ..layers.common import filterbank_stages
 from ..manifest import model_format, read_manifest, tensor_names
 from ..parity import disable_tf32
 from ..presets import get_spec, load as load_preset, names as preset_names
-from ..runtime import load
+from ..runtime import cpu_threads, load
 from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
@@ -119,8 +119,11 @@ def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:
 
 
 def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
-                 backends=OURS, label: str = "", threads: Optional[int] = None) -> List[Candidate]:
-    """Load the bundle with each backend; the FLOPs are counted once on the eager module."""
+                 backends=OURS, label: str = "", threads: Optional[int] = None,
+                 workers: int = 1) -> List[Candidate]:
+    """Load the bundle with each backend; the FLOPs are counted once on the eager module.
+    ONNX Runtime on the CPU is also timed on the whole batch in one call and, with ``workers``
+    >= 2, on that many single-threaded sessions side by side (``item_workers``)."""
     cands: List[Candidate] = []
     flops = None
     sync = torch.cuda.synchronize if device == "cuda" else None
@@ -153,6 +156,13 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
                 cands.append(({**row, "impl": f"{row['impl']}, whole batch a call", "items_per_call": len(xn),
                                "note": providers, "probe_memory": False},
                               (lambda rt=whole, inp=inp: rt(inp)), sync))
+            if workers > 1 and backend == "onnxruntime" and device == "cpu" and len(xn) > 1:
+                side = load(bundle, backend=backend, device=device, intra_op_num_threads=threads,
+                            item_workers=workers)
+                cands.append(({**row, "impl": f"{row['impl']}, {workers} item workers",
+                               "items_per_call": min(side.max_batch, -(-len(xn) // workers)),
+                               "note": f"{providers}; {workers} single-threaded sessions side by side",
+                               "probe_memory": False}, (lambda rt=side, inp=inp: rt(inp)), sync))
         except Exception as exc:
             cands.append(({**row, "status": "error", "error": _err(exc)}, None, None))
     for row, _, _ in cands:
@@ -243,7 +253,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
         res["bundle"] = str(bundle)
         own, other = declared_precisions(preset, spec)
         cands += prepare_ours(bundle, fe, x, xn, cfg.device, label=f", precision {own}" if own else "",
-                              threads=cfg.threads)
+                              threads=cfg.threads, workers=side_by_side(cfg))
         res["fourier_stages"] = fourier_stages(fe)
         res["filterbank_stages"] = filterbank_stages(fe)
         fe1 = fe
@@ -277,7 +287,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     ort_items = next((c[0]["items_per_call"] for c in cands if c[0].get("backend") == "onnxruntime"
                       and "items_per_call" in c[0]), None)
-    cands += prepare_peers(preset, spec, x, xn, cfg.device, work, cfg.quick, ort_items)
+    cands += prepare_peers(preset, spec, x, xn, cfg.device, work, cfg.quick, ort_items, side_by_side(cfg))
     _say(f"{preset}: timing {sum(1 for c in cands if c[1])} implementations round-robin, "
          f"batch {b} x {n / sr:g} s, {cfg.warmup} warm-up + {cfg.repeats} timed calls each")
     snap = cpu_snapshot()
@@ -299,6 +309,13 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
             res["ort_variants"] = ort_variants(bundle, xn, cfg)
     _finish_rows(res, peak_gflops)
     return res
+
+
+def side_by_side(cfg: "Config") -> int:
+    """How many items run side by side in the benchmark's side-by-side rows (ours with
+    ``item_workers``, the peers cut into items): one per thread of the run on the CPU, 1
+    (no such rows) on one thread or a GPU."""
+    return cpu_threads(cfg.threads) if cfg.device == "cpu" else 1
 
 
 def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:

@@ -12,6 +12,7 @@ against ``torch.istft`` and ``librosa.istft`` (:func:`build_synthesis_peers`). D
 import functools
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -260,6 +261,32 @@ def build_kaldi_peers(spec: Dict[str, Any], xn: np.ndarray) -> List[Tuple[str, b
 # as many items as ours runs a call (the runtime's CPU default), which can be faster for them
 # too (smaller tensors: fewer fresh pages, warmer caches), so "x fastest peer" is the better of both.
 CHUNKED_PEERS = ("torch.stft", "openai-whisper", "torch.istft")
+# ...and, where the run has N >= 2 threads on the CPU, every peer that computes an item at a time
+# also with N chunks side by side, one thread each (torch.set_num_threads(1) for the call), as
+# ours runs with item_workers=N: the same share of the machine, used the same way.
+SIDE_BY_SIDE_PEERS = CHUNKED_PEERS + ("librosa", "librosa.istft", "transformers WhisperFeatureExtractor",
+                                      "kaldi-native-fbank")
+
+
+def side_by_side_call(fns: List[Callable[[], Any]], workers: int) -> Callable[[], List[Any]]:
+    """Run ``fns`` ``workers`` at a time, each with one torch thread: the calling thread runs
+    every ``workers``-th (as ours does: one thread less to wake), a pool the rest; outputs in
+    order."""
+    pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="bench-side-by-side")
+
+    def share(k: int) -> List[Any]:
+        return [f() for f in fns[k::workers]]
+
+    def run() -> List[Any]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            jobs = [pool.submit(share, k) for k in range(1, workers)]
+            parts = [share(0)] + [j.result() for j in jobs]
+        finally:
+            torch.set_num_threads(threads)
+        return [parts[i % workers][i // workers] for i in range(len(fns))]
+    return run
 
 
 def _peer_builds(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray, device: str,
@@ -272,14 +299,17 @@ def _peer_builds(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndar
 
 
 def chunked_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray, device: str,
-                  work: Path, quick: bool, items: int) -> List[Tuple[str, bool, str, PeerBuild]]:
-    """Each of :data:`CHUNKED_PEERS` that applies, built once per chunk of ``items`` items and
-    run chunk after chunk (its outputs kept as a list: joining them is not timed)."""
+                  work: Path, quick: bool, items: int, side_by_side: int = 1) -> List[Tuple[str, bool, str, PeerBuild]]:
+    """Each of :data:`CHUNKED_PEERS` that applies (with ``side_by_side`` >= 2: of
+    :data:`SIDE_BY_SIDE_PEERS`, that many chunks at a time), built once per chunk of ``items``
+    items and run chunk after chunk (its outputs kept as a list: joining them is not timed)."""
     chunks = [_peer_builds(preset, spec, x[i:i + items], xn[i:i + items], device, work, quick)
               for i in range(0, len(xn), items)]
+    wanted = SIDE_BY_SIDE_PEERS if side_by_side > 1 else CHUNKED_PEERS
+    how = f"{items} item(s) a call" + (f", {side_by_side} side by side" if side_by_side > 1 else "")
     out = []
     for name, same, dev, _ in chunks[0]:
-        if name not in CHUNKED_PEERS:
+        if name not in wanted:
             continue
         builds = [next(b for n, _, _, b in peers if n == name) for peers in chunks]
 
@@ -287,19 +317,24 @@ def chunked_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.nda
             parts = [b() for b in builds]
             fns = [p[0] for p in parts]
             flops = sum(p[1] for p in parts) if all(p[1] for p in parts) else None
-            return (lambda: [f() for f in fns]), flops, f"{parts[0][2]}; {items} item(s) a call"
-        out.append((f"{name} ({items} item(s) a call)", same, dev, build))
+            run = side_by_side_call(fns, side_by_side) if side_by_side > 1 else (lambda: [f() for f in fns])
+            return run, flops, f"{parts[0][2]}; {how}" + (", one thread each" if side_by_side > 1 else "")
+        out.append((f"{name} ({how})", same, dev, build))
     return out
 
 
 def prepare_peers(preset: str, spec: Dict[str, Any], x: torch.Tensor, xn: np.ndarray, device: str,
-                  work: Path, quick: bool, items_per_call: Optional[int] = None) -> List[Candidate]:
-    """The peers' candidates; with ``items_per_call`` below the batch also :func:`chunked_peers`."""
+                  work: Path, quick: bool, items_per_call: Optional[int] = None,
+                  side_by_side: int = 1) -> List[Candidate]:
+    """The peers' candidates; with ``items_per_call`` below the batch also :func:`chunked_peers`,
+    and with ``side_by_side`` >= 2 (on the CPU) also those chunks that many at a time."""
     cands: List[Candidate] = []
     try:
         peers = _peer_builds(preset, spec, x, xn, device, work, quick)
         if items_per_call and items_per_call < len(xn):
             peers += chunked_peers(preset, spec, x, xn, device, work, quick, items_per_call)
+            if side_by_side > 1 and device == "cpu":
+                peers += chunked_peers(preset, spec, x, xn, device, work, quick, items_per_call, side_by_side)
     except Exception as exc:
         return [({"impl": "peers", "group": "peer", "status": "error", "error": _err(exc)}, None, None)]
     for name, identical, dev, build in peers:

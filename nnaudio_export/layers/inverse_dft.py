@@ -164,8 +164,9 @@ class ThreeStageIRFFT(nn.Module):
 
     Measured (ONNX Runtime 1.32 CPU, 2 cores, istft_1024, 8 items of 862 frames an item a call,
     caches flushed): 17.0 ms against the two-stage one's 21.4 at 2 threads, 27.0 against 37.0
-    at 1; in ORT's profile of one item at 1 thread the three MatMuls take 3.05 of ~4.6 ms of
-    kernels, the input's transpose and pad 0.76.
+    at 1; in ORT's steady-state profile of one item at 1 thread (``scripts/profile_onnx.py``,
+    warm-up calls left out) the three MatMuls take 2.1 of 3.2 ms of kernels, the input's pad
+    and transpose 0.4.
     """
 
     method = "factored"
