@@ -35,14 +35,12 @@ def run_bound(session: Any, names: Sequence[str], arr: np.ndarray, out: np.ndarr
 
 
 class ItemWorkers:
-    """``count`` single-threaded CPU sessions of one model (its checked bytes ``data``, the
+    """``count`` (>= 2) single-threaded CPU sessions of one model (its checked bytes ``data``, the
     session ``config`` entries of the main session) that run a batch's items side by side;
     built at the first :meth:`run`, so that a runtime that only sees single items never pays
     for them. Safe to call from several threads (each call binds its own tensors)."""
 
     def __init__(self, data: bytes, config: Dict[str, str], count: int, names: Sequence[str]):
-        if count < 2:
-            raise ValueError(f"item_workers: {count} worker(s) run nothing side by side; use >= 2")
         self.count, self.names = count, tuple(names)
         self._data, self._config = data, dict(config)
         self._sessions: List[Any] = []

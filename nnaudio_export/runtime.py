@@ -343,8 +343,8 @@ class Runtime:
             raise TypeError(f"{self.input_name} must be a numpy array or torch tensor, got {type(x).__name__}")
         x = self._prepare(x)
         n = x.shape[0]
-        if self._ort_on_cpu and self.item_workers > 1 and n > 1:
-            return self._run_ort_cpu_chunks(x, parallel=True)
+        if self._item_workers is not None and n > 1:
+            return self._run_ort_cpu_chunks(x, self._item_workers)
         if n <= self.max_batch:
             return self._run(x)
         if self._ort_on_cpu:
@@ -374,15 +374,15 @@ class Runtime:
             y = y[0]
         return y if is_torch else y.detach().cpu().numpy()
 
-    def _run_ort_cpu_chunks(self, x: Tensorlike, parallel: bool = False) -> Tensorlike:
+    def _run_ort_cpu_chunks(self, x: Tensorlike, workers: Optional[ItemWorkers] = None) -> Tensorlike:
         """ONNX Runtime on the CPU, ``max_batch`` items a call, each call writing its rows of
-        one output array; with ``parallel`` on the ``item_workers`` sessions side by side."""
+        one output array; on the session, or on the ``workers`` side by side."""
         is_torch = isinstance(x, torch.Tensor)
         arr = np.ascontiguousarray(x.detach().cpu().numpy() if is_torch else x)
         n = arr.shape[0]
         out = np.empty((n,) + tuple(int(d) for d in self.output_shape[1:]), np.float32)
-        if parallel and self._item_workers is not None:
-            self._item_workers.run(arr, out, self.max_batch)
+        if workers is not None:
+            workers.run(arr, out, self.max_batch)
         else:
             run_bound(self.session, (self._input_name, self._output_name), arr, out,
                       range(0, n, self.max_batch), self.max_batch)
