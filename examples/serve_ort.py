@@ -55,12 +55,15 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[List[Path]]:
 
 
 def serve(bundle_dir: Path, wav_dir: Path, out_dir: Path, batch: int = 8, device: str = "cpu",
-          progress: bool = True, runtime: Optional[Any] = None) -> Dict[str, Any]:
-    """Process every ``*.wav`` of ``wav_dir``; returns {'done': [...], 'failed': {name: why}, 'seconds'}."""
+          progress: bool = True, runtime: Optional[Any] = None, item_workers: int = 1) -> Dict[str, Any]:
+    """Process every ``*.wav`` of ``wav_dir``; returns {'done': [...], 'failed': {name: why}, 'seconds'}.
+    ``item_workers=N`` (CPU): each batch's clips run on N single-threaded sessions side by side
+    (``nx.load``'s option; steadier than intra-op threads for a loop that feeds batches back to back)."""
     import nnaudio_export as nx
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
-    rt = runtime if runtime is not None else nx.load(bundle_dir, backend="onnxruntime", device=device)
+    rt = runtime if runtime is not None else nx.load(bundle_dir, backend="onnxruntime", device=device,
+                                                     item_workers=item_workers)
     manifest = rt.manifest
     fixed = manifest.get("batch")
     if fixed is not None and batch > fixed:
@@ -110,6 +113,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("out_dir", type=Path, help="where <stem>.npy files go")
     ap.add_argument("--batch", type=int, default=8, help="clips per ONNX Runtime call (default 8)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--item-workers", type=int, default=1,
+                    help="CPU: run each batch's clips on N single-threaded sessions side by side (default 1: "
+                         "one session with ONNX Runtime's intra-op threads)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     if not args.wav_dir.is_dir():
@@ -117,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         stats = serve(args.bundle, args.wav_dir, args.out_dir, batch=args.batch, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, item_workers=args.item_workers)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"serve_ort: error: {exc}", file=sys.stderr)
         return 2

@@ -160,12 +160,14 @@ def test_serve_ort_three_files(bundle, tmp_path):
         assert got.dtype == np.float32 and got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), stem
 
-    # the script itself: a bad file is reported, the good ones are still written, exit 1
+    # the script itself (its clips on 2 single-threaded sessions side by side): a bad file is
+    # reported, the good ones are still written, exit 1
     _write_pcm16(wav_dir / "d_wrong_sr.wav", xs[0], 16000)
     _write_pcm16(wav_dir / "e_short.wav", xs[0][:1000], sr)
     out2 = tmp_path / "out2"
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_ort.py"), str(bundle), str(wav_dir),
-                        str(out2), "--batch", "8"], capture_output=True, text=True, timeout=300)
+                        str(out2), "--batch", "8", "--item-workers", "2"], capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 1, r.stderr
     assert "d_wrong_sr.wav" in r.stderr and "expected 22050, got 16000" in r.stderr
     assert "e_short.wav" in r.stderr and f"expected {n} samples" in r.stderr
