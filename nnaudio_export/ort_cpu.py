@@ -13,11 +13,28 @@ intra-op threads took 16-17 ms in most processes but 31-43 ms in some (both thre
 different vCPUs); after a 0.1 s pause before each call the workers took 22-25 ms against the
 intra-op session's 17-20 (waking the idle vCPU and the worker thread costs milliseconds).
 """
+import functools
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import numpy as np
+
+
+T = TypeVar("T")
+
+
+def side_by_side(pool: ThreadPoolExecutor, tasks: Sequence[Callable[[], T]]) -> List[T]:
+    """Run ``tasks`` at once, the first on the calling thread (one thread less to wake) and
+    the rest on ``pool`` (at least ``len(tasks) - 1`` threads); their results in order. Every
+    task has finished when this returns or raises (the calling thread's error first, else the
+    first pool task's)."""
+    jobs = [pool.submit(task) for task in tasks[1:]]
+    try:
+        first = tasks[0]()
+    finally:
+        wait(jobs)   # none still writing when this returns or raises
+    return [first] + [job.result() for job in jobs]
 
 
 def run_bound(session: Any, names: Sequence[str], arr: np.ndarray, out: np.ndarray,
@@ -58,7 +75,7 @@ class ItemWorkers:
                         opts.add_session_config_entry(str(key), str(value))
                     self._sessions.append(ort.InferenceSession(self._data, sess_options=opts,
                                                                providers=["CPUExecutionProvider"]))
-                # the calling thread runs one worker's share itself: one thread less to wake
+                # the calling thread runs one worker's share itself (side_by_side)
                 self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="nnaudio_export-items")
             return list(self._sessions)
 
@@ -72,10 +89,5 @@ class ItemWorkers:
         starts = range(0, n, size)
         step = len(sessions)
         assert self._pool is not None
-        jobs = [self._pool.submit(run_bound, s, self.names, arr, out, starts[k::step], size)
-                for k, s in enumerate(sessions) if k > 0]
-        try:
-            run_bound(sessions[0], self.names, arr, out, starts[::step], size)
-        finally:
-            for job in jobs:
-                job.result()
+        side_by_side(self._pool, [functools.partial(run_bound, s, self.names, arr, out, starts[k::step], size)
+                                  for k, s in enumerate(sessions)])

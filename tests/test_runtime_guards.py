@@ -191,3 +191,29 @@ def test_fixed_batch_bundle_runs_its_batch_in_one_call(tiny, tmp_path, monkeypat
     np.testing.assert_array_equal(rt(x), nx.load(tiny, max_batch=1)(x))
     with pytest.raises(ValueError, match="max_batch: this bundle was exported with a fixed batch of 4"):
         nx.load(fixed, max_batch=2)
+
+
+def test_side_by_side_waits_for_every_task_and_raises_their_error():
+    """ort_cpu.side_by_side: results in order, the first task on the calling thread; when a
+    task fails, its error is raised only after every task has finished (no worker still
+    writing into the caller's output)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from nnaudio_export.ort_cpu import side_by_side
+    pool = ThreadPoolExecutor(2)
+    caller = threading.get_ident()
+    assert side_by_side(pool, [threading.get_ident, lambda: 2, lambda: 3]) == [caller, 2, 3]
+    done = []
+
+    def slow():
+        time.sleep(0.2)
+        done.append(True)
+
+    def fail():
+        raise RuntimeError("task failed")
+    with pytest.raises(RuntimeError, match="task failed"):
+        side_by_side(pool, [fail, slow])
+    assert done == [True]
+    with pytest.raises(RuntimeError, match="task failed"):
+        side_by_side(pool, [lambda: 1, fail])

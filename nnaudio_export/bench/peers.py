@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
+from ..ort_cpu import side_by_side
 from ..spec import input_kind
 from .chain import Chain, TorchStftFrontend, _np_tail, _torch_tail
 from .measure import Candidate, _err, count_flops
@@ -269,20 +270,16 @@ SIDE_BY_SIDE_PEERS = CHUNKED_PEERS + ("librosa", "librosa.istft", "transformers 
 
 
 def side_by_side_call(fns: List[Callable[[], Any]], workers: int) -> Callable[[], List[Any]]:
-    """Run ``fns`` ``workers`` at a time, each with one torch thread: the calling thread runs
-    every ``workers``-th (as ours does: one thread less to wake), a pool the rest; outputs in
-    order."""
+    """Run ``fns`` ``workers`` at a time, each with one torch thread, dealt in turn as ours
+    deals its chunks (:func:`~nnaudio_export.ort_cpu.side_by_side`); outputs in order."""
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="bench-side-by-side")
-
-    def share(k: int) -> List[Any]:
-        return [f() for f in fns[k::workers]]
+    shares = [functools.partial(lambda k: [f() for f in fns[k::workers]], k) for k in range(workers)]
 
     def run() -> List[Any]:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            jobs = [pool.submit(share, k) for k in range(1, workers)]
-            parts = [share(0)] + [j.result() for j in jobs]
+            parts = side_by_side(pool, shares)
         finally:
             torch.set_num_threads(threads)
         return [parts[i % workers][i // workers] for i in range(len(fns))]
