@@ -37,6 +37,12 @@ def side_by_side(pool: ThreadPoolExecutor, tasks: Sequence[Callable[[], T]]) -> 
     return [first] + [job.result() for job in jobs]
 
 
+def chunk_items(n: int, workers: int, max_items: int) -> int:
+    """Items a call when ``n`` items are dealt to ``workers`` sessions: at most ``max_items``,
+    and few enough that every worker (up to ``n`` of them) gets a chunk."""
+    return min(max_items, -(-n // min(workers, n)))
+
+
 def run_bound(session: Any, names: Sequence[str], arr: np.ndarray, out: np.ndarray,
               starts: Sequence[int], size: int) -> None:
     """Run ``session`` (input, output tensor ``names``) on the items ``[i, i + size)`` of
@@ -85,7 +91,7 @@ class ItemWorkers:
         dealt out in turn."""
         n = arr.shape[0]
         sessions = self._ready()[:n]
-        size = min(max_items, -(-n // len(sessions)))
+        size = chunk_items(n, len(sessions), max_items)
         starts = range(0, n, size)
         step = len(sessions)
         assert self._pool is not None

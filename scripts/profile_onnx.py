@@ -25,10 +25,12 @@ import numpy as np
 
 
 def model_path(arg: str) -> Path:
-    """A bundle directory (its model.onnx) or an .onnx file."""
+    """A bundle directory (its ONNX model file, as the manifest's format table names it) or
+    an .onnx file."""
+    from nnaudio_export.manifest import model_format
     p = Path(arg)
     if p.is_dir():
-        p = p / "model.onnx"
+        p = p / model_format("onnx").file
     if not p.is_file():
         raise SystemExit(f"profile_onnx: no ONNX model at {arg} (give a bundle directory or a .onnx file)")
     return p

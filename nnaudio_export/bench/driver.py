@@ -25,6 +25,7 @@ from ..api import export
 from ..layers.common import filterbank_stages
 from ..manifest import model_format, read_manifest, tensor_names
 from ..parity import disable_tf32
+from ..ort_cpu import chunk_items
 from ..presets import get_spec, load as load_preset, names as preset_names
 from ..runtime import cpu_threads, load
 from ..spec import input_kind, normalize_spec, transform_precisions
@@ -160,7 +161,7 @@ def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndar
                 side = load(bundle, backend=backend, device=device, intra_op_num_threads=threads,
                             item_workers=workers)
                 cands.append(({**row, "impl": f"{row['impl']}, {workers} item workers",
-                               "items_per_call": min(side.max_batch, -(-len(xn) // workers)),
+                               "items_per_call": chunk_items(len(xn), workers, side.max_batch),
                                "note": f"{providers}; {workers} single-threaded sessions side by side",
                                "probe_memory": False}, (lambda rt=side, inp=inp: rt(inp)), sync))
         except Exception as exc:
