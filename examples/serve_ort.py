@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,11 +54,22 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[List[Path]]:
         yield list(items[i:i + size])
 
 
+def item_workers_arg(text: str) -> Union[int, str]:
+    """--item-workers: an integer or 'auto' (nx.load checks the value)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {text!r}") from None
+
+
 def serve(bundle_dir: Path, wav_dir: Path, out_dir: Path, batch: int = 8, device: str = "cpu",
-          progress: bool = True, runtime: Optional[Any] = None, item_workers: int = 1) -> Dict[str, Any]:
+          progress: bool = True, runtime: Optional[Any] = None, item_workers: Union[int, str] = 1) -> Dict[str, Any]:
     """Process every ``*.wav`` of ``wav_dir``; returns {'done': [...], 'failed': {name: why}, 'seconds'}.
     ``item_workers=N`` (CPU): each batch's clips run on N single-threaded sessions side by side
-    (``nx.load``'s option; steadier than intra-op threads for a loop that feeds batches back to back)."""
+    (``nx.load``'s option; steadier than intra-op threads for a loop that feeds batches back to back);
+    ``'auto'``: each batch the faster way lately (intra-op threads or as many workers)."""
     import nnaudio_export as nx
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
@@ -113,9 +124,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("out_dir", type=Path, help="where <stem>.npy files go")
     ap.add_argument("--batch", type=int, default=8, help="clips per ONNX Runtime call (default 8)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--item-workers", type=int, default=1,
+    ap.add_argument("--item-workers", type=item_workers_arg, default=1,
                     help="CPU: run each batch's clips on N single-threaded sessions side by side (default 1: "
-                         "one session with ONNX Runtime's intra-op threads)")
+                         "one session with ONNX Runtime's intra-op threads), or 'auto': each batch the way "
+                         "that was faster lately")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     if not args.wav_dir.is_dir():

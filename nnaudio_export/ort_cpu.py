@@ -1,7 +1,8 @@
 """A batch through ONNX Runtime on the CPU: a few items a call, each call writing its rows of
 one output array (IO binding: no copy out of ONNX Runtime, no concatenation), either on one
 session with its intra-op threads or shared out among single-threaded sessions running side
-by side (``nx.load(..., item_workers=N)``, :class:`ItemWorkers`).
+by side (``nx.load(..., item_workers=N)``, :class:`ItemWorkers`), or whichever of the two
+was faster lately (``item_workers='auto'``, :class:`FasterOfTwo`).
 
 Why a few items a call: one call's intermediates then stay in the caches between the graph's
 passes (README, "Running a CPU batch a few items a call"). Why items side by side can help:
@@ -13,6 +14,7 @@ intra-op threads took 16-17 ms in most processes but 31-43 ms in some (both thre
 different vCPUs); after a 0.1 s pause before each call the workers took 22-25 ms against the
 intra-op session's 17-20 (waking the idle vCPU and the worker thread costs milliseconds).
 """
+import collections
 import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -70,7 +72,8 @@ class ItemWorkers:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
 
-    def _ready(self) -> List[Any]:
+    def ready(self) -> List[Any]:
+        """The sessions, built (with the pool) at the first call."""
         with self._lock:
             if not self._sessions:
                 import onnxruntime as ort
@@ -90,10 +93,101 @@ class ItemWorkers:
         small enough that every worker gets one (the first ``len(arr)`` workers at most),
         dealt out in turn."""
         n = arr.shape[0]
-        sessions = self._ready()[:n]
+        sessions = self.ready()[:n]
         size = chunk_items(n, len(sessions), max_items)
         starts = range(0, n, size)
         step = len(sessions)
         assert self._pool is not None
         side_by_side(self._pool, [functools.partial(run_bound, s, self.names, arr, out, starts[k::step], size)
                                   for k, s in enumerate(sessions)])
+
+
+class FasterOfTwo:
+    """Picks, call by call, the faster of two ways to run a batch (``item_workers='auto'``:
+    0 the intra-op session, 1 the item workers) from the seconds per item each took lately.
+
+    Why choose at run time: which way is faster depends on where the host puts the vCPUs,
+    and that changes while a process runs. On our 2-vCPU EPYC VM (2026-12-05) a cache line
+    took 72-80 ns to go between the two vCPUs most of the time (one L3) and ~330 ns in
+    spells of seconds to minutes (different dies); in those spells one session's two
+    intra-op threads ran whisper_80 2.5x slower (4.9 against 2.0 ms an item, slower than one
+    thread's 3.8) while two single-threaded sessions side by side did not slow at all
+    (README, "Items side by side"). Outside them either way can be faster (istft_1024, 8
+    items after a pause: 19.2 ms intra-op, 23.9 side by side; whisper_80 25.3 and 25.0).
+
+    Rule: a way's estimate is the fastest of its last ``window`` counted calls (each way's
+    first ``warmup`` calls, its sessions' first runs, are not counted), so one disturbed
+    call does not decide and a slowdown of the way in use shows within ``window`` calls.
+    The way with the lower estimate runs; the other is tried again, for ``stint`` calls in a
+    row, once ``explore_every x (its estimate / the best)^2`` calls (at most
+    ``max_explore_every``) have passed without it. A stint, because the first call after a
+    switch is slow: ONNX Runtime's intra-op threads spin on after their session's call, on
+    the cores the workers then need (whisper_80: 4.1-5.0 against 2.2 ms an item; with
+    spinning off, 2.2 at once), and the way switched back to starts with cold caches (one
+    call, 3.5-3.9 against 2.3). A trip to the other way and back thus costs about four
+    items' time (whisper_80), so trips are rare: ~2.5 % of the time where the ways are
+    within 20 %, ~1.5 % where the other is 2.5x slower. A slowdown of the way in use needs
+    no trip: it shows in its own calls. Measured as a server loop (8-item batches back to
+    back, 2-s blocks rotating between three runtimes, 4 min each, 2026-12-05 10:00-10:08),
+    mean ms a batch, intra-op / 2 workers / auto: whisper_80 24.6 / 23.0 / 22.1 (one L3:
+    20.6 / 22.8 / 21.8), istft_1024 20.8 / 18.1 / 17.2 (one L3: 16.8 / 18.3 / 17.3; dies
+    apart: 56.8 / 15.1 / 16.2). Where calls are rare (one every ~1.5 s in the benchmark's
+    rotation) its estimates age: a way timed in a slow spell may wait for its trip long
+    after the spell. Both ways
+    compute every item with the same graph (for our presets the same bits: ONNX Runtime's CPU
+    kernels split work across threads without reordering any sum), so the choice changes
+    speed, not results. Thread-safe; calls running at once time each other's contention."""
+
+    WAYS = ("intra_op", "item_workers")
+
+    def __init__(self, explore_every: int = 128, max_explore_every: int = 512, stint: int = 2,
+                 window: int = 3, warmup: int = 1):
+        self.explore_every, self.max_explore_every = explore_every, max_explore_every
+        self.stint, self.warmup = stint, warmup
+        self.calls = [0, 0]                          # calls run each way, warm-up included
+        self.since = [0, 0]                          # calls since each way last ran
+        self.recent = [collections.deque(maxlen=window), collections.deque(maxlen=window)]
+        self.current, self._stint_left = 0, 0
+        self._lock = threading.Lock()
+
+    def estimate(self, way: int) -> Optional[float]:
+        """Seconds per item: the fastest of ``way``'s recent counted calls (None before one)."""
+        return min(self.recent[way]) if self.recent[way] else None
+
+    def _wanted(self) -> int:
+        for way in (0, 1):
+            if not self.recent[way]:
+                return way
+        e0, e1 = self.estimate(0), self.estimate(1)
+        best = 0 if e0 <= e1 else 1          # type: ignore[operator]
+        other = 1 - best
+        ratio = max(e0, e1) / min(e0, e1)    # type: ignore[type-var,operator]
+        interval = min(self.max_explore_every, max(self.explore_every, self.explore_every * ratio * ratio))
+        return other if self.since[other] >= interval else best
+
+    def pick(self) -> int:
+        """The way to run the next call."""
+        with self._lock:
+            if self._stint_left > 0:
+                self._stint_left -= 1
+                return self.current
+            way = self._wanted()
+            if way != self.current:
+                self.current, self._stint_left = way, self.stint - 1
+            return way
+
+    def record(self, way: int, seconds_per_item: float) -> None:
+        """The time one call of ``way`` took, per item."""
+        with self._lock:
+            self.calls[way] += 1
+            self.since[way] = 0
+            self.since[1 - way] += 1
+            if self.calls[way] > self.warmup:
+                self.recent[way].append(seconds_per_item)
+
+    def summary(self) -> Dict[str, Dict[str, Any]]:
+        """Per way: calls run and its estimate in ms per item (None before one counts)."""
+        with self._lock:
+            return {name: {"calls": self.calls[w],
+                           "ms_per_item": None if not self.recent[w] else 1e3 * min(self.recent[w])}
+                    for w, name in enumerate(self.WAYS)}

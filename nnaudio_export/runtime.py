@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -21,7 +22,7 @@ from .checks import memory_limit
 from .manifest import (FORMAT_TABLE, INPUT_NAME, MANIFEST, BundleError, bundle_path, check_files,
                        format_for_backend, read_bundle_file, read_checked, read_manifest,
                        rebuildable, source_kind, tensor_names)
-from .ort_cpu import ItemWorkers, run_bound
+from .ort_cpu import FasterOfTwo, ItemWorkers, run_bound
 
 # One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
 BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
@@ -130,7 +131,11 @@ class Runtime:
       ``max_batch`` items a call (then sized for one thread), the calling thread running one
       of them; a single item still runs on the session with the intra-op threads. Steadier than
       intra-op threads when calls come back to back, slower after idle pauses (measured:
-      :mod:`~nnaudio_export.ort_cpu`). The worker sessions are built at the first such call,
+      :mod:`~nnaudio_export.ort_cpu`). With ``'auto'`` the runtime keeps both, ``N`` being
+      its intra-op threads (off with one thread), and runs each batch of 2 or more items the
+      way that was faster lately (:class:`~nnaudio_export.ort_cpu.FasterOfTwo`: which one is
+      depends on where the host puts the vCPUs, and changes within seconds on cloud VMs);
+      :meth:`batch_timings` shows its figures. The worker sessions are built at the first such call,
       with the same ``ort_config``. Every item is computed by the same
       graph either way; sessions with different thread counts may round differently in the
       last bit (ONNX Runtime's kernels split work by thread count), well within the parity
@@ -146,7 +151,7 @@ class Runtime:
                  verify_files: bool = True, intra_op_num_threads: Optional[int] = None,
                  ort_config: Optional[Dict[str, str]] = None, expected_sha256: Optional[str] = None,
                  max_batch: Optional[int] = None, check_finite: bool = True,
-                 item_workers: int = 1):
+                 item_workers: Union[int, str] = 1):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -171,9 +176,16 @@ class Runtime:
         self.check_finite = bool(check_finite)
         fmt = format_for_backend(backend)
         self.item_workers = self._check_item_workers(item_workers)
-        self.max_batch = self._max_batch(max_batch, fmt.max_batch if fmt else None,
-                                         1 if self.item_workers > 1 else intra_op_num_threads)
+        self._worker_count = (cpu_threads(intra_op_num_threads) if self.item_workers == "auto"
+                              else int(self.item_workers))
+        bound = fmt.max_batch if fmt else None
+        # Chunks are sized for the threads that run them: the intra-op session's (all but
+        # with fixed N workers, where it only sees single items), or one worker's.
+        self.max_batch = self._max_batch(max_batch, bound,
+                                         1 if self.item_workers not in (1, "auto") else intra_op_num_threads)
+        self._worker_batch = self._max_batch(max_batch, bound, 1)
         self._item_workers: Optional[ItemWorkers] = None
+        self._chooser: Optional[FasterOfTwo] = None
         self._tdev = torch.device(device)
         if verify_files:   # the whole bundle: a bundle with any modified file is refused
             check_files(self.dir, self.manifest)
@@ -200,14 +212,16 @@ class Runtime:
         """ONNX Runtime on the CPU: chunks sized for the caches, run through IO binding."""
         return self.backend == "onnxruntime" and self.device == "cpu"
 
-    def _check_item_workers(self, item_workers: int) -> int:
-        """How many single-threaded sessions run a batch's items in parallel (1: none)."""
-        if isinstance(item_workers, bool) or not isinstance(item_workers, int) or item_workers < 1:
-            raise ValueError(f"item_workers must be an integer >= 1, got {item_workers!r}")
-        if item_workers > 1 and not self._ort_on_cpu:
+    def _check_item_workers(self, item_workers: Union[int, str]) -> Union[int, str]:
+        """How many single-threaded sessions run a batch's items in parallel (1: none), or
+        'auto' (as many as intra-op threads, used when faster)."""
+        if item_workers != "auto" and (isinstance(item_workers, bool) or not isinstance(item_workers, int)
+                                       or item_workers < 1):
+            raise ValueError(f"item_workers must be an integer >= 1 or 'auto', got {item_workers!r}")
+        if item_workers != 1 and not self._ort_on_cpu:
             raise ValueError(f"item_workers: only ONNX Runtime on the CPU runs items in parallel "
                              f"sessions (backend={self.backend!r}, device={self.device!r}); leave it at 1")
-        if item_workers > 1 and self.batch is not None:
+        if item_workers != 1 and self.batch is not None:
             raise ValueError(f"item_workers: this bundle was exported with a fixed batch of {self.batch}, "
                              "so every call takes exactly that many items; leave it at 1")
         return item_workers
@@ -283,9 +297,11 @@ class Runtime:
             raise BundleError(f"{self.dir / fmt.file} does not match {MANIFEST}: its tensors are "
                               f"{names[0]} -> {names[1]}, the manifest says {self._input_name!r} -> "
                               f"{self._output_name!r}")
-        if self.item_workers > 1:
-            self._item_workers = ItemWorkers(data, dict(ort_config or {}), self.item_workers,
+        if self._worker_count > 1:
+            self._item_workers = ItemWorkers(data, dict(ort_config or {}), self._worker_count,
                                              (self._input_name, self._output_name))
+            if self.item_workers == "auto":
+                self._chooser = FasterOfTwo()
 
     def _probe(self) -> None:
         """One call with zeros of the manifest's input: its output must have the manifest's
@@ -343,6 +359,8 @@ class Runtime:
             raise TypeError(f"{self.input_name} must be a numpy array or torch tensor, got {type(x).__name__}")
         x = self._prepare(x)
         n = x.shape[0]
+        if self._chooser is not None and n > 1:
+            return self._run_faster_way(x, self._chooser)
         if self._item_workers is not None and n > 1:
             return self._run_ort_cpu_chunks(x, self._item_workers)
         if n <= self.max_batch:
@@ -374,6 +392,23 @@ class Runtime:
             y = y[0]
         return y if is_torch else y.detach().cpu().numpy()
 
+    def _run_faster_way(self, x: Tensorlike, chooser: FasterOfTwo) -> Tensorlike:
+        """``item_workers='auto'``: the batch on the intra-op session or on the workers, as
+        ``chooser`` picks, timed for it (the workers' sessions are built before the clock runs)."""
+        way = chooser.pick()
+        if way == 1:
+            assert self._item_workers is not None
+            self._item_workers.ready()
+        start = time.perf_counter()
+        y = self._run_ort_cpu_chunks(x, self._item_workers if way == 1 else None)
+        chooser.record(way, (time.perf_counter() - start) / x.shape[0])
+        return y
+
+    def batch_timings(self) -> Optional[Dict[str, Dict[str, Any]]]:
+        """With ``item_workers='auto'`` (and 2+ threads): per way ('intra_op', 'item_workers')
+        the batches it ran and its moving average in ms per item; else None."""
+        return self._chooser.summary() if self._chooser is not None else None
+
     def _run_ort_cpu_chunks(self, x: Tensorlike, workers: Optional[ItemWorkers] = None) -> Tensorlike:
         """ONNX Runtime on the CPU, ``max_batch`` items a call, each call writing its rows of
         one output array; on the session, or on the ``workers`` side by side."""
@@ -382,7 +417,7 @@ class Runtime:
         n = arr.shape[0]
         out = np.empty((n,) + tuple(int(d) for d in self.output_shape[1:]), np.float32)
         if workers is not None:
-            workers.run(arr, out, self.max_batch)
+            workers.run(arr, out, self._worker_batch)
         else:
             run_bound(self.session, (self._input_name, self._output_name), arr, out,
                       range(0, n, self.max_batch), self.max_batch)
@@ -408,7 +443,7 @@ class Runtime:
 
     def __repr__(self) -> str:
         return (f"Runtime({str(self.dir)!r}, backend={self.backend!r}, device={self.device!r}, "
-                f"input={self.expected_shape}, max_batch={self.max_batch}, item_workers={self.item_workers})")
+                f"input={self.expected_shape}, max_batch={self.max_batch}, item_workers={self.item_workers!r})")
 
 
 def _pad_or_trim(audio: Tensorlike, n: int) -> Tensorlike:
@@ -437,7 +472,7 @@ def load(bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str
          verify_files: bool = True, intra_op_num_threads: Optional[int] = None,
          ort_config: Optional[Dict[str, str]] = None, expected_sha256: Optional[str] = None,
          max_batch: Optional[int] = None, check_finite: bool = True,
-         item_workers: int = 1) -> Runtime:
+         item_workers: Union[int, str] = 1) -> Runtime:
     """Load a bundle for inference; see :class:`Runtime`. Every file's sha256 is checked
     against the manifest first (a mismatch raises :class:`BundleError`); ``expected_sha256``
     pins the manifest itself (its digest from ``nnaudio-export build`` / ``inspect``), and
@@ -446,6 +481,7 @@ def load(bundle_dir: Union[str, Path], backend: str = "onnxruntime", device: str
     batches are chunked); ``check_finite=False`` skips the NaN / Inf check of the input.
     ``intra_op_num_threads`` / ``ort_config`` (session config entries) tune ONNX Runtime;
     ``item_workers=N`` runs a CPU batch's items on ``N`` single-threaded ONNX Runtime sessions
-    in parallel (default 1: one session with the intra-op threads)."""
+    in parallel (default 1: one session with the intra-op threads); ``'auto'`` runs each batch
+    the way (intra-op threads or that many workers) that was faster lately."""
     return Runtime(bundle_dir, backend, device, verify_files, intra_op_num_threads, ort_config,
                    expected_sha256, max_batch, check_finite, item_workers)

@@ -297,11 +297,15 @@ def test_side_by_side_rows_run_items_on_one_thread_each(tmp_path, quick_report, 
     fe = nx.presets.load("whisper_80", num_samples=16000)
     xw = (0.1 * np.random.default_rng(1).standard_normal((3, 16000))).astype(np.float32)
     ours = prepare_ours(bundle, fe, torch.from_numpy(xw), xw, "cpu", ("onnxruntime",), workers=2)
-    (chunked, f1, _), _, (side, f3, _) = ours
+    (chunked, f1, _), _, (side, f3, _), (auto, f4, _) = ours
     assert side["impl"] == chunked["impl"] + ", 2 item workers" and side["items_per_call"] == 1
     assert "2 single-threaded sessions side by side" in side["note"] and side["probe_memory"] is False
     one_thread = nx.load(bundle, intra_op_num_threads=1)
     np.testing.assert_array_equal(f3(), one_thread(xw))
+    assert auto["impl"] == chunked["impl"] + ", auto" and "item_workers='auto'" in auto["note"]
+    for _ in range(4):                       # both ways tried (one warm-up call each), same bits
+        np.testing.assert_array_equal(f4(), one_thread(xw))
+    assert {way: t["calls"] for way, t in auto["ways"].items()} == {"intra_op": 2, "item_workers": 2}
 
 
 def test_profile_script_times_the_timed_calls_only(quick_report, capsys):

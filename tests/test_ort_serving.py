@@ -174,6 +174,14 @@ def test_serve_ort_three_files(bundle, tmp_path):
     assert sorted(p.name for p in out2.iterdir()) == ["a.npy", "b.npy", "c.npy"]
     for stem, want in direct.items():
         assert np.abs(np.load(out2 / f"{stem}.npy") - want).max() <= 1e-6 * np.abs(want).max()
+    # item_workers='auto' (each batch the faster way lately): the same features
+    stats = serve.serve(bundle, wav_dir, tmp_path / "out3", batch=2, progress=False, item_workers="auto")
+    assert stats["done"] == ["a.wav", "b.wav", "c.wav"]
+    for stem, want in direct.items():
+        assert np.abs(np.load(tmp_path / "out3" / f"{stem}.npy") - want).max() <= 1e-6 * np.abs(want).max()
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_ort.py"), str(bundle), str(wav_dir),
+                        str(out2), "--item-workers", "fast"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--item-workers: expected an integer >= 1 or 'auto', got 'fast'" in r.stderr
 
 
 def test_serve_ort_pad_or_trim(tmp_path):

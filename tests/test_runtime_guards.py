@@ -170,13 +170,73 @@ def test_item_workers_run_a_batch_side_by_side(tiny):
 
 
 def test_item_workers_errors_name_the_parameter(tiny, tmp_path):
-    with pytest.raises(ValueError, match="item_workers must be an integer >= 1"):
-        nx.load(tiny, item_workers=0)
-    with pytest.raises(ValueError, match="item_workers: only ONNX Runtime on the CPU"):
-        nx.load(tiny, backend="torchscript", item_workers=2)
+    for bad in (0, "fast", 2.0, True):
+        with pytest.raises(ValueError, match="item_workers must be an integer >= 1 or 'auto'"):
+            nx.load(tiny, item_workers=bad)
+    for workers in (2, "auto"):
+        with pytest.raises(ValueError, match="item_workers: only ONNX Runtime on the CPU"):
+            nx.load(tiny, backend="torchscript", item_workers=workers)
     fixed = nx.export(TINY, tmp_path / "fixed", formats=("onnx",), verify=False, batch=4)
-    with pytest.raises(ValueError, match="item_workers: this bundle was exported with a fixed batch of 4"):
-        nx.load(fixed, item_workers=2)
+    for workers in (2, "auto"):
+        with pytest.raises(ValueError, match="item_workers: this bundle was exported with a fixed batch of 4"):
+            nx.load(fixed, item_workers=workers)
+
+
+def test_item_workers_auto_runs_each_batch_the_faster_way(tiny, whisper):
+    """item_workers='auto' with 2 intra-op threads: a batch runs on the 2-thread session or on
+    2 single-threaded workers, each chunked for its threads, as FasterOfTwo picks; both ways
+    are tried within the first calls and give the same bits as the plain session (ONNX
+    Runtime's CPU kernels split work across threads without reordering a sum: pinned here for
+    whisper_80's graph, the claim FasterOfTwo's docstring makes). One thread: nothing to
+    choose, no workers."""
+    for bundle, length in ((tiny, 800), (whisper, 4000)):
+        x = audio(7, length, seed=5)
+        plain = nx.load(bundle, intra_op_num_threads=2)
+        want = plain(x)
+        np.testing.assert_array_equal(nx.load(bundle, intra_op_num_threads=1)(x), want)
+        rt = nx.load(bundle, intra_op_num_threads=2, item_workers="auto")
+        assert "item_workers='auto'" in repr(rt)
+        assert rt.max_batch == plain.max_batch
+        assert rt._worker_batch == nx.load(bundle, intra_op_num_threads=1).max_batch
+        for _ in range(6):
+            np.testing.assert_array_equal(rt(x), want)
+        timings = rt.batch_timings()
+        assert timings["intra_op"]["calls"] >= 2 and timings["item_workers"]["calls"] >= 2
+        assert all(t["ms_per_item"] > 0 for t in timings.values())
+        rt(x[:1])                                             # one item: on the session, not timed
+        assert sum(t["calls"] for t in rt.batch_timings().values()) == 6
+    single = nx.load(tiny, intra_op_num_threads=1, item_workers="auto")
+    assert single.batch_timings() is None and single._item_workers is None
+    np.testing.assert_array_equal(single(audio(3)), nx.load(tiny)(audio(3)))
+
+
+def test_faster_of_two_keeps_the_faster_way_and_follows_a_change():
+    """FasterOfTwo on made-up timings: each way run twice first (one warm-up call each);
+    then the faster way, with a 2-call trip to the other once the interval has passed
+    (128 x ratio^2 calls); when the way in use slows down, the switch comes within the
+    3-call window, with no trip needed."""
+    from nnaudio_export.ort_cpu import FasterOfTwo
+    chooser = FasterOfTwo()
+    cost = {0: 1.0, 1: 1.2}
+
+    def run(calls):
+        ways = []
+        for _ in range(calls):
+            way = chooser.pick()
+            chooser.record(way, cost[way])
+            ways.append(way)
+        return ways
+    ways = run(300)
+    assert ways[:4] == [0, 0, 1, 1] and set(ways[4:]) <= {0, 1}
+    trips = [i for i in range(5, 300) if ways[i] == 1 and ways[i - 1] == 0]
+    assert trips and all(ways[i + 1] == 1 for i in trips)        # stints of two calls
+    assert trips[0] - 4 >= 128 * 1.2 ** 2 - 1 and sum(ways[4:]) == 2 * len(trips)
+    cost[0] = 3.0                                                  # the intra-op way slows down
+    after = run(10)
+    assert after[-1] == 1 and after.index(1) <= 3
+    summary = chooser.summary()
+    assert summary["item_workers"]["ms_per_item"] == pytest.approx(1200.0)
+    assert summary["intra_op"]["calls"] + summary["item_workers"]["calls"] == 310
 
 
 def test_fixed_batch_bundle_runs_its_batch_in_one_call(tiny, tmp_path, monkeypatch):

@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="intra-op threads of everything timed: torch.set_num_threads (peers, our torch "
                         "backends) and ORT's intra_op_num_threads (default: each library's own, one per "
                         "core; --streaming: 1). With N >= 2 on the CPU, ours in ORT is also timed with "
-                        "item_workers=N and the peers that compute an item at a time N items side by side")
+                        "item_workers=N and item_workers='auto', and the peers that compute an item at a "
+                        "time N items side by side")
 
 
 def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:
