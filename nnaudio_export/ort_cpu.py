@@ -118,16 +118,22 @@ class FasterOfTwo:
     Rule: a way's estimate is the fastest of its last ``window`` counted calls (each way's
     first ``warmup`` calls, its sessions' first runs, are not counted), so one disturbed
     call does not decide and a slowdown of the way in use shows within ``window`` calls.
-    The way with the lower estimate runs; the other is tried again, for ``stint`` calls in a
+    At the start each way runs until it has ``window`` counted calls (8 calls with the
+    defaults: a choice made on one call each stuck to a way 1.3x slower, istft_1024 in the
+    benchmark's rotation, for 40 calls). Then the way with the lower estimate runs; the other is tried again, for ``stint`` calls in a
     row, once ``explore_every x (its estimate / the best)^2`` calls (at most
     ``max_explore_every``) have passed without it. A stint, because the first call after a
-    switch is slow: ONNX Runtime's intra-op threads spin on after their session's call, on
-    the cores the workers then need (whisper_80: 4.1-5.0 against 2.2 ms an item; with
-    spinning off, 2.2 at once), and the way switched back to starts with cold caches (one
-    call, 3.5-3.9 against 2.3). A trip to the other way and back thus costs about four
-    items' time (whisper_80), so trips are rare: ~2.5 % of the time where the ways are
-    within 20 %, ~1.5 % where the other is 2.5x slower. A slowdown of the way in use needs
-    no trip: it shows in its own calls. Measured as a server loop (8-item batches back to
+    switch can be slow: the way switched back to starts with cold caches (one call, 3.5-3.9
+    against 2.3 ms an item, whisper_80), and ONNX Runtime's intra-op threads spin on after
+    their session's call, on the cores the workers then need (4.1-5.0 against 2.2 for two
+    calls), which is why the runtime sets ``session.force_spinning_stop`` on the intra-op
+    session of ``item_workers='auto'`` (the first worker call after a switch then mostly
+    2.5-3.2). A trip thus costs one to three items' time (whisper_80): ~3-4 % of the time
+    where the ways are within 20 %, less where the other is much slower. Rarer trips let
+    a way timed in a spell of the other state wait too long: in one server-loop run
+    (whisper_80, 6 min, 2-s blocks rotating) trips every 64-256 / 32-128 / 16-64 calls gave
+    22.0 / 21.2 / 21.0 ms a batch against 22.5 intra-op and 22.5 workers alone. A slowdown
+    of the way in use needs no trip: it shows in its own calls. Measured as a server loop (8-item batches back to
     back, 2-s blocks rotating between three runtimes, 4 min each, 2026-12-05 10:00-10:08),
     mean ms a batch, intra-op / 2 workers / auto: whisper_80 24.6 / 23.0 / 22.1 (one L3:
     20.6 / 22.8 / 21.8), istft_1024 20.8 / 18.1 / 17.2 (one L3: 16.8 / 18.3 / 17.3; dies
@@ -140,7 +146,7 @@ class FasterOfTwo:
 
     WAYS = ("intra_op", "item_workers")
 
-    def __init__(self, explore_every: int = 128, max_explore_every: int = 512, stint: int = 2,
+    def __init__(self, explore_every: int = 32, max_explore_every: int = 128, stint: int = 2,
                  window: int = 3, warmup: int = 1):
         self.explore_every, self.max_explore_every = explore_every, max_explore_every
         self.stint, self.warmup = stint, warmup
@@ -155,8 +161,8 @@ class FasterOfTwo:
         return min(self.recent[way]) if self.recent[way] else None
 
     def _wanted(self) -> int:
-        for way in (0, 1):
-            if not self.recent[way]:
+        for way in (0, 1):   # at the start each way fills its window: one call does not decide
+            if len(self.recent[way]) < (self.recent[way].maxlen or 1):
                 return way
         e0, e1 = self.estimate(0), self.estimate(1)
         best = 0 if e0 <= e1 else 1          # type: ignore[operator]

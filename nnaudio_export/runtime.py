@@ -284,7 +284,12 @@ class Runtime:
         # were faster in our benchmark; ORT's defaults are kept unless asked.
         if intra_op_num_threads is not None:
             opts.intra_op_num_threads = int(intra_op_num_threads)
-        for key, value in (ort_config or {}).items():
+        config = dict(ort_config or {})
+        if self.item_workers == "auto":
+            # Its threads stop spinning when a call returns, or they hold up the workers'
+            # next call (FasterOfTwo: a switch to the workers cost 2 slow batches).
+            config.setdefault("session.force_spinning_stop", "1")
+        for key, value in config.items():
             opts.add_session_config_entry(str(key), str(value))
         self.session = ort.InferenceSession(data, sess_options=opts, providers=ort_providers(self.device))
         used = self.session.get_providers()
