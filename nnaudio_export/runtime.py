@@ -411,7 +411,8 @@ class Runtime:
 
     def batch_timings(self) -> Optional[Dict[str, Dict[str, Any]]]:
         """With ``item_workers='auto'`` (and 2+ threads): per way ('intra_op', 'item_workers')
-        the batches it ran and its moving average in ms per item; else None."""
+        the batches it ran and its estimate in ms per item (the fastest of its last 3
+        counted batches); else None."""
         return self._chooser.summary() if self._chooser is not None else None
 
     def _run_ort_cpu_chunks(self, x: Tensorlike, workers: Optional[ItemWorkers] = None) -> Tensorlike:
