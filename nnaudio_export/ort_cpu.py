@@ -194,6 +194,7 @@ class FasterOfTwo:
     def summary(self) -> Dict[str, Dict[str, Any]]:
         """Per way: calls run and its estimate in ms per item (None before one counts)."""
         with self._lock:
+            estimates = [self.estimate(w) for w in (0, 1)]
             return {name: {"calls": self.calls[w],
-                           "ms_per_item": None if not self.recent[w] else 1e3 * min(self.recent[w])}
+                           "ms_per_item": None if estimates[w] is None else 1e3 * estimates[w]}
                     for w, name in enumerate(self.WAYS)}
