@@ -108,41 +108,37 @@ class FasterOfTwo:
 
     Why choose at run time: which way is faster depends on where the host puts the vCPUs,
     and that changes while a process runs. On our 2-vCPU EPYC VM (2026-12-05) a cache line
-    took 72-80 ns to go between the two vCPUs most of the time (one L3) and ~330 ns in
-    spells of seconds to minutes (different dies); in those spells one session's two
-    intra-op threads ran whisper_80 2.5x slower (4.9 against 2.0 ms an item, slower than one
-    thread's 3.8) while two single-threaded sessions side by side did not slow at all
-    (README, "Items side by side"). Outside them either way can be faster (istft_1024, 8
-    items after a pause: 19.2 ms intra-op, 23.9 side by side; whisper_80 25.3 and 25.0).
+    took 72-80 ns between the two vCPUs most of the time (one L3) and ~330 ns in spells of
+    seconds to minutes (different dies); in those spells one session's two intra-op threads
+    ran whisper_80 2.5x slower (4.9 against 2.0 ms an item, slower than one thread's 3.8),
+    while two single-threaded sessions side by side did not slow at all. With one L3 either
+    way can be faster (istft_1024 after a pause: 19.2 ms the batch intra-op, 23.9 side by side).
 
     Rule: a way's estimate is the fastest of its last ``window`` counted calls (each way's
-    first ``warmup`` calls, its sessions' first runs, are not counted), so one disturbed
-    call does not decide and a slowdown of the way in use shows within ``window`` calls.
-    At the start each way runs until it has ``window`` counted calls (8 calls with the
-    defaults: a choice made on one call each stuck to a way 1.3x slower, istft_1024 in the
-    benchmark's rotation, for 40 calls). Then the way with the lower estimate runs; the other is tried again, for ``stint`` calls in a
-    row, once ``explore_every x (its estimate / the best)^2`` calls (at most
-    ``max_explore_every``) have passed without it. A stint, because the first call after a
-    switch can be slow: the way switched back to starts with cold caches (one call, 3.5-3.9
-    against 2.3 ms an item, whisper_80), and ONNX Runtime's intra-op threads spin on after
-    their session's call, on the cores the workers then need (4.1-5.0 against 2.2 for two
-    calls), which is why the runtime sets ``session.force_spinning_stop`` on the intra-op
-    session of ``item_workers='auto'`` (the first worker call after a switch then mostly
-    2.5-3.2). A trip thus costs one to three items' time (whisper_80): ~3-4 % of the time
-    where the ways are within 20 %, less where the other is much slower. Rarer trips let
-    a way timed in a spell of the other state wait too long: in one server-loop run
-    (whisper_80, 6 min, 2-s blocks rotating) trips every 64-256 / 32-128 / 16-64 calls gave
-    22.0 / 21.2 / 21.0 ms a batch against 22.5 intra-op and 22.5 workers alone. A slowdown
-    of the way in use needs no trip: it shows in its own calls. Measured as a server loop (8-item batches back to
-    back, 2-s blocks rotating between three runtimes, 4 min each, 2026-12-05 10:00-10:08),
-    mean ms a batch, intra-op / 2 workers / auto: whisper_80 24.6 / 23.0 / 22.1 (one L3:
-    20.6 / 22.8 / 21.8), istft_1024 20.8 / 18.1 / 17.2 (one L3: 16.8 / 18.3 / 17.3; dies
-    apart: 56.8 / 15.1 / 16.2). Where calls are rare (one every ~1.5 s in the benchmark's
-    rotation) its estimates age: a way timed in a slow spell may wait for its trip long
-    after the spell. Both ways
-    compute every item with the same graph (for our presets the same bits: ONNX Runtime's CPU
-    kernels split work across threads without reordering any sum), so the choice changes
-    speed, not results. Thread-safe; calls running at once time each other's contention."""
+    first ``warmup`` calls, its sessions' first runs, are not counted), so one disturbed call
+    does not decide and a slowdown of the way in use shows within ``window`` calls. At the
+    start each way runs until its window is full (8 calls with the defaults; a choice made on
+    one call each once kept a way 1.3x slower for 40 calls). Then the way with the lower
+    estimate runs, and the other is tried for ``stint`` calls in a row once
+    ``explore_every x (its estimate / the best)^2`` calls (at most ``max_explore_every``) have
+    passed without it. A stint, because the first call after a switch can be slow: cold
+    caches (3.5-3.9 against 2.3 ms an item, whisper_80), and ONNX Runtime's intra-op threads
+    spinning on after their call on the cores the workers need (4.1-5.0 against 2.2), which
+    is why the auto runtime's intra-op session sets ``session.force_spinning_stop``. Trips
+    cost ~3-4 % where the ways are within 20 %; rarer trips leave a way timed in a spell of
+    the other state waiting too long (one server loop, whisper_80: trips every 64-256 /
+    32-128 / 16-64 calls gave 22.0 / 21.2 / 21.0 ms a batch, intra-op alone 22.5, workers
+    22.5).
+
+    As a server loop (8-item batches back to back, 2-s blocks rotating, 4 min, final rule),
+    mean ms a batch, intra-op / 2 workers / auto: whisper_80 24.3 / 23.6 / 22.6, istft_1024
+    26.7 / 19.1 / 18.6; with one L3 auto stays 3-13 % behind the intra-op session. Where calls
+    are rare (the benchmark's rotation, one every ~1.5 s) the estimates age and it runs what
+    its first calls found faster. Every figure:
+    docs/benchmarks/cpu-2core-2026-12-05-vcpu-placement.md. Both ways compute every item with
+    the same graph (for our presets the same bits: ONNX Runtime's CPU kernels split work
+    across threads without reordering any sum), so the choice changes speed, not results.
+    Thread-safe; calls running at once time each other's contention."""
 
     WAYS = ("intra_op", "item_workers")
 
