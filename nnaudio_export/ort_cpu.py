@@ -17,6 +17,7 @@ intra-op session's 17-20 (waking the idle vCPU and the worker thread costs milli
 import collections
 import functools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
@@ -194,3 +195,55 @@ class FasterOfTwo:
             return {name: {"calls": self.calls[w],
                            "ms_per_item": None if estimates[w] is None else 1e3 * estimates[w]}
                     for w, name in enumerate(self.WAYS)}
+
+
+class CpuBatches:
+    """How a runtime's batch of several items runs through ONNX Runtime on the CPU: on
+    ``session`` (its intra-op threads) ``max_batch`` items a call, on ``workers`` side by
+    side ``worker_batch`` items a call, or, with ``choose``, each batch the way a
+    :class:`FasterOfTwo` picks (timed here, the workers' sessions built before the clock
+    runs). Each call writes its rows of one float32 array of rows ``row_shape``. ``names``:
+    the model's input and output tensor names."""
+
+    def __init__(self, session: Any, names: Sequence[str], row_shape: Sequence[int], max_batch: int,
+                 worker_batch: int, workers: Optional[ItemWorkers] = None, choose: bool = False):
+        self.session, self.names = session, tuple(names)
+        self.row_shape = tuple(int(d) for d in row_shape)
+        self.max_batch, self.worker_batch = max_batch, worker_batch
+        self.workers = workers
+        self.chooser = FasterOfTwo() if choose and workers is not None else None
+
+    def takes(self, n: int) -> bool:
+        """Whether a batch of ``n`` items runs here rather than in one plain call: more than
+        ``max_batch`` items, or 2 or more with item workers."""
+        return n > self.max_batch or (n > 1 and self.workers is not None)
+
+    def run(self, arr: np.ndarray) -> np.ndarray:
+        """The outputs of the items of ``arr`` (C-contiguous), stacked."""
+        n = arr.shape[0]
+        if self.chooser is None or n < 2:
+            return self._run_way(arr, 1 if self.workers is not None and n > 1 else 0)
+        way = self.chooser.pick()
+        if way == 1:
+            assert self.workers is not None
+            self.workers.ready()
+        start = time.perf_counter()
+        out = self._run_way(arr, way)
+        self.chooser.record(way, (time.perf_counter() - start) / n)
+        return out
+
+    def _run_way(self, arr: np.ndarray, way: int) -> np.ndarray:
+        """``arr`` on the session (way 0) or on the workers (way 1)."""
+        n = arr.shape[0]
+        out = np.empty((n,) + self.row_shape, np.float32)
+        if way == 1:
+            assert self.workers is not None
+            self.workers.run(arr, out, self.worker_batch)
+        else:
+            run_bound(self.session, self.names, arr, out, range(0, n, self.max_batch), self.max_batch)
+        return out
+
+    def timings(self) -> Optional[Dict[str, Dict[str, Any]]]:
+        """With a chooser: per way the batches it ran and its estimate in ms per item
+        (:meth:`FasterOfTwo.summary`); else None."""
+        return self.chooser.summary() if self.chooser is not None else None

@@ -23,7 +23,8 @@ from .bundle import golden_input
 from .manifest import (bundle_backends, check_files, model_format, read_golden, read_manifest,
                        rebuildable)
 from .runtime import BACKENDS
-from .runtime import cuda_available, load
+from .devices import cuda_available
+from .runtime import load
 from .tolerances import (EXTENDED_LOG_DB_WINDOW, LINEAR_REL_TOL, LOG_ABS_TOL,  # noqa: F401
                          LOG_DB_REPORT_WINDOW, LOG_DB_WINDOW, LOG_MIN_DB_TOL,
                          NORMALIZED_LOG_ABS_TOL, SPREAD_FACTOR, amplifies_rounding, compare, item_rel,

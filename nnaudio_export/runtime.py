@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -18,18 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import memory_limit
+from .devices import chunk_bytes, cpu_threads, cuda_available, float32_cuda, ort_providers
 from .manifest import (FORMAT_TABLE, INPUT_NAME, MANIFEST, BundleError, bundle_path, check_files,
                        format_for_backend, read_bundle_file, read_checked, read_manifest,
                        rebuildable, source_kind, tensor_names)
-from .ort_cpu import FasterOfTwo, ItemWorkers, run_bound
+from .ort_cpu import CpuBatches, ItemWorkers
 
 # One backend per model format, plus 'eager' (the module rebuilt from the manifest's spec).
 BACKENDS = tuple(f.backend for f in FORMAT_TABLE) + ("eager",)
-# Default memory budget of one call: batches whose estimated activations (the manifest's
-# bytes_per_item) exceed it are split into chunks (ONNX Runtime took 9.4 GB for 10000 x 1 s
-# of whisper_80 in one call).
-CHUNK_BYTES = 2**30
 # ONNX Runtime on the CPU runs a batch fastest a few items a call: one call's activations then
 # stay in the caches between the graph's passes. 8 items, 2 threads, one call against one
 # item a call (2026-12-05, 2-core EPYC, 32 MiB L3): whisper_80 (30 s) 25.3 -> 20.7 ms,
@@ -49,66 +44,6 @@ def _dense_strides(shape) -> List[int]:
         strides.append(acc)
         acc *= int(d)
     return strides[::-1]
-
-
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
-def cpu_threads(intra_op_num_threads: Optional[int] = None) -> int:
-    """The intra-op threads a session uses: the given number, else the CPUs this process may
-    run on (ONNX Runtime's default is one per physical core)."""
-    if intra_op_num_threads:
-        return int(intra_op_num_threads)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
-
-
-def chunk_bytes(device: str) -> int:
-    """The activations one call may hold by default, within ``memory_limit()``: 1 GiB
-    (:data:`CHUNK_BYTES`) of host memory on the CPU; on CUDA a quarter of the GPU's free
-    memory, at least 1 GiB (a host-sized chunk split a batch of 64 whisper_80 items into 54 +
-    10, two calls where one does on an H200)."""
-    if device == "cuda":
-        free, _ = torch.cuda.mem_get_info()
-        return min(max(CHUNK_BYTES, free // 4), memory_limit())
-    return min(CHUNK_BYTES, memory_limit())
-
-
-@contextlib.contextmanager
-def float32_cuda():
-    """Float32 as exported for the torch backends on CUDA: cuDNN's TF32 (on by default in
-    torch) and cuBLAS's off for the call, the caller's settings restored after. ONNX Runtime
-    gets the same from ``use_tf32=0``. TF32 rounds products to a 10-bit mantissa, ~5e-4
-    relative: 50x the parity bound of a linear output. The flags are process-wide, so another
-    thread's CUDA work during the call runs without TF32 too."""
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    cudnn = torch.backends.cudnn
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                         deterministic=cudnn.deterministic, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-
-
-def ort_providers(device: str) -> List[Any]:
-    """Providers for an ORT session; CUDA only when it is really usable, with TF32 off."""
-    import onnxruntime as ort
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise RuntimeError("device='cuda' asked for ONNX Runtime on CUDA, but this onnxruntime has no "
-                           "CUDAExecutionProvider (install onnxruntime-gpu, not onnxruntime)")
-    if not cuda_available():
-        raise RuntimeError("device='cuda' asked for, but no CUDA device is available")
-    dev = torch.cuda.current_device()
-    return [("CUDAExecutionProvider", {"device_id": dev, "use_tf32": 0,
-                                       "cudnn_conv_algo_search": "HEURISTIC"}),
-            "CPUExecutionProvider"]
 
 
 class Runtime:
@@ -184,8 +119,7 @@ class Runtime:
         self.max_batch = self._max_batch(max_batch, bound,
                                          1 if self.item_workers not in (1, "auto") else intra_op_num_threads)
         self._worker_batch = self._max_batch(max_batch, bound, 1)
-        self._item_workers: Optional[ItemWorkers] = None
-        self._chooser: Optional[FasterOfTwo] = None
+        self._batches: Optional[CpuBatches] = None   # ONNX Runtime on the CPU: batches of 2+ items
         self._tdev = torch.device(device)
         if verify_files:   # the whole bundle: a bundle with any modified file is refused
             check_files(self.dir, self.manifest)
@@ -302,11 +236,12 @@ class Runtime:
             raise BundleError(f"{self.dir / fmt.file} does not match {MANIFEST}: its tensors are "
                               f"{names[0]} -> {names[1]}, the manifest says {self._input_name!r} -> "
                               f"{self._output_name!r}")
-        if self._worker_count > 1:
-            self._item_workers = ItemWorkers(data, dict(ort_config or {}), self._worker_count,
-                                             (self._input_name, self._output_name))
-            if self.item_workers == "auto":
-                self._chooser = FasterOfTwo()
+        if self._ort_on_cpu:
+            names = (self._input_name, self._output_name)
+            workers = (ItemWorkers(data, dict(ort_config or {}), self._worker_count, names)
+                       if self._worker_count > 1 else None)
+            self._batches = CpuBatches(self.session, names, self.output_shape[1:], self.max_batch,
+                                       self._worker_batch, workers, choose=self.item_workers == "auto")
 
     def _probe(self) -> None:
         """One call with zeros of the manifest's input: its output must have the manifest's
@@ -364,14 +299,12 @@ class Runtime:
             raise TypeError(f"{self.input_name} must be a numpy array or torch tensor, got {type(x).__name__}")
         x = self._prepare(x)
         n = x.shape[0]
-        if self._chooser is not None and n > 1:
-            return self._run_faster_way(x, self._chooser)
-        if self._item_workers is not None and n > 1:
-            return self._run_ort_cpu_chunks(x, self._item_workers)
+        if self._batches is not None and self._batches.takes(n):
+            is_torch = isinstance(x, torch.Tensor)
+            out = self._batches.run(np.ascontiguousarray(x.detach().cpu().numpy() if is_torch else x))
+            return torch.from_numpy(out) if is_torch else out
         if n <= self.max_batch:
             return self._run(x)
-        if self._ort_on_cpu:
-            return self._run_ort_cpu_chunks(x)
         parts = [self._run(x[i:i + self.max_batch]) for i in range(0, n, self.max_batch)]
         if isinstance(parts[0], torch.Tensor):
             return torch.cat(parts)
@@ -397,37 +330,11 @@ class Runtime:
             y = y[0]
         return y if is_torch else y.detach().cpu().numpy()
 
-    def _run_faster_way(self, x: Tensorlike, chooser: FasterOfTwo) -> Tensorlike:
-        """``item_workers='auto'``: the batch on the intra-op session or on the workers, as
-        ``chooser`` picks, timed for it (the workers' sessions are built before the clock runs)."""
-        way = chooser.pick()
-        if way == 1:
-            assert self._item_workers is not None
-            self._item_workers.ready()
-        start = time.perf_counter()
-        y = self._run_ort_cpu_chunks(x, self._item_workers if way == 1 else None)
-        chooser.record(way, (time.perf_counter() - start) / x.shape[0])
-        return y
-
     def batch_timings(self) -> Optional[Dict[str, Dict[str, Any]]]:
         """With ``item_workers='auto'`` (and 2+ threads): per way ('intra_op', 'item_workers')
         the batches it ran and its estimate in ms per item (the fastest of its last 3
         counted batches); else None."""
-        return self._chooser.summary() if self._chooser is not None else None
-
-    def _run_ort_cpu_chunks(self, x: Tensorlike, workers: Optional[ItemWorkers] = None) -> Tensorlike:
-        """ONNX Runtime on the CPU, ``max_batch`` items a call, each call writing its rows of
-        one output array; on the session, or on the ``workers`` side by side."""
-        is_torch = isinstance(x, torch.Tensor)
-        arr = np.ascontiguousarray(x.detach().cpu().numpy() if is_torch else x)
-        n = arr.shape[0]
-        out = np.empty((n,) + tuple(int(d) for d in self.output_shape[1:]), np.float32)
-        if workers is not None:
-            workers.run(arr, out, self._worker_batch)
-        else:
-            run_bound(self.session, (self._input_name, self._output_name), arr, out,
-                      range(0, n, self.max_batch), self.max_batch)
-        return torch.from_numpy(out) if is_torch else out
+        return self._batches.timings() if self._batches is not None else None
 
     def _run_ort_iobinding(self, x: torch.Tensor) -> torch.Tensor:
         """Bind CUDA torch tensors directly (no host round trip)."""

@@ -19,7 +19,8 @@ import torch
 
 from .builder import Frontend
 from .manifest import BundleError, bundle_path, check_files, format_for_backend, read_checked, read_manifest
-from .runtime import BACKENDS, ort_providers
+from .devices import ort_providers
+from .runtime import BACKENDS
 from .stream_bundle import streaming_section
 from .streaming import StreamingFrontend
 

@@ -144,7 +144,7 @@ def ort_placement(bundle: str) -> dict:
     import numpy as np
     import onnxruntime as ort
     from nnaudio_export.manifest import read_manifest
-    from nnaudio_export.runtime import ort_providers
+    from nnaudio_export.devices import ort_providers
     m = read_manifest(bundle)
     opts = ort.SessionOptions()
     opts.enable_profiling = True

@@ -47,7 +47,7 @@ def run_blocks(bundle: str, batch: int, threads: Optional[int], block: float, mi
                probe: Optional[str]) -> List[Dict[str, Any]]:
     """One record per block: runtime, ms per batch, probe readings before / after."""
     import nnaudio_export as nx
-    from nnaudio_export.runtime import cpu_threads
+    from nnaudio_export.devices import cpu_threads
     workers = cpu_threads(threads)
     runtimes = {"intra-op": nx.load(bundle, intra_op_num_threads=threads),
                 f"{workers} item workers": nx.load(bundle, intra_op_num_threads=threads, item_workers=workers),

@@ -28,7 +28,7 @@ ORDER = [
     {"onnx_rewrites"},
     {"bundle"},
     {"stream_bundle"},
-    {"ort_cpu"},
+    {"devices", "ort_cpu"},
     {"runtime"},
     {"stream_runtime"},
     {"tolerances"},

@@ -148,7 +148,7 @@ def test_verify_json(built, tmp_path):
     rows = data["rows"]
     assert {r["backend"] for r in rows if r["device"] == "cpu"} >= {"eager", "onnxruntime", "torchscript"}
     cuda = [r for r in rows if r["device"] == "cuda"]
-    from nnaudio_export.runtime import cuda_available
+    from nnaudio_export.devices import cuda_available
     if not cuda_available():
         assert not cuda and not data["not_checked"]                   # auto: cuda only where available
         strict = cli("verify", out, "--device", "all")

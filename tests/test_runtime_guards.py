@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nnaudio_export as nx
-from nnaudio_export import runtime
+from nnaudio_export import devices, runtime
 from nnaudio_export.manifest import MAX_EXPORTED_BATCH
 
 TINY = {"sample_rate": 8000, "num_samples": 800,
@@ -39,12 +39,12 @@ def test_bytes_per_item_in_manifest_sets_the_default_max_batch(tiny):
     per_item = m["bytes_per_item"]
     # torch backends: a 1 GiB budget of activations (TorchScript has no batch bound); ONNX
     # Runtime on the CPU: the cache budget per intra-op thread (faster; CACHE_BYTES_PER_THREAD)
-    assert nx.load(tiny, backend="torchscript").max_batch == runtime.chunk_bytes("cpu") // per_item
+    assert nx.load(tiny, backend="torchscript").max_batch == devices.chunk_bytes("cpu") // per_item
     for threads in (None, 1, 3):
         rt = nx.load(tiny, intra_op_num_threads=threads)
-        budget = runtime.CACHE_BYTES_PER_THREAD * runtime.cpu_threads(threads)
+        budget = runtime.CACHE_BYTES_PER_THREAD * devices.cpu_threads(threads)
         assert rt.max_batch == min(MAX_EXPORTED_BATCH, budget // per_item)
-    assert runtime.cpu_threads(3) == 3 and runtime.cpu_threads() >= 1
+    assert devices.cpu_threads(3) == 3 and devices.cpu_threads() >= 1
     with pytest.raises(ValueError, match="max_batch: 5000 is above 4096"):
         nx.load(tiny, max_batch=5000)
     with pytest.raises(ValueError, match="max_batch must be an integer >= 1"):
@@ -119,7 +119,7 @@ def test_torch_backends_on_cuda_run_without_tf32():
     cuDNN's TF32 (on by torch's default) and cuBLAS's off for the call, the caller's flags
     back after it, also when the call raises. (The flags are plain settings: checked here
     without a GPU; the GPU report shows the CUDA parity it buys.)"""
-    from nnaudio_export.runtime import float32_cuda
+    from nnaudio_export.devices import float32_cuda
     before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.enabled)
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
     try:
@@ -139,7 +139,7 @@ def test_default_chunk_follows_the_devices_memory(monkeypatch):
     """nx.load's default max_batch: 1 GiB of activations a call on the CPU; on CUDA a quarter
     of the GPU's free memory (at least 1 GiB), within the memory limit either way."""
     from nnaudio_export.checks import memory_limit
-    from nnaudio_export.runtime import CHUNK_BYTES, chunk_bytes
+    from nnaudio_export.devices import CHUNK_BYTES, chunk_bytes
     assert chunk_bytes("cpu") == min(CHUNK_BYTES, memory_limit())
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (12 * 2**30, 140 * 2**30))
     assert chunk_bytes("cuda") == min(3 * 2**30, memory_limit())
@@ -158,10 +158,10 @@ def test_item_workers_run_a_batch_side_by_side(tiny):
     assert rt.item_workers == 2 and "item_workers=2" in repr(rt)
     assert rt.max_batch == one_thread.max_batch          # chunks sized for one thread
     rt(audio(1))
-    assert not rt._item_workers._sessions                # one item: no workers built
+    assert not rt._batches.workers._sessions                # one item: no workers built
     x = audio(7, seed=3)
     y = rt(x)
-    assert len(rt._item_workers._sessions) == 2
+    assert len(rt._batches.workers._sessions) == 2
     np.testing.assert_array_equal(y, one_thread(x))
     yt = rt(torch.from_numpy(x))
     assert isinstance(yt, torch.Tensor) and torch.equal(yt, torch.from_numpy(y))
@@ -198,7 +198,7 @@ def test_item_workers_auto_runs_each_batch_the_faster_way(tiny, whisper):
         assert "item_workers='auto'" in repr(rt)
         assert rt.session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
         assert rt.max_batch == plain.max_batch
-        assert rt._worker_batch == nx.load(bundle, intra_op_num_threads=1).max_batch
+        assert rt._batches.worker_batch == nx.load(bundle, intra_op_num_threads=1).max_batch
         for _ in range(8):
             np.testing.assert_array_equal(rt(x), want)
         timings = rt.batch_timings()
@@ -207,7 +207,7 @@ def test_item_workers_auto_runs_each_batch_the_faster_way(tiny, whisper):
         rt(x[:1])                                             # one item: on the session, not timed
         assert sum(t["calls"] for t in rt.batch_timings().values()) == 8
     single = nx.load(tiny, intra_op_num_threads=1, item_workers="auto")
-    assert single.batch_timings() is None and single._item_workers is None
+    assert single.batch_timings() is None and single._batches.workers is None
     np.testing.assert_array_equal(single(audio(3)), nx.load(tiny)(audio(3)))
 
 

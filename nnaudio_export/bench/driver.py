@@ -27,7 +27,8 @@ from ..manifest import model_format, read_manifest, tensor_names
 from ..parity import disable_tf32
 from ..ort_cpu import chunk_items
 from ..presets import get_spec, load as load_preset, names as preset_names
-from ..runtime import cpu_threads, load
+from ..devices import cpu_threads
+from ..runtime import load
 from ..spec import input_kind, normalize_spec, transform_precisions
 from .dft import direct_conv_candidate, fourier_stages
 from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
