@@ -78,7 +78,7 @@ def _build_one(job: dict) -> dict:
     t0 = time.time()
     try:
         import nnaudio_export as nx
-        from nnaudio_export.bench.driver import bench_length, ensure_bundle
+        from nnaudio_export.bench.bundles import bench_length, ensure_bundle
         if job["kind"] == "bench":
             raw = nx.presets.get_spec(job["preset"])
             path = ensure_bundle(job["preset"], bench_length(raw, False), Path(job["root"]),
@@ -95,7 +95,7 @@ def _build_one(job: dict) -> dict:
 
 def build_jobs(work: Path, presets, bench_presets) -> list:
     import nnaudio_export as nx
-    from nnaudio_export.bench.driver import declared_precisions
+    from nnaudio_export.bench.bundles import declared_precisions
     from nnaudio_export.spec import normalize_spec
     jobs = []
     bench_root = work / "bench" / "bundles"
@@ -270,7 +270,7 @@ def stage_ortprofile(work: Path, out_dir: Path, presets) -> bool:
     import torch
     from torch.profiler import ProfilerActivity, profile
     import nnaudio_export as nx
-    from nnaudio_export.bench.driver import bench_input, bench_length, ensure_bundle
+    from nnaudio_export.bench.bundles import bench_input, bench_length, ensure_bundle
     from nnaudio_export.manifest import model_format, read_manifest, tensor_names
     from nnaudio_export.parity import disable_tf32
     disable_tf32()

@@ -70,7 +70,7 @@ def _ort_ms(bundle: Path, xt, device: str):
 def probe(preset: str, device: str, batch: int, work: Path) -> dict:
     import torch
     import nnaudio_export as nx
-    from nnaudio_export.bench.driver import bench_input, bench_length
+    from nnaudio_export.bench.bundles import bench_input, bench_length
     from nnaudio_export.bench.measure import time_call
     from nnaudio_export.layers.frame_conv import fourier_stages
     raw = nx.presets.get_spec(preset)

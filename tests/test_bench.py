@@ -198,18 +198,18 @@ def test_a_bundle_is_reused_only_when_this_code_exported_it(tmp_path):
     """The bench keeps its bundles between runs; one exported by other code (same spec and
     torch, another graph: what happened when 'extended' moved onto the factorised stages) is
     exported again instead of being timed as this code's."""
-    from nnaudio_export.bench import driver
+    from nnaudio_export.bench import bundles
     length = {"num_samples": 16000}
-    out = driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
+    out = bundles.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
     model = out / "model.onnx"
     first = model.stat().st_mtime_ns
-    assert driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",)) == out
+    assert bundles.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",)) == out
     assert model.stat().st_mtime_ns == first                       # reused
     stamp = out.with_name(out.name + ".source")
     stamp.write_text("0" * 64 + "\n")                              # as if other code wrote it
-    driver.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
+    bundles.ensure_bundle("whisper_80", length, tmp_path, formats=("onnx",))
     assert model.stat().st_mtime_ns != first
-    assert stamp.read_text().strip() == driver.source_fingerprint()
+    assert stamp.read_text().strip() == bundles.source_fingerprint()
 
 
 def test_malloc_mode_is_checked_and_retain_needs_glibc(tmp_path, monkeypatch):

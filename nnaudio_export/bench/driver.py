@@ -2,26 +2,24 @@
 the usual peers (librosa, torch.stft, nnAudio, openai-whisper, transformers, kaldi-native-fbank,
 the ONNX ``STFT`` op) on the same data in one process, with this machine's fp32 GEMM rate as
 the ceiling and each artifact's FLOP count.
-This module holds the orchestration (our bundles, the per-preset driver ``run_preset``, ``run``)
-and the command (``cmd_bench``, ``main``; its arguments are :mod:`.options`'s); the measurement primitives (timing, FLOPs, memory, machine
-and GEMM ceiling) live in :mod:`.measure`, the peers in :mod:`.peers` and the markdown / JSON /
-PNG writing in :mod:`.report`.
+This module holds the orchestration (our bundles' candidates, the per-preset driver
+``run_preset``, ``run``) and the command (``cmd_bench``, ``main``; its arguments are
+:mod:`.options`'s); the bundles and inputs a run uses come from :mod:`.bundles`, the
+measurement primitives (timing, FLOPs, memory, machine and GEMM ceiling) live in
+:mod:`.measure`, the peers in :mod:`.peers` and the markdown / JSON / PNG writing in
+:mod:`.report`.
 """
 import argparse
-import functools
-import hashlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from ..allocator import allocator_state, retain_freed_memory
-from ..api import export
 from ..layers.common import filterbank_stages
 from ..manifest import model_format, read_manifest, tensor_names
 from ..parity import disable_tf32
@@ -29,95 +27,17 @@ from ..ort_cpu import chunk_items
 from ..presets import get_spec, load as load_preset, names as preset_names
 from ..devices import cpu_threads
 from ..runtime import load
-from ..spec import input_kind, normalize_spec, transform_precisions
+from ..spec import normalize_spec
+from .bundles import bench_input, bench_length, declared_precisions, ensure_bundle
 from .dft import direct_conv_candidate, fourier_stages
-from .measure import (SETTLE_S, SIGNAL_NAMES, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
-                      gemm_gflops, machine_info, make_input, measure, note_items_per_call, probe_memory)
-from .options import (FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, QUICK_SECONDS, STREAM_PRESETS,
+from .measure import (SETTLE_S, Candidate, _err, _say, contention, count_flops, cpu_snapshot,
+                      gemm_gflops, machine_info, measure, note_items_per_call, probe_memory)
+from .options import (FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, STREAM_PRESETS,
                       add_arguments)
 from .peers import prepare_peers
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
-QUICK_FRAMES = 64   # a synthesis preset's input in --quick (its own length otherwise)
-
-
-def bench_length(raw: Dict[str, Any], quick: bool) -> Dict[str, int]:
-    """The length overrides of a run: the preset's own, or in --quick QUICK_SECONDS of
-    audio input (a synthesis preset: QUICK_FRAMES input frames)."""
-    if input_kind(raw) == "spectrum":
-        return {"num_frames": QUICK_FRAMES if quick else int(raw["stages"][0]["num_frames"])}
-    return {"num_samples": int(round(QUICK_SECONDS * float(raw["sample_rate"]))) if quick
-            else int(raw["num_samples"])}
-
-
-def bench_input(preset: str, raw: Dict[str, Any], length: Dict[str, int], batch: int) -> Tuple[int, np.ndarray]:
-    """(audio samples per item, the input batch) of a run at ``length``: the benchmark's
-    signals, or for a synthesis preset their STFT in its input layout."""
-    if "num_samples" in length:
-        n = length["num_samples"]
-        return n, make_input(n, float(raw["sample_rate"]), batch)
-    example = load_preset(preset, **length)
-    return example.num_samples, example.example_input(tuple(SIGNAL_NAMES[i % len(SIGNAL_NAMES)]
-                                                            for i in range(batch)))
-
-
 # ---------------------------------------------------------------- our bundles
-
-@functools.lru_cache(maxsize=1)
-def source_fingerprint() -> str:
-    """sha256 of this package's Python sources: a bundle exported by other code (same spec,
-    same torch, another graph) is exported again, not timed as if it were this code's."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def ensure_bundle(preset: str, length: Dict[str, int], root: Path, precision: Optional[str] = None,
-                  pt2_device: str = "cpu", formats: Tuple[str, ...] = ("torchscript", "onnx", "pt2"),
-                  target: str = "cpu") -> Path:
-    """Export ``preset`` at ``length`` (:func:`bench_length`) and ``precision`` (default the
-    preset's own), laid out for ``target``, its .pt2 compiled for ``pt2_device``, once into
-    ``root``; reuse a bundle whose manifest spec, torch version, .pt2 device and ``formats``
-    match and that this package's sources exported (:func:`source_fingerprint`, kept beside
-    the bundle in ``<bundle>.source``)."""
-    fe = load_preset(preset, precision=precision, target=target, **length)
-    size = f"n{length['num_samples']}" if "num_samples" in length else f"t{length['num_frames']}"
-    out = root / (f"{preset}-{size}" + (f"-{precision}" if precision else "")
-                  + ("" if target == "cpu" else f"-{target}-layout")
-                  + ("" if pt2_device == "cpu" else f"-pt2{pt2_device}")
-                  + ("" if "pt2" in formats else "-no-pt2"))
-    mf = out / "manifest.json"
-    stamp = out.with_name(out.name + ".source")
-    if mf.is_file() and stamp.is_file() and stamp.read_text().strip() == source_fingerprint():
-        try:
-            m = json.loads(mf.read_text())
-            files = [model_format(f).file for f in formats]
-            if (m.get("spec") == fe.spec and m["versions"]["torch"] == torch.__version__
-                    and sorted(m["files"]) == sorted(files)
-                    and m["files"].get(model_format("pt2").file, {}).get("device", "cpu") == pt2_device
-                    and all((out / f).is_file() for f in files)):
-                _say(f"{preset}: reusing bundle {out}")
-                return out
-        except Exception:
-            pass
-    _say(f"{preset}: exporting bundle {out} ({', '.join(formats)}{' for ' + pt2_device if 'pt2' in formats else ''})")
-    bundle = export(fe, out, formats=formats, batch=None, verify=False, overwrite=True,
-                    pt2_device=pt2_device if "pt2" in formats else "cpu")
-    stamp.write_text(source_fingerprint() + "\n")
-    return bundle
-
-
-def declared_precisions(preset: str, spec: Dict[str, Any]) -> Tuple[str, str]:
-    """(the precision a preset declares for its transforms, the other one) when its JSON names
-    one (the production presets do); ('', '') for presets that leave it at the default."""
-    raw = get_spec(preset).get("stages", [])
-    own = transform_precisions(spec)
-    if len(own) != 1 or not any("precision" in st for st in raw):
-        return "", ""
-    (own_precision,) = own
-    return own_precision, ("single" if own_precision == "extended" else "extended")
 
 
 def prepare_ours(bundle: Path, fe: torch.nn.Module, x: torch.Tensor, xn: np.ndarray, device: str,
