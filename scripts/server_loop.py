@@ -12,20 +12,19 @@ a switch between ways is itself slow for a call or two, so a rotation of single 
 benchmark's) times neither way as a server sees it. With ``--probe`` (the binary built from
 ``scripts/core_to_core.c``) the cache-line round trip between the first two CPUs this process
 may use is read before and after each block, and the means are also given per state ('one
-cache': both readings below 150 ns; 'apart': both above).
+cache': both readings at most 150 ns, ``nnaudio_export.bench.placement.APART_NS``; 'apart':
+both above; the benchmark's ``--probe`` reads the same probe before each timed call).
 """
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-SHARED_NS = 150.0   # below: the two CPUs share a cache (72-80 ns on our VM; ~330 ns apart)
+from nnaudio_export.bench.placement import APART_NS, placement_reader
 
 
 def example_batch(rt: Any, batch: int) -> np.ndarray:
@@ -33,14 +32,6 @@ def example_batch(rt: Any, batch: int) -> np.ndarray:
     shape = (batch,) + tuple(int(d) for d in rt.input_shape[1:])
     x = 0.1 * np.random.default_rng(0).standard_normal(shape)
     return x.astype(np.float32) if rt.input_dtype == "float32" else (x * 3000).astype(np.int16)
-
-
-def probe_ns(probe: Optional[str]) -> Optional[float]:
-    """The cache-line round trip (ns) between the first two CPUs this process may run on."""
-    if not probe:
-        return None
-    cpus = sorted(os.sched_getaffinity(0))[:2]
-    return float(subprocess.run([probe, *map(str, cpus)], capture_output=True, text=True, check=True).stdout)
 
 
 def run_blocks(bundle: str, batch: int, threads: Optional[int], block: float, minutes: float,
@@ -56,15 +47,16 @@ def run_blocks(bundle: str, batch: int, threads: Optional[int], block: float, mi
     for rt in runtimes.values():            # sessions built, arenas grown
         for _ in range(3):
             rt(x)
+    read: Callable[[], Optional[float]] = placement_reader(probe) if probe else (lambda: None)
     records, end = [], time.time() + 60.0 * minutes
     while time.time() < end:
         for name, rt in runtimes.items():
-            before, start, calls = probe_ns(probe), time.perf_counter(), 0
+            before, start, calls = read(), time.perf_counter(), 0
             while time.perf_counter() - start < block:
                 rt(x)
                 calls += 1
             records.append({"runtime": name, "ms_per_batch": 1e3 * (time.perf_counter() - start) / calls,
-                            "probe_before_ns": before, "probe_after_ns": probe_ns(probe)})
+                            "probe_before_ns": before, "probe_after_ns": read()})
     records.append({"runtime": "auto", "batch_timings": runtimes["auto"].batch_timings()})
     return records
 
@@ -73,7 +65,7 @@ def state(r: Dict[str, Any]) -> str:
     a, b = r["probe_before_ns"], r["probe_after_ns"]
     if a is None:
         return "all"
-    return "one cache" if max(a, b) < SHARED_NS else ("apart" if min(a, b) >= SHARED_NS else "changing")
+    return "one cache" if max(a, b) <= APART_NS else ("apart" if min(a, b) > APART_NS else "changing")
 
 
 def summary(records: List[Dict[str, Any]]) -> str:

@@ -19,11 +19,28 @@ WHISPER_PEERS = ("librosa", "torch.stft", "nnAudio 0.3.4", "openai-whisper",
                  "ONNX STFT op (ORT CPU)")
 
 
+# A stand-in for scripts/core_to_core (the real one: tests/test_server_loop.py, and
+# test_placement_reader_runs_the_real_probe below): every third reading 'apart'.
+FAKE_PROBE = """#!/bin/sh
+n=$(cat "$0.count" 2>/dev/null || echo 0)
+echo $((n + 1)) > "$0.count"
+if [ $((n % 3)) -eq 0 ]; then echo 331.5; else echo 76.5; fi
+"""
+
+
+def fake_probe(folder):
+    path = folder / "fake_core_to_core"
+    path.write_text(FAKE_PROBE)
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     threads = torch.get_num_threads()
-    rc = bench.main(["--quick", "--presets", "whisper_80", "--threads", "1", "--out", str(out)])
+    rc = bench.main(["--quick", "--presets", "whisper_80", "--threads", "1", "--out", str(out),
+                     "--probe", str(fake_probe(out))])
     assert rc == 0
     assert torch.get_num_threads() == threads                # restored after the run
     return out
@@ -331,3 +348,62 @@ def test_profile_script_times_the_timed_calls_only(quick_report, capsys):
     assert ms == sorted(ms, reverse=True)
     with pytest.raises(SystemExit, match="no ONNX model at"):
         mod.model_path(str(quick_report / "nothing"))
+
+
+def test_rows_are_split_by_the_vcpus_placement(quick_report):
+    """--probe: the probe is read before each timed call; every row's calls are split into
+    'one_l3' and 'apart' (above 150 ns), with each state's median and its ratio to the
+    fastest peer in the same state, in the JSON and as a table in bench.md."""
+    rep = json.loads((quick_report / "bench.json").read_text())
+    assert rep["placement_probe"]["apart_above_ns"] == 150.0
+    (p,) = rep["presets"]
+    rows = [r for r in p["rows"] if r["status"] == "ok"]
+    readings = [ns for r in rows for ns in r["placement_ns"]]
+    assert set(readings) == {331.5, 76.5} and len(readings) == sum(r["runs"] for r in rows)
+    for r in rows:
+        split = r["by_placement"]
+        assert split["one_l3"]["calls"] + split["apart"]["calls"] == r["runs"]
+        assert split["apart"]["calls"] == sum(1 for ns in r["placement_ns"] if ns > 150)
+        for cell in split.values():
+            assert (cell["median_ms"] is None) == (cell["calls"] == 0)
+    best = p["fastest_peer_ms_by_placement"]
+    peers = [r for r in rows if r["group"] == "peer" and r.get("identical_settings")]
+    for name, ms in best.items():
+        assert ms == min((r["by_placement"][name]["median_ms"] for r in peers
+                          if r["by_placement"][name]["median_ms"] is not None), default=None)
+    md = (quick_report / "bench.md").read_text()
+    apart = sum(1 for ns in readings if ns > 150)
+    assert f"{apart} of {len(readings)} calls found the two vCPUs apart" in md
+    assert "| implementation | one L3: calls | median ms | x fastest peer | apart: calls |" in md
+
+
+def test_a_probe_that_cannot_run_is_refused_before_the_run(tmp_path):
+    """--probe names itself in one line: not an executable file, or no reading in ns."""
+    with pytest.raises(ValueError, match="--probe: .* is not an executable file .*gcc -O2 -pthread"):
+        bench.main(["--quick", "--presets", "stft_2048", "--probe", str(tmp_path / "missing"),
+                    "--out", str(tmp_path)])
+    talker = tmp_path / "talker"
+    talker.write_text("#!/bin/sh\necho hello\n")
+    talker.chmod(0o755)
+    with pytest.raises(ValueError, match="--probe: .* gave no reading in ns: hello"):
+        bench.Config(quick=True, probe=str(talker))
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\necho cannot run on CPU 1 >&2\nexit 2\n")
+    failing.chmod(0o755)
+    with pytest.raises(ValueError, match="gave no reading in ns: cannot run on CPU 1"):
+        bench.Config(quick=True, probe=str(failing))
+    assert not list(tmp_path.glob("bench.*"))                    # nothing was run
+
+
+def test_placement_reader_runs_the_real_probe(tmp_path):
+    """The reader on scripts/core_to_core.c built with gcc: a round trip in ns."""
+    import subprocess
+    from pathlib import Path
+    from nnaudio_export.bench.placement import placement_reader, state
+    binary = tmp_path / "core_to_core"
+    source = Path(__file__).resolve().parents[1] / "scripts" / "core_to_core.c"
+    subprocess.run(["gcc", "-O2", "-pthread", str(source), "-o", str(binary)], check=True,
+                   capture_output=True, timeout=120)
+    ns = placement_reader(str(binary))()
+    assert 1.0 < ns < 1e5 and state(ns) in ("one_l3", "apart")
+    assert state(150.0) == "one_l3" and state(150.1) == "apart"

@@ -35,6 +35,7 @@ from .measure import (SETTLE_S, Candidate, _err, _say, contention, count_flops, 
 from .options import (FULL_BATCH, MALLOC_MODES, OURS, PRESETS, QUICK_BATCH, STREAM_PRESETS,
                       add_arguments)
 from .peers import prepare_peers
+from .placement import APART_NS, fastest_by_placement, placement_reader
 from .report import FLOP_METHOD, MEMORY_METHOD, markdown, write_reports
 
 # ---------------------------------------------------------------- our bundles
@@ -146,7 +147,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
 class Config:
     def __init__(self, presets=PRESETS, out="build/bench", quick=False, batch=None, repeats=None,
                  warmup=None, device="cpu", memory=True, ort_variants=None, settle=None, threads=None,
-                 malloc="default"):
+                 malloc="default", probe=None):
         self.presets = tuple(presets)
         self.out = Path(out)
         self.quick = bool(quick)
@@ -171,6 +172,9 @@ class Config:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch.cuda.is_available() is False")
+        # the vCPUs' placement read before each timed call (bench.placement), or None
+        self.probe = probe
+        self.placement = placement_reader(probe) if probe else None
 
 
 def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
@@ -232,7 +236,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     _say(f"{preset}: timing {sum(1 for c in cands if c[1])} implementations round-robin, "
          f"batch {b} x {n / sr:g} s, {cfg.warmup} warm-up + {cfg.repeats} timed calls each")
     snap = cpu_snapshot()
-    measure(cands, cfg.warmup, cfg.repeats, cfg.settle)
+    measure(cands, cfg.warmup, cfg.repeats, cfg.settle, cfg.placement)
     res["contention"] = contention(snap, cpu_snapshot())
     res["rows"] = [row for row, _, _ in cands]
     del cands
@@ -266,6 +270,9 @@ def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:
     res["fastest_peer"] = next((r["impl"] for r in res["rows"] if r["group"] == "peer" and r["status"] == "ok"
                                 and r.get("identical_settings") and r["median_ms"] == fastest), None)
     res["fastest_peer_ms"] = fastest
+    placed = any(r.get("by_placement") for r in res["rows"])
+    if placed:
+        res["fastest_peer_ms_by_placement"] = fastest_by_placement(res["rows"])
     for r in res["rows"]:
         r.setdefault("status", "error")
         for k in ("median_ms", "min_ms", "max_ms", "runs", "faults_per_call", "gflop", "note", "error", "mem_mb",
@@ -276,6 +283,10 @@ def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:
         r["gflops_per_s"] = r["gflop"] / (r["median_ms"] * 1e-3) if ok and r["gflop"] else None
         r["pct_of_gemm_peak"] = 100.0 * r["gflops_per_s"] / peak_gflops if r["gflops_per_s"] else None
         r["realtime_factor"] = res["batch"] * res["seconds"] / (r["median_ms"] * 1e-3) if ok else None
+        if placed and ok and r.get("by_placement"):
+            for name, cell in r["by_placement"].items():
+                best = res["fastest_peer_ms_by_placement"][name]
+                cell["rel_to_fastest_peer"] = best / cell["median_ms"] if best and cell["median_ms"] else None
 
 
 def run(cfg: Config) -> Dict[str, Any]:
@@ -315,6 +326,7 @@ def _run(cfg: Config) -> Dict[str, Any]:
     info["contention"] = contention(snap, cpu_snapshot())
     report = {"machine": info, "gemm": gemm, "device": cfg.device, "quick": cfg.quick,
               "repeats": cfg.repeats, "warmup": cfg.warmup, "settle_s": cfg.settle,
+              "placement_probe": ({"path": cfg.probe, "apart_above_ns": APART_NS} if cfg.probe else None),
               "ort_threads": cfg.threads or "ORT default (one per core)", "allocator": allocator_state(),
               "memory_method": MEMORY_METHOD,
               "flop_method": FLOP_METHOD, "presets": results, "wall_s": time.time() - t0}
@@ -339,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
-                 not args.no_memory, args.ort_variants, args.settle, args.threads, args.malloc)
+                 not args.no_memory, args.ort_variants, args.settle, args.threads, args.malloc, args.probe)
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..allocator import minor_faults
+from .placement import split_by_placement
 
 SIGNAL_NAMES = ("speech", "tones", "noise", "chirp")
 
@@ -154,11 +155,14 @@ def make_input(num_samples: int, sample_rate: float, batch: int) -> np.ndarray:
 SETTLE_S = 0.2
 
 
-def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = SETTLE_S) -> None:
+def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = SETTLE_S,
+            placement: Optional[Callable[[], float]] = None) -> None:
     """Warm every candidate up, then time them ROUND-ROBIN (one call of each per round), so
     load from other processes hits all implementations alike; ``settle`` seconds of sleep
     before each timed call (see :data:`SETTLE_S`); median / min / max per row, and the median
-    minor page faults of a timed call (``faults_per_call``)."""
+    minor page faults of a timed call (``faults_per_call``). ``placement``: read before each
+    call's pause (:mod:`.placement`; its spinning threads settle with the pause), each row
+    then also gets ``placement_ns`` and ``by_placement``."""
     live = []
     for row, fn, sync in cands:
         if fn is None:
@@ -168,11 +172,13 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
                 warnings.simplefilter("ignore")
                 for _ in range(max(warmup, 1)):
                     fn()
-            live.append((row, fn, sync, [], []))      # call times (ms), page faults per call
+            live.append((row, fn, sync, [], [], []))  # call times (ms), page faults, placement (ns)
         except Exception as exc:
             row.update(status="error", error=_err(exc))
     for _ in range(repeats):
-        for row, fn, sync, ts, faults in live:
+        for row, fn, sync, ts, faults, where in live:
+            if placement is not None:
+                where.append(placement())
             time.sleep(settle)
             f0 = minor_faults()
             t0 = time.perf_counter()
@@ -181,9 +187,11 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
                 sync()
             ts.append((time.perf_counter() - t0) * 1e3)
             faults.append(minor_faults() - f0)
-    for row, _, _, ts, faults in live:
+    for row, _, _, ts, faults, where in live:
         row.update(status="ok", median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), runs=len(ts),
                    faults_per_call=int(statistics.median(faults)))
+        if placement is not None:
+            row.update(placement_ns=[round(ns, 1) for ns in where], by_placement=split_by_placement(ts, where))
 
 
 

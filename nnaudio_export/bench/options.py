@@ -49,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "core; --streaming: 1). With N >= 2 on the CPU, ours in ORT is also timed with "
                         "item_workers=N and item_workers='auto', and the peers that compute an item at a "
                         "time N items side by side")
+    p.add_argument("--probe", default=None, metavar="PATH",
+                   help="the core_to_core binary (gcc -O2 -pthread scripts/core_to_core.c -o core_to_core): "
+                        "read before each timed call, it tells whether the two vCPUs share an L3; the "
+                        "report then gives each row's median per placement (cloud VMs move vCPUs between "
+                        "dies, and intra-op threads run up to 2.5x slower apart)")
 
 
 def add_cli(subparsers: Any, **common: Any) -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 
 from ..allocator import describe_allocator
 from .measure import _say
+from .placement import APART_NS, PLACEMENTS
 
 
 MEMORY_METHOD = ("ours only, a fresh subprocess per backend: mem MB = peak anonymous RSS (resident minus "
@@ -84,7 +85,8 @@ def markdown(report: Dict[str, Any]) -> str:
              "which runs a CPU batch in ONNX Runtime a few items a call (its default; notes column)",
              f"- C allocator: {describe_allocator(report.get('allocator', {}))}; page faults / call: median minor "
              "page faults of a timed call (all threads), one per 4 KiB page the call got fresh from the kernel",
-             f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}", ""]
+             f"- FLOPs: {report['flop_method']}", f"- memory: {report['memory_method']}"]
+    lines += placement_summary(report) + [""]
     head = ("implementation", "median ms", "min ms", "x fastest peer", "GFLOP", "GFLOP/s", "% GEMM peak",
             "page faults / call", "mem MB", "notes")
     for p in report["presets"]:
@@ -106,6 +108,7 @@ def markdown(report: Dict[str, Any]) -> str:
                 _f(r["pct_of_gemm_peak"], "{:.0f} %"), _f(r.get("faults_per_call"), "{:,}"),
                 _f(r["mem_mb"], "{:.0f}"),
                 note.replace("|", "/").replace("\n", " ")]) + " |")
+        lines += placement_table(p)
         ratio = precision_ratio(p["rows"])
         if ratio:
             lines += ["", ratio]
@@ -117,6 +120,39 @@ def markdown(report: Dict[str, Any]) -> str:
         lines.append("")
     lines.append(f"Total benchmark wall time: {report['wall_s']:.0f} s.")
     return "\n".join(lines) + "\n"
+
+
+def placement_summary(report: Dict[str, Any]) -> List[str]:
+    """The header line of a run with ``--probe``: the probe, and how many timed calls of the
+    run found the two vCPUs apart (empty without a probe)."""
+    probe = report.get("placement_probe")
+    if not probe:
+        return []
+    readings = [ns for p in report["presets"] for r in p["rows"] for ns in (r.get("placement_ns") or [])]
+    apart = sum(1 for ns in readings if ns > probe["apart_above_ns"])
+    return [f"- placement: `{probe['path']}` read before each timed call; {apart} of {len(readings)} "
+            f"calls found the two vCPUs apart (round trip above {probe['apart_above_ns']:g} ns; "
+            f"readings {min(readings, default=0):.0f}-{max(readings, default=0):.0f} ns); per-row medians "
+            "by placement below each table"]
+
+
+def placement_table(p: Dict[str, Any]) -> List[str]:
+    """With ``--probe``: each row's timed calls and median per placement of the two vCPUs,
+    and its ratio to the fastest peer in the same placement (empty without a probe)."""
+    rows = [r for r in p["rows"] if r.get("by_placement")]
+    if not rows:
+        return []
+    lines = ["", f"By placement of the two vCPUs, read before each timed call (`--probe`; apart: a "
+                 f"cache-line round trip above {APART_NS:g} ns):", "",
+             "| implementation | one L3: calls | median ms | x fastest peer | apart: calls | median ms "
+             "| x fastest peer |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["impl"]]
+        for name in PLACEMENTS:
+            c = r["by_placement"][name]
+            cells += [str(c["calls"]), _f(c["median_ms"]), _f(c.get("rel_to_fastest_peer"), "{:.2f}x")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def precision_ratio(rows: List[Dict[str, Any]]) -> str:
