@@ -2,7 +2,8 @@
 one output array (IO binding: no copy out of ONNX Runtime, no concatenation), either on one
 session with its intra-op threads or shared out among single-threaded sessions running side
 by side (``nx.load(..., item_workers=N)``, :class:`ItemWorkers`), or whichever of the two
-was faster lately (``item_workers='auto'``, :class:`FasterOfTwo`).
+was faster lately (``item_workers='auto'``, :class:`FasterOfTwo`); :class:`CpuBatches` is
+the one object a runtime holds for all of it.
 
 Why a few items a call: one call's intermediates then stay in the caches between the graph's
 passes (README, "Running a CPU batch a few items a call"). Why items side by side can help:
