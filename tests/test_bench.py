@@ -181,6 +181,34 @@ def test_each_timed_call_waits_for_the_previous_ones_threads(monkeypatch):
     assert bench.Config(quick=False).settle == m.SETTLE_S == 0.2 and bench.Config(quick=True).settle == 0.0
 
 
+def test_calls_per_turn_run_back_to_back_after_one_pause(monkeypatch, tmp_path):
+    """--calls-per-turn K: each turn is one pause, then K timed calls of the same
+    implementation back to back; every call counts in the median, and the turns' first calls
+    (after the other implementations ran) get their own median. K out of range is refused."""
+    from nnaudio_export.bench import measure as m
+    from nnaudio_export.bench.report import describe_turns
+    events = []
+    monkeypatch.setattr(m.time, "sleep", lambda s: events.append(("sleep", s)))
+    cands = [({"impl": name}, (lambda name=name: events.append(("call", name))), None) for name in "ab"]
+    m.measure(cands, warmup=1, repeats=2, settle=0.25, placement=lambda: 80.0, calls_per_turn=3)
+    timed = events[2:]
+    turn = lambda name: [("sleep", 0.25)] + [("call", name)] * 3
+    assert timed == (turn("a") + turn("b")) * 2
+    for row, _, _ in cands:
+        assert row["runs"] == 6 and len(row["placement_ns"]) == 6 and row["first_of_turn_ms"] >= 0
+        assert row["by_placement"]["one_l3"]["calls"] == 6
+    single = [({"impl": "c"}, lambda: None, None)]
+    m.measure(single, warmup=0, repeats=2, settle=0.0)
+    assert "first_of_turn_ms" not in single[0][0]
+    assert describe_turns({"repeats": 5, "calls_per_turn": 1}) == "5 timed calls"
+    assert describe_turns({"repeats": 5, "calls_per_turn": 4}).startswith("20 timed calls in 5 turns of 4")
+    for bad in (0, 101, 2.0, True):
+        with pytest.raises(ValueError, match="--calls-per-turn must be an integer from 1 to 100"):
+            bench.Config(quick=True, calls_per_turn=bad)
+    with pytest.raises(ValueError, match="--calls-per-turn"):
+        bench.main(["--quick", "--presets", "stft_2048", "--calls-per-turn", "0", "--out", str(tmp_path)])
+
+
 def test_settle_out_of_range_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--settle"):
         bench.main(["--quick", "--presets", "stft_2048", "--settle", "-1", "--out", str(tmp_path)])

@@ -147,7 +147,7 @@ def ort_variants(bundle: Path, xn: np.ndarray, cfg: "Config") -> List[Dict[str, 
 class Config:
     def __init__(self, presets=PRESETS, out="build/bench", quick=False, batch=None, repeats=None,
                  warmup=None, device="cpu", memory=True, ort_variants=None, settle=None, threads=None,
-                 malloc="default", probe=None):
+                 malloc="default", probe=None, calls_per_turn=1):
         self.presets = tuple(presets)
         self.out = Path(out)
         self.quick = bool(quick)
@@ -172,6 +172,9 @@ class Config:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch.cuda.is_available() is False")
+        if isinstance(calls_per_turn, bool) or not isinstance(calls_per_turn, int) or not 1 <= calls_per_turn <= 100:
+            raise ValueError(f"--calls-per-turn must be an integer from 1 to 100, got {calls_per_turn!r}")
+        self.calls_per_turn = calls_per_turn
         # the vCPUs' placement read before each timed call (bench.placement), or None
         self.probe = probe
         self.placement = placement_reader(probe) if probe else None
@@ -236,7 +239,7 @@ def run_preset(preset: str, cfg: Config, peak_gflops: float) -> Dict[str, Any]:
     _say(f"{preset}: timing {sum(1 for c in cands if c[1])} implementations round-robin, "
          f"batch {b} x {n / sr:g} s, {cfg.warmup} warm-up + {cfg.repeats} timed calls each")
     snap = cpu_snapshot()
-    measure(cands, cfg.warmup, cfg.repeats, cfg.settle, cfg.placement)
+    measure(cands, cfg.warmup, cfg.repeats, cfg.settle, cfg.placement, cfg.calls_per_turn)
     res["contention"] = contention(snap, cpu_snapshot())
     res["rows"] = [row for row, _, _ in cands]
     del cands
@@ -326,6 +329,7 @@ def _run(cfg: Config) -> Dict[str, Any]:
     info["contention"] = contention(snap, cpu_snapshot())
     report = {"machine": info, "gemm": gemm, "device": cfg.device, "quick": cfg.quick,
               "repeats": cfg.repeats, "warmup": cfg.warmup, "settle_s": cfg.settle,
+              "calls_per_turn": cfg.calls_per_turn,
               "placement_probe": ({"path": cfg.probe, "apart_above_ns": APART_NS} if cfg.probe else None),
               "ort_threads": cfg.threads or "ORT default (one per core)", "allocator": allocator_state(),
               "memory_method": MEMORY_METHOD,
@@ -351,7 +355,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise ValueError("--batch must be >= 1")
     cfg = Config(args.presets, args.out, args.quick, args.batch, args.repeats, args.warmup, args.device,
-                 not args.no_memory, args.ort_variants, args.settle, args.threads, args.malloc, args.probe)
+                 not args.no_memory, args.ort_variants, args.settle, args.threads, args.malloc, args.probe,
+                 args.calls_per_turn)
     report = run(cfg)
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.md'}, {cfg.out / 'bench.json'}, {cfg.out / 'bench.png'}")

@@ -156,13 +156,16 @@ SETTLE_S = 0.2
 
 
 def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = SETTLE_S,
-            placement: Optional[Callable[[], float]] = None) -> None:
+            placement: Optional[Callable[[], float]] = None, calls_per_turn: int = 1) -> None:
     """Warm every candidate up, then time them ROUND-ROBIN (one call of each per round), so
     load from other processes hits all implementations alike; ``settle`` seconds of sleep
     before each timed call (see :data:`SETTLE_S`); median / min / max per row, and the median
     minor page faults of a timed call (``faults_per_call``). ``placement``: read before each
     call's pause (:mod:`.placement`; its spinning threads settle with the pause), each row
-    then also gets ``placement_ns`` and ``by_placement``."""
+    then also gets ``placement_ns`` and ``by_placement``. ``calls_per_turn`` (K): each turn
+    (``repeats`` of them) is K timed calls back to back after the pause, all in the median;
+    with K >= 2 the row also gets ``first_of_turn_ms``, the median of the turns' first calls
+    (those that find the caches as the other implementations left them)."""
     live = []
     for row, fn, sync in cands:
         if fn is None:
@@ -177,19 +180,23 @@ def measure(cands: List[Candidate], warmup: int, repeats: int, settle: float = S
             row.update(status="error", error=_err(exc))
     for _ in range(repeats):
         for row, fn, sync, ts, faults, where in live:
-            if placement is not None:
-                where.append(placement())
+            reading = placement() if placement is not None else None
             time.sleep(settle)
-            f0 = minor_faults()
-            t0 = time.perf_counter()
-            fn()
-            if sync:
-                sync()
-            ts.append((time.perf_counter() - t0) * 1e3)
-            faults.append(minor_faults() - f0)
+            for _ in range(calls_per_turn):
+                f0 = minor_faults()
+                t0 = time.perf_counter()
+                fn()
+                if sync:
+                    sync()
+                ts.append((time.perf_counter() - t0) * 1e3)
+                faults.append(minor_faults() - f0)
+                if reading is not None:
+                    where.append(reading)
     for row, _, _, ts, faults, where in live:
         row.update(status="ok", median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), runs=len(ts),
                    faults_per_call=int(statistics.median(faults)))
+        if calls_per_turn > 1:
+            row["first_of_turn_ms"] = statistics.median(ts[::calls_per_turn])
         if placement is not None:
             row.update(placement_ns=[round(ns, 1) for ns in where], by_placement=split_by_placement(ts, where))
 

@@ -49,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "core; --streaming: 1). With N >= 2 on the CPU, ours in ORT is also timed with "
                         "item_workers=N and item_workers='auto', and the peers that compute an item at a "
                         "time N items side by side")
+    p.add_argument("--calls-per-turn", type=int, default=1, metavar="K",
+                   help="timed calls each implementation makes back to back in its turn of the rotation "
+                        "(default 1). With K >= 2 all but a turn's first call find the caches as the "
+                        "implementation's own previous call left them, as in a server running one "
+                        "frontend; the report also gives the median of the turns' first calls")
     p.add_argument("--probe", default=None, metavar="PATH",
                    help="the core_to_core binary (gcc -O2 -pthread scripts/core_to_core.c -o core_to_core): "
                         "read before each timed call, it tells whether the two vCPUs share an L3; the "

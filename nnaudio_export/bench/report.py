@@ -78,8 +78,8 @@ def markdown(report: Dict[str, Any]) -> str:
              f"{c['steal_cores']:.2f} cores stolen by the hypervisor (average); load average "
              f"{m['loadavg_start']:.2f} at start" + (" **(machine was not idle: timings are noisy)**"
                                                       if c["other_cores"] > 0.2 or c["steal_cores"] > 0.2 else ""),
-             f"- timing: {report['warmup']} warm-up calls, then median / min of {report['repeats']} timed calls "
-             "of one whole batch, round-robin, each after a pause of "
+             f"- timing: {report['warmup']} warm-up calls, then median / min of {describe_turns(report)} "
+             "of one whole batch, round-robin, each turn after a pause of "
              f"{report.get('settle_s', 0.0):g} s (so no implementation runs beside the previous one's "
              "spinning threads); same input batch for every implementation; ours through `nx.load`, "
              "which runs a CPU batch in ONNX Runtime a few items a call (its default; notes column)",
@@ -102,6 +102,8 @@ def markdown(report: Dict[str, Any]) -> str:
             note = r["error"] if r["status"] != "ok" else (r["note"] or "")
             if r["status"] != "ok":
                 note = f"**{r['status'].upper()}**: {note}"
+            elif r.get("first_of_turn_ms") is not None:
+                note = "; ".join(filter(None, [f"first call of a turn {r['first_of_turn_ms']:.1f} ms", note]))
             lines.append("| " + " | ".join([
                 ("**" + r["impl"] + "**") if r["group"] == "ours" else r["impl"], _f(r["median_ms"]), _f(r["min_ms"]),
                 _f(r["rel_to_fastest_peer"], "{:.2f}x"), _f(r["gflop"], "{:.2f}"), _f(r["gflops_per_s"]),
@@ -120,6 +122,16 @@ def markdown(report: Dict[str, Any]) -> str:
         lines.append("")
     lines.append(f"Total benchmark wall time: {report['wall_s']:.0f} s.")
     return "\n".join(lines) + "\n"
+
+
+def describe_turns(report: Dict[str, Any]) -> str:
+    """How many timed calls, and how they were grouped into turns (``--calls-per-turn``)."""
+    k = int(report.get("calls_per_turn", 1))
+    if k == 1:
+        return f"{report['repeats']} timed calls"
+    return (f"{report['repeats'] * k} timed calls in {report['repeats']} turns of {k} back to back "
+            "(a turn's first call finds the caches as the other implementations left them; its "
+            "median is in the notes)")
 
 
 def placement_summary(report: Dict[str, Any]) -> List[str]:
