@@ -267,15 +267,14 @@ def side_by_side(cfg: "Config") -> int:
 
 
 def _finish_rows(res: Dict[str, Any], peak_gflops: float) -> None:
-    ok_peers = [r["median_ms"] for r in res["rows"]
-                if r["group"] == "peer" and r["status"] == "ok" and r.get("identical_settings")]
-    fastest = min(ok_peers) if ok_peers else None
-    res["fastest_peer"] = next((r["impl"] for r in res["rows"] if r["group"] == "peer" and r["status"] == "ok"
-                                and r.get("identical_settings") and r["median_ms"] == fastest), None)
+    # the peers a ratio is taken against: timed, with settings identical to ours
+    peers = [r for r in res["rows"] if r["group"] == "peer" and r["status"] == "ok" and r.get("identical_settings")]
+    fastest = min((r["median_ms"] for r in peers), default=None)
+    res["fastest_peer"] = next((r["impl"] for r in peers if r["median_ms"] == fastest), None)
     res["fastest_peer_ms"] = fastest
     placed = any(r.get("by_placement") for r in res["rows"])
     if placed:
-        res["fastest_peer_ms_by_placement"] = fastest_by_placement(res["rows"])
+        res["fastest_peer_ms_by_placement"] = fastest_by_placement(peers)
     for r in res["rows"]:
         r.setdefault("status", "error")
         for k in ("median_ms", "min_ms", "max_ms", "runs", "faults_per_call", "gflop", "note", "error", "mem_mb",

@@ -65,12 +65,12 @@ def split_by_placement(times_ms: List[float], probe_ns: List[float]) -> Dict[str
     return out
 
 
-def fastest_by_placement(rows: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
-    """Per state, the fastest peer's median there (peers with identical settings), or None."""
+def fastest_by_placement(peers: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
+    """Per state, the fastest of ``peers``' medians there (the rows a ratio is taken
+    against, as the caller chose them), or None where none ran in it."""
     best: Dict[str, Optional[float]] = {}
     for name in PLACEMENTS:
-        ms = [r["by_placement"][name]["median_ms"] for r in rows
-              if r["group"] == "peer" and r.get("status") == "ok" and r.get("identical_settings")
-              and r.get("by_placement") and r["by_placement"][name]["median_ms"] is not None]
+        ms = [r["by_placement"][name]["median_ms"] for r in peers
+              if r.get("by_placement") and r["by_placement"][name]["median_ms"] is not None]
         best[name] = min(ms) if ms else None
     return best
